@@ -1,0 +1,262 @@
+//! The datastore abstraction every calico-rs component reads and writes through.
+//!
+//! The model is etcd v3's: one cluster-wide, monotonically increasing revision; every write
+//! bumps it; each stored value remembers the revision that created it and the one that last
+//! modified it; a watch replays, in order, every change after a given revision, or says the
+//! history it needs is gone ("compacted, relist"). The embedded SQLite backend implements the
+//! same model in one file, and the etcd backend maps it onto etcd directly.
+//!
+//! Values are JSON objects. The store owns three metadata fields and sets them on every write:
+//! `metadata.uid` (new on create, kept on update), `metadata.creationTimestamp` (RFC 3339, set
+//! on create, kept on update) and `metadata.resourceVersion` (the revision of the write, as a
+//! decimal string).
+
+use std::fmt;
+use std::time::Duration;
+
+pub mod config;
+pub mod sqlite;
+
+pub use config::{DatastoreConfig, DatastoreType};
+
+/// A datastore revision: etcd's cluster revision, or the embedded store's write counter.
+pub type Revision = i64;
+
+/// Where a value lives: its kind, its namespace (None for cluster-scoped kinds) and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// The resource kind as written in documents, e.g. `NetworkPolicy`, or an internal kind such
+    /// as `IPAMBlock`.
+    pub kind: String,
+    /// The namespace of a namespaced kind; `None` for cluster-scoped kinds.
+    pub namespace: Option<String>,
+    /// The resource name.
+    pub name: String,
+}
+
+impl Key {
+    /// A key for a cluster-scoped resource.
+    pub fn global(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            namespace: None,
+            name: name.into(),
+        }
+    }
+
+    /// A key for a namespaced resource.
+    pub fn namespaced(
+        kind: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}({}/{})", self.kind, ns, self.name),
+            None => write!(f, "{}({})", self.kind, self.name),
+        }
+    }
+}
+
+/// A stored value with its revisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyValue {
+    /// Where the value lives.
+    pub key: Key,
+    /// The stored JSON object, with the store-owned metadata fields filled in.
+    pub value: serde_json::Value,
+    /// Revision of the write that created this key (kept across updates).
+    pub create_revision: Revision,
+    /// Revision of the last write to this key; equals `metadata.resourceVersion`.
+    pub mod_revision: Revision,
+}
+
+/// The result of a list: the items (sorted by namespace, then name) and the store revision the
+/// list was read at, from which a watch can resume without missing anything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListResult {
+    /// The matching items, sorted by namespace then name.
+    pub items: Vec<KeyValue>,
+    /// The store revision the list is consistent with.
+    pub revision: Revision,
+}
+
+/// One write inside an atomic batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Create; fails with [`DatastoreError::AlreadyExists`] if the key exists.
+    Create { key: Key, value: serde_json::Value },
+    /// Replace an existing value; with `expected_revision` set, only if its mod revision still
+    /// equals it (compare-and-swap), else [`DatastoreError::Conflict`].
+    Update {
+        key: Key,
+        value: serde_json::Value,
+        expected_revision: Option<Revision>,
+    },
+    /// Create or replace (keeping `uid` and `creationTimestamp` of an existing value).
+    Upsert { key: Key, value: serde_json::Value },
+    /// Delete; with `expected_revision` set, only if the mod revision still equals it.
+    Delete {
+        key: Key,
+        expected_revision: Option<Revision>,
+    },
+}
+
+/// What happened to a key in a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// The key was created.
+    Added,
+    /// The key existed and was replaced.
+    Modified,
+    /// The key was deleted.
+    Deleted,
+}
+
+/// One change, as seen by a watcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// The revision of the write that made this change.
+    pub revision: Revision,
+    /// The key that changed.
+    pub key: Key,
+    /// The new value (None for deletions).
+    pub value: Option<serde_json::Value>,
+    /// The value before the change (None for additions).
+    pub prev_value: Option<serde_json::Value>,
+}
+
+/// Which changes a watcher wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchFilter {
+    /// Only this kind (all kinds when None).
+    pub kind: Option<String>,
+    /// Only this namespace (all namespaces when None).
+    pub namespace: Option<String>,
+}
+
+/// A stream of changes in revision order.
+pub trait Watcher: Send {
+    /// The next event, waiting at most `timeout`; `Ok(None)` when nothing happened in time.
+    /// Returns [`DatastoreError::Compacted`] when the history the watcher needs is gone: the
+    /// caller must list again and watch from the list's revision.
+    fn next(&mut self, timeout: Duration) -> Result<Option<WatchEvent>, DatastoreError>;
+}
+
+/// The operations every backend provides. Implementations are safe to share between threads,
+/// and (for the embedded store) between processes using the same file.
+pub trait Datastore: Send + Sync {
+    /// One value, or None.
+    fn get(&self, key: &Key) -> Result<Option<KeyValue>, DatastoreError>;
+
+    /// Every value of `kind`, in `namespace` when given (all namespaces otherwise).
+    fn list(&self, kind: &str, namespace: Option<&str>) -> Result<ListResult, DatastoreError>;
+
+    /// Create a value; fails with [`DatastoreError::AlreadyExists`] if the key exists.
+    fn create(&self, key: &Key, value: serde_json::Value) -> Result<KeyValue, DatastoreError>;
+
+    /// Replace an existing value, compare-and-swap on `expected_revision` when given.
+    fn update(
+        &self,
+        key: &Key,
+        value: serde_json::Value,
+        expected_revision: Option<Revision>,
+    ) -> Result<KeyValue, DatastoreError>;
+
+    /// Delete a value (compare-and-swap when `expected_revision` is given); returns what was
+    /// deleted.
+    fn delete(
+        &self,
+        key: &Key,
+        expected_revision: Option<Revision>,
+    ) -> Result<KeyValue, DatastoreError>;
+
+    /// Apply every op or none: the first failing op aborts the batch and its error is returned
+    /// (wrapped in [`DatastoreError::Batch`] with the op's index). On success, returns one
+    /// `KeyValue` per op (for deletions, the deleted value), all written at consecutive
+    /// revisions.
+    fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<KeyValue>, DatastoreError>;
+
+    /// Watch changes with revision greater than `after` (pass a list's revision to resume
+    /// exactly after it).
+    fn watch(
+        &self,
+        filter: WatchFilter,
+        after: Revision,
+    ) -> Result<Box<dyn Watcher>, DatastoreError>;
+
+    /// The current store revision.
+    fn revision(&self) -> Result<Revision, DatastoreError>;
+
+    /// Forget watch history at and below `revision`; watchers that need it get
+    /// [`DatastoreError::Compacted`].
+    fn compact(&self, revision: Revision) -> Result<(), DatastoreError>;
+}
+
+/// Errors from any backend.
+#[derive(Debug, thiserror::Error)]
+pub enum DatastoreError {
+    /// The key does not exist.
+    #[error("resource does not exist: {key}")]
+    NotFound { key: Key },
+    /// Create of a key that exists.
+    #[error("resource already exists: {key}")]
+    AlreadyExists { key: Key },
+    /// A compare-and-swap lost: the value changed since the caller read it.
+    #[error(
+        "update conflict: {key} is at revision {actual}, expected {expected}; read it again and retry"
+    )]
+    Conflict {
+        key: Key,
+        expected: Revision,
+        actual: Revision,
+    },
+    /// The watch history needed is gone.
+    #[error("watch from revision {requested} is too old (compacted up to {compacted}): relist")]
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
+    /// One op of a batch failed; nothing of the batch was written.
+    #[error("batch op {index} failed, nothing written: {source}")]
+    Batch {
+        index: usize,
+        #[source]
+        source: Box<DatastoreError>,
+    },
+    /// A value in the store cannot be used (not JSON, not an object, ...).
+    #[error("corrupt datastore content at {key}: {reason}")]
+    Corrupt { key: Key, reason: String },
+    /// A value handed to the store cannot be stored.
+    #[error("invalid value for {key}: {reason}")]
+    InvalidValue { key: Key, reason: String },
+    /// The backend failed (I/O, SQLite, network).
+    #[error("{doing}: {source}")]
+    Backend {
+        doing: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The configured backend is not built into this binary.
+    #[error("datastore type {0} is not available in this build")]
+    Unsupported(String),
+}
+
+/// Open the datastore a configuration names.
+pub fn open(cfg: &DatastoreConfig) -> Result<Box<dyn Datastore>, DatastoreError> {
+    match &cfg.datastore_type {
+        DatastoreType::Embedded { path } => Ok(Box::new(sqlite::SqliteDatastore::open(path)?)),
+        DatastoreType::EtcdV3 { .. } => Err(DatastoreError::Unsupported("etcdv3".into())),
+    }
+}
