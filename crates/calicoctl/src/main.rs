@@ -1,1 +1,5 @@
-fn main() {}
+//! `calicoctl`.
+
+fn main() {
+    std::process::exit(calicoctl::run(std::env::args_os()));
+}

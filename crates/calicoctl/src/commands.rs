@@ -1,0 +1,598 @@
+//! The resource commands. Every write command checks all of its input first and then writes
+//! it in one atomic datastore batch: either every resource lands or none does.
+
+use std::io::Write;
+
+use calico_api::{Kind, Resource};
+use calico_datastore::{Datastore, DatastoreError, Key, KeyValue, WriteOp};
+use serde_json::Value;
+
+use crate::cli::{
+    Command, DeleteArgs, GetArgs, LabelArgs, NamespaceFlag, PatchArgs, ValidateArgs, WriteArgs,
+};
+use crate::input::{self, NamespaceArgs, Origin};
+use crate::output::{self, OutputFormat, Printable};
+
+/// A failed command: the message to print and the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    /// What went wrong, ready to print.
+    pub message: String,
+}
+
+impl CommandError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<input::InputError> for CommandError {
+    fn from(e: input::InputError) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+/// The version this build reports.
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+/// Opens the datastore only when a command needs it, so `validate` and argument errors work
+/// without one.
+pub struct Context<'a> {
+    /// Opens the configured datastore.
+    pub open: &'a dyn Fn() -> Result<Box<dyn Datastore>, CommandError>,
+    /// Where results go.
+    pub out: &'a mut dyn Write,
+}
+
+/// Run one command.
+pub fn run(command: Command, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    match command {
+        Command::Create(a) => write_command(WriteMode::Create, a, ctx),
+        Command::Apply(a) => write_command(WriteMode::Apply, a, ctx),
+        Command::Replace(a) => write_command(WriteMode::Replace, a, ctx),
+        Command::Delete(a) => delete(a, ctx),
+        Command::Get(a) => get(a, ctx),
+        Command::Patch(a) => patch(a, ctx),
+        Command::Label(a) => label(a, ctx),
+        Command::Validate(a) => validate(a, ctx),
+        Command::Version => version(ctx),
+    }
+}
+
+fn ns_args(flag: &NamespaceFlag, all_namespaces: bool) -> NamespaceArgs {
+    NamespaceArgs {
+        namespace: flag.namespace.clone(),
+        all_namespaces,
+    }
+}
+
+fn key_of(resource: &Resource) -> Key {
+    Key {
+        kind: resource.kind.as_str().to_owned(),
+        namespace: resource.namespace().map(str::to_owned),
+        name: resource.name().to_owned(),
+    }
+}
+
+/// "'NetworkPolicy' " when every resource is of one kind, "" otherwise (calicoctl's wording).
+fn kind_phrase(kinds: impl IntoIterator<Item = Kind>) -> String {
+    let mut kinds: Vec<Kind> = kinds.into_iter().collect();
+    kinds.sort();
+    kinds.dedup();
+    match kinds.as_slice() {
+        [one] => format!("'{one}' "),
+        _ => String::new(),
+    }
+}
+
+/// A `metadata.resourceVersion` given in a document, for compare-and-swap.
+fn given_revision(origin: &Origin, resource: &Resource) -> Result<Option<i64>, CommandError> {
+    match resource.value.pointer("/metadata/resourceVersion") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+            CommandError::new(format!(
+                "{origin}: field metadata.resourceVersion = {s:?}: not a revision of this datastore (expected a decimal number)"
+            ))
+        }),
+        Some(other) => Err(CommandError::new(format!(
+            "{origin}: field metadata.resourceVersion = {other}: must be a string"
+        ))),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    Create,
+    Apply,
+    Replace,
+}
+
+fn write_command(mode: WriteMode, args: WriteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    let (verb, past) = match mode {
+        WriteMode::Create => ("create", "created"),
+        WriteMode::Apply => ("apply", "applied"),
+        WriteMode::Replace => ("replace", "replaced"),
+    };
+    let docs = input::read_documents(&args.filename)?;
+    let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
+    let phrase = kind_phrase(resources.iter().map(|(_, r)| r.kind));
+    let ds = (ctx.open)()?;
+    ensure_initialized(ds.as_ref());
+
+    let mut ops = Vec::with_capacity(resources.len());
+    let mut skipped = 0;
+    for (origin, resource) in &resources {
+        let key = key_of(resource);
+        let expected = given_revision(origin, resource)?;
+        let value = resource.value.clone();
+        let op = match mode {
+            WriteMode::Create => {
+                if args.skip_exists && get_existing(ds.as_ref(), &key)?.is_some() {
+                    skipped += 1;
+                    continue;
+                }
+                WriteOp::Create { key, value }
+            }
+            WriteMode::Replace => WriteOp::Update {
+                key,
+                value,
+                expected_revision: expected,
+            },
+            WriteMode::Apply => match expected {
+                // A document carrying a resourceVersion updates only that version; if the
+                // resource does not exist (a document exported from another cluster), it is
+                // created.
+                Some(rev) if get_existing(ds.as_ref(), &key)?.is_some() => WriteOp::Update {
+                    key,
+                    value,
+                    expected_revision: Some(rev),
+                },
+                _ => WriteOp::Upsert { key, value },
+            },
+        };
+        ops.push(op);
+    }
+    let written = ops.len();
+    if !ops.is_empty() {
+        ds.write_batch(ops).map_err(|e| {
+            CommandError::new(format!(
+                "Failed to {verb} any {phrase}resources: {}",
+                describe_batch_error(&e, &resources)
+            ))
+        })?;
+    }
+    let total = written + skipped;
+    writeln!(ctx.out, "Successfully {past} {total} {phrase}resource(s)").map_err(io_error)?;
+    Ok(())
+}
+
+fn describe_batch_error(e: &DatastoreError, resources: &[(Origin, Resource)]) -> String {
+    match e {
+        DatastoreError::Batch { index, source } => match resources.get(*index) {
+            Some((origin, _)) => format!("{origin}: {source}; nothing was written"),
+            None => format!("{source}; nothing was written"),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn get_existing(ds: &dyn Datastore, key: &Key) -> Result<Option<KeyValue>, CommandError> {
+    ds.get(key)
+        .map_err(|e| CommandError::new(format!("reading {key}: {e}")))
+}
+
+fn io_error(e: std::io::Error) -> CommandError {
+    CommandError::new(format!("writing output: {e}"))
+}
+
+/// Write the resources every cluster has (ClusterInformation `default`, Tier `default`) if
+/// missing, as upstream calicoctl does before its first write. Failures are ignored: the
+/// user's own write reports any real datastore problem.
+fn ensure_initialized(ds: &dyn Datastore) {
+    let cluster_info = serde_json::json!({
+        "apiVersion": calico_api::API_VERSION,
+        "kind": "ClusterInformation",
+        "metadata": {"name": "default"},
+        "spec": {
+            "clusterGUID": uuid_hex(),
+            "clusterType": "dcos",
+            "calicoVersion": VERSION,
+            "datastoreReady": true,
+        }
+    });
+    let tier = serde_json::json!({
+        "apiVersion": calico_api::API_VERSION,
+        "kind": "Tier",
+        "metadata": {"name": "default"},
+        "spec": {"order": 1_000_000}
+    });
+    for doc in [cluster_info, tier] {
+        let Ok(resource) = calico_api::parse_resource(doc) else {
+            continue;
+        };
+        let key = key_of(&resource);
+        if matches!(ds.get(&key), Ok(None)) {
+            // AlreadyExists means a concurrent client won the race: fine.
+            let _ = ds.create(&key, resource.value);
+        }
+    }
+}
+
+fn uuid_hex() -> String {
+    // The GUID only needs to be unique per cluster; time and pid are enough entropy for that
+    // and keep a random-number dependency out of the CLI.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:032x}", nanos ^ (u128::from(std::process::id()) << 64))
+}
+
+fn resolve_kind(name: &str) -> Result<Kind, CommandError> {
+    Kind::from_cli_name(name).ok_or_else(|| {
+        CommandError::new(format!(
+            "Resource type '{name}' is not supported; use one of: {}",
+            calico_api::kind::ALL_KINDS
+                .iter()
+                .map(|k| k.plural())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// The namespace a kind+name command addresses.
+fn cli_namespace(kind: Kind, flag: &NamespaceFlag) -> Result<Option<String>, CommandError> {
+    match (kind.is_namespaced(), &flag.namespace) {
+        (true, Some(ns)) => Ok(Some(ns.clone())),
+        (true, None) => Ok(Some("default".into())),
+        (false, Some(_)) => Err(CommandError::new(format!("{kind} is not namespaced"))),
+        (false, None) => Ok(None),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), CommandError> {
+    if name.is_empty() {
+        Err(CommandError::new("resource name may not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    // (key, expected revision, origin for messages)
+    let mut targets: Vec<(Key, Option<i64>)> = Vec::new();
+    let kinds: Vec<Kind>;
+    if let Some(filename) = &args.filename {
+        let docs = input::read_documents(filename)?;
+        let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
+        kinds = resources.iter().map(|(_, r)| r.kind).collect();
+        for (origin, resource) in &resources {
+            targets.push((key_of(resource), given_revision(origin, resource)?));
+        }
+    } else {
+        let kind = resolve_kind(args.kind.as_deref().unwrap_or_default())?;
+        if args.names.is_empty() {
+            return Err(CommandError::new(format!(
+                "no {kind} name given: calicoctl delete {} <NAME>...",
+                kind.plural()
+            )));
+        }
+        let namespace = cli_namespace(kind, &args.namespace)?;
+        for name in &args.names {
+            check_name(name)?;
+            targets.push((
+                Key {
+                    kind: kind.as_str().into(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                },
+                None,
+            ));
+        }
+        kinds = vec![kind];
+    }
+    let phrase = kind_phrase(kinds);
+    let ds = (ctx.open)()?;
+    let mut ops = Vec::new();
+    for (key, expected) in targets {
+        if args.skip_not_exists && get_existing(ds.as_ref(), &key)?.is_none() {
+            continue;
+        }
+        ops.push(WriteOp::Delete {
+            key,
+            expected_revision: expected,
+        });
+    }
+    let total = ops.len();
+    if !ops.is_empty() {
+        ds.write_batch(ops).map_err(|e| {
+            let detail = match &e {
+                DatastoreError::Batch { source, .. } => format!("{source}; nothing was deleted"),
+                other => other.to_string(),
+            };
+            CommandError::new(format!("Failed to delete any {phrase}resources: {detail}"))
+        })?;
+    }
+    writeln!(ctx.out, "Successfully deleted {total} {phrase}resource(s)").map_err(io_error)?;
+    Ok(())
+}
+
+fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    let format = OutputFormat::parse(&args.output).map_err(CommandError::new)?;
+    if args.all_namespaces && args.namespace.namespace.is_some() {
+        return Err(CommandError::new(
+            "cannot use both --namespace and --all-namespaces flags at the same time",
+        ));
+    }
+    // What to fetch: named keys, or a list of one kind.
+    let mut named: Vec<Key> = Vec::new();
+    let mut list: Option<(Kind, Option<String>)> = None;
+    if let Some(filename) = &args.filename {
+        let docs = input::read_documents(filename)?;
+        let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
+        named = resources.iter().map(|(_, r)| key_of(r)).collect();
+    } else {
+        let kind = resolve_kind(args.kind.as_deref().unwrap_or_default())?;
+        if !kind.is_namespaced() && (args.all_namespaces || args.namespace.namespace.is_some()) {
+            return Err(CommandError::new(format!("{kind} is not namespaced")));
+        }
+        if args.names.is_empty() {
+            let namespace = if args.all_namespaces {
+                None
+            } else {
+                cli_namespace(kind, &args.namespace)?
+            };
+            list = Some((kind, namespace));
+        } else {
+            if args.all_namespaces {
+                return Err(CommandError::new(
+                    "a resource name cannot be combined with --all-namespaces",
+                ));
+            }
+            let namespace = cli_namespace(kind, &args.namespace)?;
+            for name in &args.names {
+                check_name(name)?;
+                named.push(Key {
+                    kind: kind.as_str().into(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                });
+            }
+        }
+    }
+
+    let ds = (ctx.open)()?;
+    let mut results = Vec::new();
+    let mut missing = Vec::new();
+    if let Some((kind, namespace)) = list {
+        let listed = ds
+            .list(kind.as_str(), namespace.as_deref())
+            .map_err(|e| CommandError::new(format!("listing {}: {e}", kind.plural())))?;
+        results.push(Printable::List {
+            kind,
+            items: listed.items.into_iter().map(|kv| kv.value).collect(),
+            revision: listed.revision,
+        });
+    }
+    for key in named {
+        match get_existing(ds.as_ref(), &key)? {
+            Some(kv) => {
+                let mut value = kv.value;
+                if args.export {
+                    export(&mut value);
+                }
+                results.push(Printable::Object(value));
+            }
+            None => missing.push(key),
+        }
+    }
+    let as_number = configured_as_number(ds.as_ref());
+    output::print(ctx.out, &format, &results, args.all_namespaces, &as_number)
+        .map_err(|e| CommandError::new(e.to_string()))?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::new(
+            missing
+                .iter()
+                .map(|k| format!("resource does not exist: {k}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ))
+    }
+}
+
+/// The cluster-wide AS number shown for nodes without their own (upstream's default 64512).
+fn configured_as_number(ds: &dyn Datastore) -> String {
+    ds.get(&Key::global("BGPConfiguration", "default"))
+        .ok()
+        .flatten()
+        .and_then(|kv| kv.value.pointer("/spec/asNumber").map(crate::template::to_text))
+        .unwrap_or_else(|| "64512".into())
+}
+
+fn export(value: &mut Value) {
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["namespace", "uid", "resourceVersion", "creationTimestamp"] {
+            meta.remove(field);
+        }
+    }
+}
+
+/// Read-modify-write of one resource with compare-and-swap, retried when another writer got
+/// in between.
+fn modify(
+    ds: &dyn Datastore,
+    key: &Key,
+    mut change: impl FnMut(&mut Value) -> Result<(), CommandError>,
+) -> Result<(), CommandError> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let current = get_existing(ds, key)?
+            .ok_or_else(|| CommandError::new(format!("resource does not exist: {key}")))?;
+        let mut value = current.value.clone();
+        change(&mut value)?;
+        let resource = calico_api::parse_resource(value)
+            .map_err(|e| CommandError::new(format!("the result is not a valid {}: {e}", key.kind)))?;
+        if key_of(&resource) != *key {
+            return Err(CommandError::new(
+                "kind, name and namespace of a resource cannot be changed",
+            ));
+        }
+        match ds.update(key, resource.value, Some(current.mod_revision)) {
+            Ok(_) => return Ok(()),
+            Err(DatastoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(CommandError::new(format!("updating {key}: {e}"))),
+        }
+    }
+    Err(CommandError::new(format!(
+        "updating {key}: it kept changing under us ({ATTEMPTS} attempts); try again"
+    )))
+}
+
+fn patch(args: PatchArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    if args.patch_type != "merge" {
+        return Err(CommandError::new(format!(
+            "patch type {:?} is not supported: use --type=merge (JSON merge patch, RFC 7396)",
+            args.patch_type
+        )));
+    }
+    check_name(&args.name)?;
+    let kind = resolve_kind(&args.kind)?;
+    let patch_doc = input::parse_text("--patch", &args.patch)
+        .map_err(|e| CommandError::new(e.to_string()))?;
+    let patch_value = match patch_doc.as_slice() {
+        [doc] if doc.value.is_object() => doc.value.clone(),
+        _ => {
+            return Err(CommandError::new(format!(
+                "--patch {:?}: must be one JSON or YAML object",
+                args.patch
+            )));
+        }
+    };
+    let key = Key {
+        kind: kind.as_str().into(),
+        namespace: cli_namespace(kind, &args.namespace)?,
+        name: args.name.clone(),
+    };
+    let ds = (ctx.open)()?;
+    modify(ds.as_ref(), &key, |value| {
+        json_patch::merge(value, &patch_value);
+        Ok(())
+    })?;
+    writeln!(ctx.out, "Successfully patched 1 '{kind}' resource").map_err(io_error)?;
+    Ok(())
+}
+
+fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    check_name(&args.name)?;
+    let kind = resolve_kind(&args.kind)?;
+    let (label_key, label_value) = match (args.label.split_once('='), args.remove) {
+        (None, true) => (args.label.clone(), None),
+        (Some(_), true) => {
+            return Err(CommandError::new(format!(
+                "--remove takes a label key, not {:?}",
+                args.label
+            )));
+        }
+        (Some((k, v)), false) => (k.to_owned(), Some(v.to_owned())),
+        (None, false) => {
+            return Err(CommandError::new(format!(
+                "label {:?} must be key=value (or key with --remove)",
+                args.label
+            )));
+        }
+    };
+    if label_key.is_empty() {
+        return Err(CommandError::new("label key may not be empty"));
+    }
+    let key = Key {
+        kind: kind.as_str().into(),
+        namespace: cli_namespace(kind, &args.namespace)?,
+        name: args.name.clone(),
+    };
+    let ds = (ctx.open)()?;
+    modify(ds.as_ref(), &key, |value| {
+        let meta = value
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| CommandError::new(format!("{key} has no metadata")))?;
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        let labels = labels
+            .as_object_mut()
+            .ok_or_else(|| CommandError::new(format!("{key}: metadata.labels is not a map")))?;
+        match &label_value {
+            None => {
+                if labels.remove(&label_key).is_none() {
+                    return Err(CommandError::new(format!(
+                        "can not remove label {label_key:?} from {key}: it has no such label"
+                    )));
+                }
+            }
+            Some(v) => {
+                if let Some(old) = labels.get(&label_key)
+                    && !args.overwrite
+                    && old.as_str() != Some(v)
+                {
+                    return Err(CommandError::new(format!(
+                        "label {label_key:?} is already set on {key} (to {old}); use --overwrite to change it"
+                    )));
+                }
+                labels.insert(label_key.clone(), Value::String(v.clone()));
+            }
+        }
+        if labels.is_empty() {
+            meta.remove("labels");
+        }
+        Ok(())
+    })?;
+    let shown = format!("{} {}", kind.as_str().to_ascii_lowercase(), args.name);
+    match label_value {
+        None => writeln!(ctx.out, "Successfully removed label {label_key} from {shown}"),
+        Some(v) => writeln!(ctx.out, "Successfully set label {label_key}={v} on {shown}"),
+    }
+    .map_err(io_error)
+}
+
+fn validate(args: ValidateArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    let docs = input::read_documents(&args.filename)?;
+    let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
+    let phrase = kind_phrase(resources.iter().map(|(_, r)| r.kind));
+    writeln!(
+        ctx.out,
+        "Successfully validated {} {phrase}resource(s)",
+        resources.len()
+    )
+    .map_err(io_error)
+}
+
+fn version(ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    let cluster = (ctx.open)().ok().and_then(|ds| {
+        ds.get(&Key::global("ClusterInformation", "default"))
+            .ok()
+            .flatten()
+    });
+    let field = |name: &str| {
+        cluster
+            .as_ref()
+            .and_then(|kv| kv.value.pointer(&format!("/spec/{name}")))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned()
+    };
+    let lines = [
+        ("Client Version:", VERSION.to_owned()),
+        ("Cluster Version:", field("calicoVersion")),
+        ("Cluster Type:", field("clusterType")),
+    ];
+    for (label, value) in lines {
+        writeln!(ctx.out, "{label:<19}{value}").map_err(io_error)?;
+    }
+    Ok(())
+}

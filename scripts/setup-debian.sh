@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing calico-rs needs on a fresh Debian 12 machine that has the
+# Rust toolchain (cargo 1.85+). Idempotent; skips apt when everything is already present.
+set -euo pipefail
+
+packages=(build-essential pkg-config ca-certificates time)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain (1.85 or newer) first" >&2; exit 1; }
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest

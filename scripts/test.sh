@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The project's test command: set-up, lint, the whole test suite, then the conformance
+# summaries (one "<corpus>: N passed, M failed" line per corpus).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-debian.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast
+echo "== conformance (vendored corpus, or \$CALICO_CONFORMANCE_DIR) =="
+cargo test --locked -q -p calico-selector -p calico-api --test conformance -- --nocapture 2>&1 \
+  | grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' || { echo "conformance summaries missing" >&2; exit 1; }
