@@ -58,7 +58,12 @@ pub struct NamespaceFlag {
 #[derive(Debug, Args)]
 pub struct WriteArgs {
     /// File or directory of YAML/JSON documents, or `-` for stdin.
-    #[arg(short = 'f', long = "filename", value_name = "FILENAME", required = true)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILENAME",
+        required = true
+    )]
     pub filename: String,
     /// Skip resources that already exist (create only).
     #[arg(long = "skip-exists")]
@@ -78,7 +83,12 @@ pub struct DeleteArgs {
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// File or directory naming the resources, or `-` for stdin.
-    #[arg(short = 'f', long = "filename", value_name = "FILENAME", conflicts_with = "kind")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILENAME",
+        conflicts_with = "kind"
+    )]
     pub filename: Option<String>,
     /// Succeed for resources that do not exist.
     #[arg(long = "skip-not-exists")]
@@ -98,11 +108,21 @@ pub struct GetArgs {
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// File or directory naming the resources to get.
-    #[arg(short = 'f', long = "filename", value_name = "FILENAME", conflicts_with = "kind")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILENAME",
+        conflicts_with = "kind"
+    )]
     pub filename: Option<String>,
     /// Output format: ps, wide, custom-columns=COL,..., yaml, json, go-template=T,
     /// go-template-file=FILE.
-    #[arg(short = 'o', long = "output", default_value = "ps", value_name = "OUTPUT")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "ps",
+        value_name = "OUTPUT"
+    )]
     pub output: String,
     /// Drop cluster-specific metadata (uid, resourceVersion, creationTimestamp, namespace)
     /// from resources fetched by name.
@@ -129,7 +149,12 @@ pub struct PatchArgs {
     #[arg(short = 'p', long = "patch", value_name = "PATCH")]
     pub patch: String,
     /// Patch type; only `merge` is supported.
-    #[arg(short = 't', long = "type", default_value = "merge", value_name = "TYPE")]
+    #[arg(
+        short = 't',
+        long = "type",
+        default_value = "merge",
+        value_name = "TYPE"
+    )]
     pub patch_type: String,
     /// Namespace of namespaced resources.
     #[command(flatten)]
@@ -163,7 +188,12 @@ pub struct LabelArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// File or directory of YAML/JSON documents, or `-` for stdin.
-    #[arg(short = 'f', long = "filename", value_name = "FILENAME", required = true)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILENAME",
+        required = true
+    )]
     pub filename: String,
     /// Namespace for namespaced resources without one.
     #[command(flatten)]

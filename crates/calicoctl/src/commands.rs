@@ -111,7 +111,11 @@ enum WriteMode {
     Replace,
 }
 
-fn write_command(mode: WriteMode, args: WriteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+fn write_command(
+    mode: WriteMode,
+    args: WriteArgs,
+    ctx: &mut Context<'_>,
+) -> Result<(), CommandError> {
     let (verb, past) = match mode {
         WriteMode::Create => ("create", "created"),
         WriteMode::Apply => ("apply", "applied"),
@@ -411,7 +415,11 @@ fn configured_as_number(ds: &dyn Datastore) -> String {
     ds.get(&Key::global("BGPConfiguration", "default"))
         .ok()
         .flatten()
-        .and_then(|kv| kv.value.pointer("/spec/asNumber").map(crate::template::to_text))
+        .and_then(|kv| {
+            kv.value
+                .pointer("/spec/asNumber")
+                .map(crate::template::to_text)
+        })
         .unwrap_or_else(|| "64512".into())
 }
 
@@ -436,8 +444,9 @@ fn modify(
             .ok_or_else(|| CommandError::new(format!("resource does not exist: {key}")))?;
         let mut value = current.value.clone();
         change(&mut value)?;
-        let resource = calico_api::parse_resource(value)
-            .map_err(|e| CommandError::new(format!("the result is not a valid {}: {e}", key.kind)))?;
+        let resource = calico_api::parse_resource(value).map_err(|e| {
+            CommandError::new(format!("the result is not a valid {}: {e}", key.kind))
+        })?;
         if key_of(&resource) != *key {
             return Err(CommandError::new(
                 "kind, name and namespace of a resource cannot be changed",
@@ -463,8 +472,8 @@ fn patch(args: PatchArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     }
     check_name(&args.name)?;
     let kind = resolve_kind(&args.kind)?;
-    let patch_doc = input::parse_text("--patch", &args.patch)
-        .map_err(|e| CommandError::new(e.to_string()))?;
+    let patch_doc =
+        input::parse_text("--patch", &args.patch).map_err(|e| CommandError::new(e.to_string()))?;
     let patch_value = match patch_doc.as_slice() {
         [doc] if doc.value.is_object() => doc.value.clone(),
         _ => {
@@ -554,7 +563,10 @@ fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     })?;
     let shown = format!("{} {}", kind.as_str().to_ascii_lowercase(), args.name);
     match label_value {
-        None => writeln!(ctx.out, "Successfully removed label {label_key} from {shown}"),
+        None => writeln!(
+            ctx.out,
+            "Successfully removed label {label_key} from {shown}"
+        ),
         Some(v) => writeln!(ctx.out, "Successfully set label {label_key}={v} on {shown}"),
     }
     .map_err(io_error)

@@ -214,7 +214,9 @@ pub fn resolve_namespace(doc: &mut Value, ns: &NamespaceArgs) -> Result<(), Stri
         .map(str::to_owned);
     if kind.is_namespaced() {
         if ns.all_namespaces && ns.namespace.is_some() {
-            return Err("cannot use both --namespace and --all-namespaces flags at the same time".into());
+            return Err(
+                "cannot use both --namespace and --all-namespaces flags at the same time".into(),
+            );
         }
         let chosen = match (doc_ns, &ns.namespace) {
             (Some(d), Some(c)) if &d != c => {
@@ -304,7 +306,10 @@ pub fn qualified_name(resource: &Resource) -> String {
 fn short(value: &Value) -> String {
     let text = value.to_string();
     if text.len() > 40 {
-        format!("{}...", &text[..text.char_indices().nth(37).map_or(text.len(), |(i, _)| i)])
+        format!(
+            "{}...",
+            &text[..text.char_indices().nth(37).map_or(text.len(), |(i, _)| i)]
+        )
     } else {
         text
     }
@@ -350,7 +355,8 @@ mod tests {
         let err = resolve_namespace(&mut doc, &other).unwrap_err();
         assert!(err.contains("y != x"), "{err}");
 
-        let mut doc = serde_json::json!({"kind": "IPPool", "metadata": {"name": "a", "namespace": "y"}});
+        let mut doc =
+            serde_json::json!({"kind": "IPPool", "metadata": {"name": "a", "namespace": "y"}});
         let err = resolve_namespace(&mut doc, &ns).unwrap_err();
         assert!(err.contains("IPPool is not a namespaced resource"), "{err}");
     }

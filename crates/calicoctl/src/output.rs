@@ -218,7 +218,8 @@ fn print_tables(
         let mut templates = Vec::with_capacity(headings.len());
         for heading in &headings {
             let Some((_, t)) = columns.templates.iter().find(|(h, _)| h == heading) else {
-                let mut valid: Vec<&str> = columns.templates.iter().map(|(h, _)| h.as_str()).collect();
+                let mut valid: Vec<&str> =
+                    columns.templates.iter().map(|(h, _)| h.as_str()).collect();
                 valid.sort_unstable();
                 return Err(OutputError::UnknownColumn {
                     column: heading.clone(),
@@ -228,7 +229,9 @@ fn print_tables(
             };
             templates.push(Template::parse(t)?);
         }
-        let mut tw = TabWriter::new(Vec::new()).minwidth(5).padding(3);
+        // Go's tabwriter (minwidth 5, padding 3 in calicoctl) counts padding inside minwidth;
+        // this crate adds padding after it, so 2 + 3 gives the same column widths.
+        let mut tw = TabWriter::new(Vec::new()).minwidth(2).padding(3);
         writeln!(tw, "{}\t", headings.join("\t"))?;
         for item in items {
             let cells = templates
@@ -238,7 +241,9 @@ fn print_tables(
             writeln!(tw, "{}\t", cells.join("\t"))?;
         }
         tw.flush()?;
-        let table = tw.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let table = tw
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         // tabwriter pads the trailing cell; calicoctl's rows end in the padding too, but
         // trailing blanks only make diffs noisy.
         for line in String::from_utf8_lossy(&table).lines() {
@@ -412,7 +417,10 @@ mod tests {
     fn ps_and_wide_tables_align_like_go_tabwriter() {
         let list = Printable::List {
             kind: Kind::IpPool,
-            items: vec![pool("default-ipv4-ippool", "172.29.0.0/16"), pool("net2", "10.1.0.0/16")],
+            items: vec![
+                pool("default-ipv4-ippool", "172.29.0.0/16"),
+                pool("net2", "10.1.0.0/16"),
+            ],
             revision: 7,
         };
         let ps = render(&OutputFormat::Ps, std::slice::from_ref(&list), false);
@@ -423,33 +431,70 @@ mod tests {
              net2                  10.1.0.0/16     all()\n\n"
         );
         let wide = render(&OutputFormat::Wide, std::slice::from_ref(&list), false);
-        assert!(wide.lines().nth(1).unwrap().contains("true    Never"), "{wide}");
-        let custom = render(&OutputFormat::CustomColumns(vec!["CIDR".into()]), &[list], false);
+        assert!(
+            wide.lines().nth(1).unwrap().contains("true   Never"),
+            "{wide}"
+        );
+        let custom = render(
+            &OutputFormat::CustomColumns(vec!["CIDR".into()]),
+            &[list],
+            false,
+        );
         assert_eq!(custom, "CIDR\n172.29.0.0/16\n10.1.0.0/16\n\n");
     }
 
     #[test]
     fn unknown_custom_column_lists_the_valid_ones() {
-        let list = Printable::List { kind: Kind::Tier, items: vec![], revision: 1 };
+        let list = Printable::List {
+            kind: Kind::Tier,
+            items: vec![],
+            revision: 1,
+        };
         let mut out = Vec::new();
-        let err = print(&mut out, &OutputFormat::CustomColumns(vec!["NOPE".into()]), &[list], false, "1")
-            .unwrap_err();
-        assert_eq!(err.to_string(), "unknown column \"NOPE\" for Tier; valid columns: NAME, ORDER");
+        let err = print(
+            &mut out,
+            &OutputFormat::CustomColumns(vec!["NOPE".into()]),
+            &[list],
+            false,
+            "1",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown column \"NOPE\" for Tier; valid columns: NAME, ORDER"
+        );
     }
 
     #[test]
     fn yaml_list_has_sorted_keys_and_list_kind() {
-        let list = Printable::List { kind: Kind::IpPool, items: vec![pool("a", "10.0.0.0/8")], revision: 3 };
+        let list = Printable::List {
+            kind: Kind::IpPool,
+            items: vec![pool("a", "10.0.0.0/8")],
+            revision: 3,
+        };
         let yaml = render(&OutputFormat::Yaml, &[list], false);
-        assert!(yaml.starts_with("apiVersion: projectcalico.org/v3\nitems:\n- apiVersion"), "{yaml}");
-        assert!(yaml.contains("kind: IPPoolList\nmetadata:\n  resourceVersion: \"3\"\n"), "{yaml}");
+        assert!(
+            yaml.starts_with("apiVersion: projectcalico.org/v3\nitems:\n- apiVersion"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("kind: IPPoolList\nmetadata:\n  resourceVersion: \"3\"\n"),
+            "{yaml}"
+        );
     }
 
     #[test]
     fn namespace_column_with_all_namespaces() {
         let np = json!({"kind": "NetworkPolicy", "metadata": {"name": "p", "namespace": "default"}, "spec": {"tier": "default"}});
-        let list = Printable::List { kind: Kind::NetworkPolicy, items: vec![np], revision: 3 };
+        let list = Printable::List {
+            kind: Kind::NetworkPolicy,
+            items: vec![np],
+            revision: 3,
+        };
         let out = render(&OutputFormat::Ps, &[list], true);
-        assert_eq!(out, "NAMESPACE   NAME   TIER\ndefault     p      default\n\n");
+        assert_eq!(
+            out,
+            "NAMESPACE   NAME   TIER\ndefault     p      default\n\n"
+        );
     }
 }

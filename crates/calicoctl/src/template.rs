@@ -59,7 +59,10 @@ struct Command {
 #[derive(Debug, Clone)]
 enum Operand {
     /// `.A.B` (empty path is `.`); `from_root` for `$.A`.
-    Field { path: Vec<String>, from_root: bool },
+    Field {
+        path: Vec<String>,
+        from_root: bool,
+    },
     Literal(Value),
     Function(String),
     Sub(Pipeline),
@@ -100,7 +103,8 @@ fn lex(text: &str) -> Result<Vec<Token>, TemplateError> {
             before = before.trim_start();
         }
         let after = &rest[start + 2..];
-        let trim_left = after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
+        let trim_left =
+            after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
         if trim_left {
             before = before.trim_end();
         }
@@ -121,7 +125,11 @@ fn lex(text: &str) -> Result<Vec<Token>, TemplateError> {
         tokens.push(Token::Action(inner.trim().to_owned()));
         rest = &after[end + 2..];
     }
-    let tail = if trim_next_text { rest.trim_start() } else { rest };
+    let tail = if trim_next_text {
+        rest.trim_start()
+    } else {
+        rest
+    };
     if !tail.is_empty() {
         tokens.push(Token::Text(tail.to_owned()));
     }
@@ -159,7 +167,10 @@ fn find_action_end(s: &str) -> Option<usize> {
 
 /// Parse nodes until `{{end}}` or `{{else ...}}`; returns the nodes and the terminating
 /// keyword action (`end`, `else`, `else if X`) if any.
-fn parse_nodes(tokens: &[Token], pos: &mut usize) -> Result<(Vec<Node>, Option<String>), TemplateError> {
+fn parse_nodes(
+    tokens: &[Token],
+    pos: &mut usize,
+) -> Result<(Vec<Node>, Option<String>), TemplateError> {
     let mut nodes = Vec::new();
     while *pos < tokens.len() {
         let token = &tokens[*pos];
@@ -173,7 +184,9 @@ fn parse_nodes(tokens: &[Token], pos: &mut usize) -> Result<(Vec<Node>, Option<S
                 if a == "end" || a == "else" || a.starts_with("else ") {
                     return Ok((nodes, Some(a.clone())));
                 }
-                let (keyword, rest) = a.split_once(char::is_whitespace).unwrap_or((a.as_str(), ""));
+                let (keyword, rest) = a
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((a.as_str(), ""));
                 match keyword {
                     "if" | "range" | "with" => {
                         nodes.push(parse_block(keyword, rest, tokens, pos)?);
@@ -186,7 +199,12 @@ fn parse_nodes(tokens: &[Token], pos: &mut usize) -> Result<(Vec<Node>, Option<S
     Ok((nodes, None))
 }
 
-fn parse_block(keyword: &str, rest: &str, tokens: &[Token], pos: &mut usize) -> Result<Node, TemplateError> {
+fn parse_block(
+    keyword: &str,
+    rest: &str,
+    tokens: &[Token],
+    pos: &mut usize,
+) -> Result<Node, TemplateError> {
     let pipeline = parse_pipeline(rest)?;
     let (body, end) = parse_nodes(tokens, pos)?;
     let otherwise = match end.as_deref() {
@@ -363,23 +381,43 @@ const FUNCTIONS: [&str; 12] = [
 ];
 
 fn field_path(path: &str) -> Vec<String> {
-    path.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn unquote(word: &str) -> Result<String, TemplateError> {
     serde_json::from_str(word).map_err(|_| TemplateError(format!("bad string literal {word}")))
 }
 
-fn exec_nodes(nodes: &[Node], dot: &Value, root: &Value, out: &mut String) -> Result<(), TemplateError> {
+fn exec_nodes(
+    nodes: &[Node],
+    dot: &Value,
+    root: &Value,
+    out: &mut String,
+) -> Result<(), TemplateError> {
     for node in nodes {
         match node {
             Node::Text(t) => out.push_str(t),
             Node::Output(p) => out.push_str(&to_text(&eval_pipeline(p, dot, root)?)),
-            Node::If { cond, then, otherwise } => {
-                let branch = if truthy(&eval_pipeline(cond, dot, root)?) { then } else { otherwise };
+            Node::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                let branch = if truthy(&eval_pipeline(cond, dot, root)?) {
+                    then
+                } else {
+                    otherwise
+                };
                 exec_nodes(branch, dot, root, out)?;
             }
-            Node::With { value, body, otherwise } => {
+            Node::With {
+                value,
+                body,
+                otherwise,
+            } => {
                 let v = eval_pipeline(value, dot, root)?;
                 if truthy(&v) {
                     exec_nodes(body, &v, root, out)?;
@@ -387,7 +425,11 @@ fn exec_nodes(nodes: &[Node], dot: &Value, root: &Value, out: &mut String) -> Re
                     exec_nodes(otherwise, dot, root, out)?;
                 }
             }
-            Node::Range { over, body, otherwise } => {
+            Node::Range {
+                over,
+                body,
+                otherwise,
+            } => {
                 let v = eval_pipeline(over, dot, root)?;
                 let items: Vec<Value> = match v {
                     Value::Array(items) => items,
@@ -419,8 +461,16 @@ fn eval_pipeline(pipeline: &Pipeline, dot: &Value, root: &Value) -> Result<Value
     Ok(previous.unwrap_or(Value::Null))
 }
 
-fn eval_command(command: &Command, piped: Option<Value>, dot: &Value, root: &Value) -> Result<Value, TemplateError> {
-    let (first, rest) = command.words.split_first().ok_or_else(|| TemplateError("empty command".into()))?;
+fn eval_command(
+    command: &Command,
+    piped: Option<Value>,
+    dot: &Value,
+    root: &Value,
+) -> Result<Value, TemplateError> {
+    let (first, rest) = command
+        .words
+        .split_first()
+        .ok_or_else(|| TemplateError("empty command".into()))?;
     if let Operand::Function(name) = first {
         let mut args = rest
             .iter()
@@ -476,7 +526,10 @@ fn call(name: &str, args: &[Value]) -> Result<Value, TemplateError> {
         if args.len() == n {
             Ok(())
         } else {
-            err(format!("wrong number of args for {name}: want {n} got {}", args.len()))
+            err(format!(
+                "wrong number of args for {name}: want {n} got {}",
+                args.len()
+            ))
         }
     };
     Ok(match name {
@@ -503,8 +556,18 @@ fn call(name: &str, args: &[Value]) -> Result<Value, TemplateError> {
             arity(1)?;
             Value::Bool(!truthy(&args[0]))
         }
-        "and" => args.iter().find(|a| !truthy(a)).or(args.last()).cloned().unwrap_or(Value::Null),
-        "or" => args.iter().find(|a| truthy(a)).or(args.last()).cloned().unwrap_or(Value::Null),
+        "and" => args
+            .iter()
+            .find(|a| !truthy(a))
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Value::Null),
+        "or" => args
+            .iter()
+            .find(|a| truthy(a))
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Value::Null),
         "len" => {
             arity(1)?;
             let n = match &args[0] {
@@ -517,23 +580,33 @@ fn call(name: &str, args: &[Value]) -> Result<Value, TemplateError> {
             Value::from(n)
         }
         "index" => {
-            let (target, keys) = args.split_first().ok_or_else(|| TemplateError("index needs arguments".into()))?;
+            let (target, keys) = args
+                .split_first()
+                .ok_or_else(|| TemplateError("index needs arguments".into()))?;
             let mut current = target.clone();
             for key in keys {
                 current = match (&current, key) {
-                    (Value::Array(a), Value::Number(n)) => {
-                        a.get(n.as_u64().unwrap_or(u64::MAX) as usize).cloned().unwrap_or(Value::Null)
+                    (Value::Array(a), Value::Number(n)) => a
+                        .get(n.as_u64().unwrap_or(u64::MAX) as usize)
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    (Value::Object(m), Value::String(k)) => {
+                        m.get(k).cloned().unwrap_or(Value::Null)
                     }
-                    (Value::Object(m), Value::String(k)) => m.get(k).cloned().unwrap_or(Value::Null),
                     _ => Value::Null,
                 };
             }
             current
         }
         "print" => Value::String(args.iter().map(to_text).collect::<Vec<_>>().join("")),
-        "println" => Value::String(format!("{}\n", args.iter().map(to_text).collect::<Vec<_>>().join(" "))),
+        "println" => Value::String(format!(
+            "{}\n",
+            args.iter().map(to_text).collect::<Vec<_>>().join(" ")
+        )),
         "printf" => {
-            let (format, rest) = args.split_first().ok_or_else(|| TemplateError("printf needs a format".into()))?;
+            let (format, rest) = args
+                .split_first()
+                .ok_or_else(|| TemplateError("printf needs a format".into()))?;
             Value::String(printf(&text_arg(format), rest))
         }
         other => return err(format!("function {other:?} not defined")),
@@ -551,7 +624,12 @@ fn printf(format: &str, args: &[Value]) -> String {
         }
         match chars.next() {
             Some('%') => out.push('%'),
-            Some(_) => out.push_str(&args.next().map(to_text).unwrap_or_else(|| "%!v(MISSING)".into())),
+            Some(_) => out.push_str(
+                &args
+                    .next()
+                    .map(to_text)
+                    .unwrap_or_else(|| "%!v(MISSING)".into()),
+            ),
             None => out.push('%'),
         }
     }
@@ -580,7 +658,10 @@ fn join_values(items: &Value, separator: &str, max: usize) -> String {
         Value::Null => return String::new(),
         Value::Array(a) => a.iter().map(to_text).collect(),
         Value::Object(m) => {
-            let mut parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", to_text(v))).collect();
+            let mut parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", to_text(v)))
+                .collect();
             parts.sort();
             parts
         }
@@ -619,7 +700,10 @@ pub fn to_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(a) => format!("[{}]", a.iter().map(to_text).collect::<Vec<_>>().join(" ")),
         Value::Object(m) => {
-            let mut parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{}", to_text(v))).collect();
+            let mut parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", to_text(v)))
+                .collect();
             parts.sort();
             format!("map[{}]", parts.join(" "))
         }
@@ -638,22 +722,58 @@ mod tests {
     #[test]
     fn go_field_names_resolve_to_json_keys() {
         let pool = json!({"metadata": {"name": "p"}, "spec": {"cidr": "10.0.0.0/16", "ipipMode": "Always"}});
-        assert_eq!(run("{{.ObjectMeta.Name}} {{.Spec.CIDR}} {{.Spec.IPIPMode}}", &pool), "p 10.0.0.0/16 Always");
+        assert_eq!(
+            run(
+                "{{.ObjectMeta.Name}} {{.Spec.CIDR}} {{.Spec.IPIPMode}}",
+                &pool
+            ),
+            "p 10.0.0.0/16 Always"
+        );
         assert_eq!(run("{{.metadata.name}}", &pool), "p");
-        assert_eq!(run("{{if .Spec.VXLANMode}}{{.Spec.VXLANMode}}{{else}}Never{{end}}", &pool), "Never");
+        assert_eq!(
+            run(
+                "{{if .Spec.VXLANMode}}{{.Spec.VXLANMode}}{{else}}Never{{end}}",
+                &pool
+            ),
+            "Never"
+        );
     }
 
     #[test]
     fn range_join_and_functions() {
         let data = json!([{"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]}]);
-        assert_eq!(run("{{range .}}{{range .Items}}{{.ObjectMeta.Name}},{{end}}{{end}}", &data), "a,b,");
+        assert_eq!(
+            run(
+                "{{range .}}{{range .Items}}{{.ObjectMeta.Name}},{{end}}{{end}}",
+                &data
+            ),
+            "a,b,"
+        );
         let wep = json!({"spec": {"ipNetworks": ["10.0.0.1/32", "10.0.0.2/32"], "node": ""}});
-        assert_eq!(run(r#"{{join .Spec.IPNetworks ","}}"#, &wep), "10.0.0.1/32,10.0.0.2/32");
-        assert_eq!(run("{{ if eq .Spec.Node `` }}(global){{ end }}", &wep), "(global)");
-        assert_eq!(run("{{ if eq .Spec.Missing `` }}zero{{ end }}", &wep), "zero");
-        assert_eq!(run(r#"{{printf "%s-%v" "a" 3}} {{len .Spec.IPNetworks}}"#, &wep), "a-3 2");
+        assert_eq!(
+            run(r#"{{join .Spec.IPNetworks ","}}"#, &wep),
+            "10.0.0.1/32,10.0.0.2/32"
+        );
+        assert_eq!(
+            run("{{ if eq .Spec.Node `` }}(global){{ end }}", &wep),
+            "(global)"
+        );
+        assert_eq!(
+            run("{{ if eq .Spec.Missing `` }}zero{{ end }}", &wep),
+            "zero"
+        );
+        assert_eq!(
+            run(r#"{{printf "%s-%v" "a" 3}} {{len .Spec.IPNetworks}}"#, &wep),
+            "a-3 2"
+        );
         assert_eq!(run("{{- \"x\" -}}  \n  {{\"y\"}}", &wep), "xy");
-        assert_eq!(run("{{if .a}}1{{else if .b}}2{{else}}3{{end}}", &json!({"b": true})), "2");
+        assert_eq!(
+            run(
+                "{{if .a}}1{{else if .b}}2{{else}}3{{end}}",
+                &json!({"b": true})
+            ),
+            "2"
+        );
     }
 
     #[test]

@@ -1,12 +1,38 @@
-//! Datastore configuration: `calicoctl.cfg` (`CalicoAPIConfig`), environment, defaults.
-//! STUB: replaced by the datastore implementation.
+//! Datastore configuration as calicoctl users know it: the `calicoctl.cfg` file
+//! (`CalicoAPIConfig`), then environment variables, then defaults.
+//!
+//! ```yaml
+//! apiVersion: projectcalico.org/v3
+//! kind: CalicoAPIConfig
+//! metadata: {}
+//! spec:
+//!   datastoreType: etcdv3            # or "embedded" (the default)
+//!   etcdEndpoints: https://a:2379,https://b:2379
+//!   etcdCACertFile: /etc/calico/ca.pem
+//!   etcdCertFile: /etc/calico/cert.pem
+//!   etcdKeyFile: /etc/calico/key.pem
+//!   embeddedPath: /var/lib/calico/calico.db   # calico-rs addition
+//! ```
+//!
+//! Environment variables override the file, field by field: `DATASTORE_TYPE`,
+//! `CALICO_DATASTORE_PATH`, `ETCD_ENDPOINTS`, `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`,
+//! `ETCD_KEY_FILE`. As upstream, each may also be spelled with a `CALICO_` prefix
+//! (`CALICO_DATASTORE_TYPE`, `CALICO_ETCD_ENDPOINTS`, ...), which wins over the bare name. An
+//! empty variable counts as unset.
 
 use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 /// Default location of the embedded datastore file.
 pub const DEFAULT_EMBEDDED_PATH: &str = "/var/lib/calico/calico.db";
 /// Default location of the client configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/calico/calicoctl.cfg";
+
+/// The `apiVersion` a configuration file must declare.
+pub const CONFIG_API_VERSION: &str = "projectcalico.org/v3";
+/// The `kind` a configuration file must declare.
+pub const CONFIG_KIND: &str = "CalicoAPIConfig";
 
 /// Which backend to use and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +45,19 @@ pub struct DatastoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatastoreType {
     /// The embedded single-file SQLite store.
-    Embedded { path: PathBuf },
+    Embedded {
+        /// The store file (created on first use).
+        path: PathBuf,
+    },
     /// An etcd v3 cluster.
     EtcdV3 {
+        /// Client URLs, e.g. `https://10.0.0.1:2379`.
         endpoints: Vec<String>,
+        /// CA bundle to verify the servers with.
         ca_cert_file: Option<PathBuf>,
+        /// Client certificate for mutual TLS.
         cert_file: Option<PathBuf>,
+        /// Key of the client certificate.
         key_file: Option<PathBuf>,
     },
 }
@@ -34,16 +67,524 @@ pub enum DatastoreType {
 pub enum ConfigError {
     /// Reading the file failed.
     #[error("reading datastore config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for a `CalicoAPIConfig` (syntax, unknown field, wrong type).
+    #[error("parsing datastore config {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation, naming the offending field where it can.
+        reason: String,
+    },
+    /// A field of the file has a value this program does not accept.
+    #[error("datastore config {path}: {field} is {value:?}, expected {expected}")]
+    InvalidField {
+        /// The file.
+        path: PathBuf,
+        /// The field, e.g. `spec.datastoreType`.
+        field: String,
+        /// The value found (empty when the field is missing).
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
+    /// An environment variable has a value this program does not accept.
+    #[error("environment variable {var}={value:?} is invalid, expected {expected}")]
+    InvalidEnv {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
+    /// etcdv3 was selected but no endpoint was given anywhere.
+    #[error("datastore type etcdv3 needs etcd endpoints: set {hint}")]
+    MissingEtcdEndpoints {
+        /// Where endpoints could have been given.
+        hint: String,
+    },
+}
+
+/// The `CalicoAPIConfig` document.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ApiConfigFile {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    /// Accepted for compatibility; nothing in it is used.
+    #[serde(default)]
+    #[expect(dead_code, reason = "parsed only to accept upstream files")]
+    metadata: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    spec: Option<ApiConfigSpec>,
+}
+
+/// The `spec` of a `CalicoAPIConfig`, limited to the settings calico-rs supports.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ApiConfigSpec {
+    #[serde(default)]
+    datastore_type: Option<String>,
+    #[serde(default)]
+    etcd_endpoints: Option<String>,
+    #[serde(default, rename = "etcdCACertFile")]
+    etcd_ca_cert_file: Option<String>,
+    #[serde(default)]
+    etcd_cert_file: Option<String>,
+    #[serde(default)]
+    etcd_key_file: Option<String>,
+    #[serde(default)]
+    embedded_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Embedded,
+    EtcdV3,
+}
+
+const DATASTORE_TYPES: &str = "\"etcdv3\" or \"embedded\"";
+
+fn parse_kind(s: &str) -> Option<Kind> {
+    match s {
+        "embedded" => Some(Kind::Embedded),
+        "etcdv3" => Some(Kind::EtcdV3),
+        _ => None,
+    }
+}
+
+/// Settings gathered from the file and the environment before defaults are applied.
+#[derive(Default)]
+struct Settings {
+    kind: Option<Kind>,
+    etcd_endpoints: Option<String>,
+    ca_cert_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    embedded_path: Option<String>,
 }
 
 impl DatastoreConfig {
-    /// Load from `config_path` (or the default file when present), then the environment.
+    /// The embedded store at `path`.
+    pub fn embedded(path: impl Into<PathBuf>) -> Self {
+        Self {
+            datastore_type: DatastoreType::Embedded { path: path.into() },
+        }
+    }
+
+    /// Load from `config_path` (which must exist) or, without one, from
+    /// [`DEFAULT_CONFIG_PATH`] when that file exists; then apply the process environment.
     pub fn load(config_path: Option<&Path>) -> Result<Self, ConfigError> {
-        let _ = config_path;
-        let path = std::env::var_os("CALICO_DATASTORE_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_EMBEDDED_PATH));
-        Ok(Self { datastore_type: DatastoreType::Embedded { path } })
+        Self::load_with_env(config_path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`DatastoreConfig::load`] with the environment read through `env` (for tests and
+    /// embedding callers).
+    pub fn load_with_env(
+        config_path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::load_with(config_path, Some(Path::new(DEFAULT_CONFIG_PATH)), env)
+    }
+
+    /// The general form: `config_path` must exist when given; otherwise `default_path`, when
+    /// given, is read if it exists. Environment variables, read through `env`, override file
+    /// settings; what neither sets defaults to the embedded store at [`DEFAULT_EMBEDDED_PATH`].
+    pub fn load_with(
+        config_path: Option<&Path>,
+        default_path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let file = match (config_path, default_path) {
+            (Some(path), _) => Some((path, read(path)?)),
+            (None, Some(path)) => match read(path) {
+                Ok(text) => Some((path, text)),
+                Err(ConfigError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            (None, None) => None,
+        };
+        let mut settings = match &file {
+            Some((path, text)) => parse_file(path, text)?,
+            None => Settings::default(),
+        };
+        apply_env(&mut settings, env)?;
+        resolve(settings, file.map(|(p, _)| p))
+    }
+}
+
+/// Parse and check a `CalicoAPIConfig` document.
+fn parse_file(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let doc: ApiConfigFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let invalid = |field: &str, value: Option<&str>, expected: &str| ConfigError::InvalidField {
+        path: path.to_path_buf(),
+        field: field.into(),
+        value: value.unwrap_or_default().into(),
+        expected: expected.into(),
+    };
+    if doc.api_version.as_deref() != Some(CONFIG_API_VERSION) {
+        return Err(invalid(
+            "apiVersion",
+            doc.api_version.as_deref(),
+            CONFIG_API_VERSION,
+        ));
+    }
+    if doc.kind.as_deref() != Some(CONFIG_KIND) {
+        return Err(invalid("kind", doc.kind.as_deref(), CONFIG_KIND));
+    }
+    let spec = doc.spec.unwrap_or_default();
+    let kind = match spec.datastore_type.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            parse_kind(s).ok_or_else(|| invalid("spec.datastoreType", Some(s), DATASTORE_TYPES))?,
+        ),
+    };
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    Ok(Settings {
+        kind,
+        etcd_endpoints: nonempty(spec.etcd_endpoints),
+        ca_cert_file: nonempty(spec.etcd_ca_cert_file),
+        cert_file: nonempty(spec.etcd_cert_file),
+        key_file: nonempty(spec.etcd_key_file),
+        embedded_path: nonempty(spec.embedded_path),
+    })
+}
+
+/// The first of `CALICO_<name>` and `<name>` that is set and non-empty, with its variable name.
+fn lookup(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<(String, String)> {
+    let prefixed = if name.starts_with("CALICO_") {
+        None
+    } else {
+        Some(format!("CALICO_{name}"))
+    };
+    prefixed
+        .into_iter()
+        .chain(std::iter::once(name.to_string()))
+        .find_map(|var| env(&var).filter(|v| !v.trim().is_empty()).map(|v| (var, v)))
+}
+
+fn apply_env(s: &mut Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    if let Some((var, value)) = lookup(env, "DATASTORE_TYPE") {
+        s.kind = Some(
+            parse_kind(value.trim()).ok_or_else(|| ConfigError::InvalidEnv {
+                var,
+                value: value.clone(),
+                expected: DATASTORE_TYPES.into(),
+            })?,
+        );
+    }
+    let set = |field: &mut Option<String>, name: &str| {
+        if let Some((_, value)) = lookup(env, name) {
+            *field = Some(value);
+        }
+    };
+    set(&mut s.embedded_path, "CALICO_DATASTORE_PATH");
+    set(&mut s.etcd_endpoints, "ETCD_ENDPOINTS");
+    set(&mut s.ca_cert_file, "ETCD_CA_CERT_FILE");
+    set(&mut s.cert_file, "ETCD_CERT_FILE");
+    set(&mut s.key_file, "ETCD_KEY_FILE");
+    Ok(())
+}
+
+/// Apply defaults and build the configuration.
+fn resolve(s: Settings, file: Option<&Path>) -> Result<DatastoreConfig, ConfigError> {
+    let datastore_type = match s.kind.unwrap_or(Kind::Embedded) {
+        Kind::Embedded => DatastoreType::Embedded {
+            path: PathBuf::from(
+                s.embedded_path
+                    .as_deref()
+                    .unwrap_or(DEFAULT_EMBEDDED_PATH)
+                    .trim(),
+            ),
+        },
+        Kind::EtcdV3 => {
+            let endpoints: Vec<String> = s
+                .etcd_endpoints
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(String::from)
+                .collect();
+            if endpoints.is_empty() {
+                let hint = match file {
+                    Some(p) => format!("spec.etcdEndpoints in {} or ETCD_ENDPOINTS", p.display()),
+                    None => "ETCD_ENDPOINTS".to_string(),
+                };
+                return Err(ConfigError::MissingEtcdEndpoints { hint });
+            }
+            let path = |v: Option<String>| v.map(|p| PathBuf::from(p.trim()));
+            DatastoreType::EtcdV3 {
+                endpoints,
+                ca_cert_file: path(s.ca_cert_file),
+                cert_file: path(s.cert_file),
+                key_file: path(s.key_file),
+            }
+        }
+    };
+    Ok(DatastoreConfig { datastore_type })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("calicoctl.cfg");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load(path: Option<&Path>, vars: &[(&str, &str)]) -> Result<DatastoreConfig, ConfigError> {
+        DatastoreConfig::load_with(path, None, &env_of(vars))
+    }
+
+    const ETCD_FILE: &str = "\
+apiVersion: projectcalico.org/v3
+kind: CalicoAPIConfig
+metadata: {}
+spec:
+  datastoreType: etcdv3
+  etcdEndpoints: \"https://a:2379, https://b:2379\"
+  etcdCACertFile: /etc/calico/ca.pem
+  etcdCertFile: /etc/calico/cert.pem
+  etcdKeyFile: /etc/calico/key.pem
+";
+
+    #[test]
+    fn defaults_to_embedded() {
+        let cfg = load(None, &[]).unwrap();
+        assert_eq!(cfg, DatastoreConfig::embedded(DEFAULT_EMBEDDED_PATH));
+    }
+
+    #[test]
+    fn parses_etcd_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, ETCD_FILE);
+        let cfg = load(Some(&path), &[]).unwrap();
+        assert_eq!(
+            cfg.datastore_type,
+            DatastoreType::EtcdV3 {
+                endpoints: vec!["https://a:2379".into(), "https://b:2379".into()],
+                ca_cert_file: Some("/etc/calico/ca.pem".into()),
+                cert_file: Some("/etc/calico/cert.pem".into()),
+                key_file: Some("/etc/calico/key.pem".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn parses_embedded_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n\
+             spec:\n  datastoreType: embedded\n  embeddedPath: /tmp/x.db\n",
+        );
+        let cfg = load(Some(&path), &[]).unwrap();
+        assert_eq!(cfg, DatastoreConfig::embedded("/tmp/x.db"));
+    }
+
+    #[test]
+    fn default_file_is_read_when_present_and_skipped_when_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent.cfg");
+        let env = env_of(&[]);
+        let cfg = DatastoreConfig::load_with(None, Some(&absent), &env).unwrap();
+        assert_eq!(cfg, DatastoreConfig::embedded(DEFAULT_EMBEDDED_PATH));
+        let present = write(&dir, ETCD_FILE);
+        let cfg = DatastoreConfig::load_with(None, Some(&present), &env).unwrap();
+        assert!(matches!(cfg.datastore_type, DatastoreType::EtcdV3 { .. }));
+    }
+
+    #[test]
+    fn explicit_file_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.cfg");
+        let err = load(Some(&missing), &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err.to_string().contains("nope.cfg"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n\
+             spec:\n  datastoreType: etcdv3\n  etcdEndpoint: http://x:2379\n",
+        );
+        let err = load(Some(&path), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
+        assert!(msg.contains("etcdEndpoint"), "{msg}");
+        assert!(msg.contains("calicoctl.cfg"), "{msg}");
+
+        let path = write(
+            &dir,
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspek: {}\n",
+        );
+        let msg = load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(msg.contains("spek"), "{msg}");
+    }
+
+    #[test]
+    fn bad_datastore_type_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n\
+             spec:\n  datastoreType: kubernetes\n",
+        );
+        let err = load(Some(&path), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, ConfigError::InvalidField { field, value, .. }
+                if field == "spec.datastoreType" && value == "kubernetes"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("calicoctl.cfg") && msg.contains("etcdv3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_kind_or_api_version_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "apiVersion: v1\nkind: CalicoAPIConfig\nspec: {}\n");
+        let err = load(Some(&path), &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidField { field, value, .. }
+                if field == "apiVersion" && value == "v1"),
+            "{err}"
+        );
+        let path = write(
+            &dir,
+            "apiVersion: projectcalico.org/v3\nkind: calicoApiConfig\nspec: {}\n",
+        );
+        let err = load(Some(&path), &[]).unwrap_err();
+        assert!(err.to_string().contains("calicoApiConfig"), "{err}");
+        let path = write(&dir, "spec: {}\n");
+        let err = load(Some(&path), &[]).unwrap_err();
+        assert!(err.to_string().contains("apiVersion"), "{err}");
+    }
+
+    #[test]
+    fn malformed_yaml_is_a_parse_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "apiVersion: [unclosed\n");
+        let err = load(Some(&path), &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, ETCD_FILE);
+        let cfg = load(
+            Some(&path),
+            &[("ETCD_ENDPOINTS", "http://c:2379"), ("ETCD_KEY_FILE", "/k")],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.datastore_type,
+            DatastoreType::EtcdV3 {
+                endpoints: vec!["http://c:2379".into()],
+                ca_cert_file: Some("/etc/calico/ca.pem".into()),
+                cert_file: Some("/etc/calico/cert.pem".into()),
+                key_file: Some("/k".into()),
+            }
+        );
+        let cfg = load(
+            Some(&path),
+            &[
+                ("DATASTORE_TYPE", "embedded"),
+                ("CALICO_DATASTORE_PATH", "/d.db"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg, DatastoreConfig::embedded("/d.db"));
+    }
+
+    #[test]
+    fn env_alone_selects_etcd() {
+        let cfg = load(
+            None,
+            &[
+                ("CALICO_DATASTORE_TYPE", "etcdv3"),
+                ("DATASTORE_TYPE", "embedded"),
+                ("CALICO_ETCD_ENDPOINTS", "http://p:2379"),
+                ("ETCD_ENDPOINTS", "http://bare:2379"),
+                ("ETCD_CA_CERT_FILE", "/ca"),
+                ("CALICO_ETCD_CERT_FILE", "/cert"),
+            ],
+        )
+        .unwrap();
+        // CALICO_-prefixed variables win over bare ones, as upstream.
+        assert_eq!(
+            cfg.datastore_type,
+            DatastoreType::EtcdV3 {
+                endpoints: vec!["http://p:2379".into()],
+                ca_cert_file: Some("/ca".into()),
+                cert_file: Some("/cert".into()),
+                key_file: None,
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_env_value_names_the_variable() {
+        let err = load(None, &[("DATASTORE_TYPE", "kubernetes")]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidEnv { var, value, .. }
+                if var == "DATASTORE_TYPE" && value == "kubernetes"),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("DATASTORE_TYPE") && msg.contains("kubernetes"),
+            "{msg}"
+        );
+        // Empty counts as unset.
+        assert!(load(None, &[("DATASTORE_TYPE", "")]).is_ok());
+    }
+
+    #[test]
+    fn etcd_without_endpoints_is_an_error() {
+        let err = load(None, &[("DATASTORE_TYPE", "etcdv3")]).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingEtcdEndpoints { .. }));
+        assert!(err.to_string().contains("ETCD_ENDPOINTS"), "{err}");
     }
 }

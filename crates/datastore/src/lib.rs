@@ -15,6 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub mod config;
+pub mod contract;
 pub mod sqlite;
 
 pub use config::{DatastoreConfig, DatastoreType};

@@ -1,0 +1,138 @@
+//! Embedded (SQLite) backend benchmarks: bulk writes, listing, single-write latency and
+//! write-to-watch latency, on a file in a temporary directory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use calico_datastore::sqlite::SqliteDatastore;
+use calico_datastore::{Datastore, Key, WatchFilter, WriteOp};
+use divan::Bencher;
+use serde_json::{Value, json};
+
+fn main() {
+    divan::main();
+}
+
+const BULK: usize = 10_000;
+
+/// A NetworkPolicy-shaped document of roughly 1 KB.
+fn policy_value(i: usize) -> Value {
+    json!({
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": format!("policy-{i:05}"), "namespace": "bench",
+                     "labels": {"app": "bench", "tier": "backend", "index": i.to_string()}},
+        "spec": {
+            "order": 100,
+            "selector": "app == 'bench' && tier == 'backend'",
+            "types": ["Ingress", "Egress"],
+            "ingress": [{
+                "action": "Allow", "protocol": "TCP",
+                "source": {"selector": "role == 'frontend'", "nets": ["10.0.0.0/8", "192.168.0.0/16"]},
+                "destination": {"ports": [80, 443, 8080, "9000:9100"]}
+            }, {
+                "action": "Deny", "protocol": "UDP",
+                "source": {"notNets": ["172.16.0.0/12"], "namespaceSelector": "env != 'prod'"},
+                "destination": {"ports": [53]}
+            }],
+            "egress": [{
+                "action": "Allow", "protocol": "TCP",
+                "destination": {"selector": "role == 'database' && zone in {'a', 'b', 'c'}",
+                                "ports": [5432, 6379], "nets": ["10.10.0.0/16"]}
+            }, {
+                "action": "Log",
+                "destination": {"domains": ["example.com", "api.example.com"]}
+            }, {"action": "Pass"}]
+        }
+    })
+}
+
+fn key(i: usize) -> Key {
+    Key::namespaced("NetworkPolicy", "bench", format!("policy-{i:05}"))
+}
+
+fn bulk_ops() -> Vec<WriteOp> {
+    (0..BULK)
+        .map(|i| WriteOp::Create {
+            key: key(i),
+            value: policy_value(i),
+        })
+        .collect()
+}
+
+fn fresh_store() -> (tempfile::TempDir, SqliteDatastore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteDatastore::open(&dir.path().join("bench.db")).unwrap();
+    (dir, store)
+}
+
+/// One atomic batch creating 10,000 ~1 KB policies in a fresh store.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn create_10k_batch(bencher: Bencher<'_, '_>) {
+    bencher
+        .with_inputs(|| (fresh_store(), bulk_ops()))
+        .bench_local_values(|((dir, store), ops)| {
+            store.write_batch(ops).unwrap();
+            // Returned so that closing the store and removing the file is not timed.
+            (dir, store)
+        });
+}
+
+/// Listing 10,000 policies (read, parse, sort).
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn list_10k(bencher: Bencher<'_, '_>) {
+    let (_dir, store) = fresh_store();
+    store.write_batch(bulk_ops()).unwrap();
+    bencher.bench_local(|| {
+        let list = store.list("NetworkPolicy", None).unwrap();
+        assert_eq!(list.items.len(), BULK);
+        list
+    });
+}
+
+/// Latency of one create (one transaction) in a store that already holds 10,000 policies.
+#[divan::bench(sample_count = 200)]
+fn create_one(bencher: Bencher<'_, '_>) {
+    let (_dir, store) = fresh_store();
+    store.write_batch(bulk_ops()).unwrap();
+    let next = AtomicU64::new(0);
+    let value = policy_value(0);
+    bencher.bench_local(|| {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let k = Key::namespaced("NetworkPolicy", "single", format!("p{n}"));
+        store.create(&k, value.clone()).unwrap()
+    });
+}
+
+/// Latency of a compare-and-swap update (get, then update at the read revision).
+#[divan::bench(sample_count = 200)]
+fn cas_update(bencher: Bencher<'_, '_>) {
+    let (_dir, store) = fresh_store();
+    store.write_batch(bulk_ops()).unwrap();
+    let k = key(42);
+    bencher.bench_local(|| {
+        let kv = store.get(&k).unwrap().unwrap();
+        store.update(&k, kv.value, Some(kv.mod_revision)).unwrap()
+    });
+}
+
+/// From starting a create to a watcher (on its own connection) returning its event.
+#[divan::bench(sample_count = 100)]
+fn watch_latency(bencher: Bencher<'_, '_>) {
+    let (_dir, store) = fresh_store();
+    let mut watcher = store
+        .watch(WatchFilter::default(), store.revision().unwrap())
+        .unwrap();
+    let next = AtomicU64::new(0);
+    let value = policy_value(0);
+    bencher.bench_local(|| {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let k = Key::namespaced("NetworkPolicy", "watch", format!("p{n}"));
+        let kv = store.create(&k, value.clone()).unwrap();
+        let ev = watcher
+            .next(Duration::from_secs(10))
+            .unwrap()
+            .expect("event");
+        assert_eq!(ev.revision, kv.mod_revision);
+    });
+}
