@@ -6,11 +6,19 @@
 
 use std::fmt;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod defaults;
 pub mod kind;
+pub mod names;
+pub mod numorstring;
+pub mod v3;
+mod validate;
 
 pub use kind::Kind;
+pub use validate::{is_dns1123_label, is_dns1123_subdomain};
 
 /// The API group/version of every resource this crate knows.
 pub const API_VERSION: &str = "projectcalico.org/v3";
@@ -26,6 +34,11 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// The typed form of the document, e.g. `resource.to_typed::<v3::IPPool>()`.
+    pub fn to_typed<T: ApiResource>(&self) -> Result<T, ValidationError> {
+        strict(self.value.clone())
+    }
+
     /// `metadata.name`.
     pub fn name(&self) -> &str {
         self.value["metadata"]["name"].as_str().unwrap_or_default()
@@ -72,15 +85,330 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// Why a fragment passed to [`validate_fragment`] was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FragmentError {
+    /// The value is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// This crate does not model the named type.
+    #[error("unsupported type {0}")]
+    Unsupported(String),
+}
+
+/// A typed resource document that [`parse_resource`] knows how to check and default.
+pub trait ApiResource: DeserializeOwned + Serialize {
+    /// The resource's kind.
+    const KIND: Kind;
+    /// The resource's metadata.
+    fn metadata(&self) -> &v3::ObjectMeta;
+    /// Fills in upstream's defaults.
+    fn apply_defaults(&mut self) {}
+    /// Runs the kind's spec (and status) validation.
+    fn validate_spec(&self) -> Result<(), ValidationError>;
+}
+
+macro_rules! api_resource {
+    ($ty:ty, $kind:expr, |$r:ident| $validate:expr $(, |$d:ident| $defaults:expr)?) => {
+        impl ApiResource for $ty {
+            const KIND: Kind = $kind;
+            fn metadata(&self) -> &v3::ObjectMeta {
+                &self.metadata
+            }
+            $(fn apply_defaults(&mut self) {
+                let $d = self;
+                $defaults
+            })?
+            fn validate_spec(&self) -> Result<(), ValidationError> {
+                let $r = self;
+                $validate
+            }
+        }
+    };
+}
+
+api_resource!(
+    v3::NetworkPolicy,
+    Kind::NetworkPolicy,
+    |r| validate::network_policy_spec(&r.spec),
+    |r| {
+        let (i, e) = (!r.spec.ingress.is_empty(), !r.spec.egress.is_empty());
+        defaults::policy(&mut r.spec.tier, &mut r.spec.types, i, e);
+    }
+);
+api_resource!(
+    v3::GlobalNetworkPolicy,
+    Kind::GlobalNetworkPolicy,
+    |r| validate::global_network_policy_spec(&r.spec),
+    |r| {
+        let (i, e) = (!r.spec.ingress.is_empty(), !r.spec.egress.is_empty());
+        defaults::policy(&mut r.spec.tier, &mut r.spec.types, i, e);
+    }
+);
+api_resource!(
+    v3::Tier,
+    Kind::Tier,
+    |r| validate::tier(&r.metadata.name, &r.spec),
+    |r| defaults::tier(&r.metadata.name, &mut r.spec)
+);
+api_resource!(v3::Profile, Kind::Profile, |r| validate::profile_spec(
+    "spec", &r.spec
+));
+api_resource!(
+    v3::IPPool,
+    Kind::IpPool,
+    |r| validate::ippool_spec("spec", &r.spec),
+    |r| defaults::ippool(&mut r.spec)
+);
+api_resource!(v3::IPReservation, Kind::IpReservation, |r| {
+    validate::ip_reservation_spec("spec", &r.spec)
+});
+api_resource!(v3::Node, Kind::Node, |r| {
+    validate::node_spec("spec", &r.spec)?;
+    validate::node_status("status", &r.status)
+});
+api_resource!(v3::WorkloadEndpoint, Kind::WorkloadEndpoint, |r| {
+    validate::workload_endpoint_spec("spec", &r.spec)
+});
+api_resource!(v3::HostEndpoint, Kind::HostEndpoint, |r| {
+    validate::host_endpoint_spec("spec", &r.spec)
+});
+api_resource!(v3::NetworkSet, Kind::NetworkSet, |r| validate::net_list(
+    "spec.nets",
+    &r.spec.nets
+));
+api_resource!(v3::GlobalNetworkSet, Kind::GlobalNetworkSet, |r| {
+    validate::net_list("spec.nets", &r.spec.nets)
+});
+api_resource!(v3::BGPPeer, Kind::BgpPeer, |r| validate::bgp_peer_spec(
+    "spec", &r.spec
+));
+api_resource!(v3::BGPConfiguration, Kind::BgpConfiguration, |r| {
+    validate::bgp_configuration_spec("spec", &r.spec)
+});
+api_resource!(v3::FelixConfiguration, Kind::FelixConfiguration, |r| {
+    validate::felix_spec("spec", &r.spec)
+});
+api_resource!(
+    v3::ClusterInformation,
+    Kind::ClusterInformation,
+    |_r| Ok(())
+);
+
+/// Labels Calico sets itself on network sets; users may not set them.
+const RESERVED_NETWORK_SET_LABELS: [&str; 3] = [
+    "projectcalico.org/namespace",
+    "projectcalico.org/orchestrator",
+    "projectcalico.org/serviceaccount",
+];
+
+/// Checks the metadata rules shared by every kind.
+fn check_metadata(kind: Kind, meta: &v3::ObjectMeta) -> Result<(), ValidationError> {
+    validate::resource_name(kind, &meta.name)?;
+    if kind.is_namespaced() {
+        if meta.namespace.is_empty() {
+            return Err(ValidationError::new(
+                "metadata.namespace",
+                None,
+                format!("namespace is required for {kind}"),
+            ));
+        }
+        if !is_dns1123_label(&meta.namespace) {
+            return Err(ValidationError::new(
+                "metadata.namespace",
+                serde_json::to_string(&meta.namespace).ok(),
+                "invalid namespace: must be a lower-case DNS label",
+            ));
+        }
+    } else if !meta.namespace.is_empty() {
+        return Err(ValidationError::new(
+            "metadata.namespace",
+            serde_json::to_string(&meta.namespace).ok(),
+            format!("{kind} is not namespaced"),
+        ));
+    }
+    validate::labels("metadata.labels", &meta.labels)?;
+    validate::annotations("metadata.annotations", &meta.annotations)?;
+    if matches!(kind, Kind::NetworkSet | Kind::GlobalNetworkSet) {
+        for key in meta.labels.keys() {
+            if RESERVED_NETWORK_SET_LABELS.contains(&key.as_str()) {
+                return Err(ValidationError::new(
+                    format!("metadata.labels[{key}]"),
+                    serde_json::to_string(key).ok(),
+                    "label is reserved for Calico's own use",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deserializes strictly, turning serde's error into one that names the JSON path.
+fn strict<T: DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let msg = e.into_inner().to_string();
+        // serde reports an unknown key at its parent's path; name the key itself.
+        if let Some(rest) = msg.strip_prefix("unknown field `")
+            && let Some((key, _)) = rest.split_once('`')
+        {
+            let field = if path.is_empty() || path.ends_with(key) {
+                if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    path
+                }
+            } else {
+                format!("{path}.{key}")
+            };
+            return ValidationError::new(field, None, format!("unknown field: {msg}"));
+        }
+        ValidationError::new(path, None, msg)
+    })
+}
+
+fn process<T: ApiResource>(doc: Value) -> Result<Value, ValidationError> {
+    let mut r: T = strict(doc)?;
+    check_metadata(T::KIND, r.metadata())?;
+    r.apply_defaults();
+    r.validate_spec()?;
+    serde_json::to_value(&r).map_err(|e| ValidationError::new("", None, e.to_string()))
+}
+
 /// Check a whole document and return it defaulted.
 ///
 /// Fails on: wrong or missing `apiVersion`, unknown `kind`, unknown fields anywhere, a missing
 /// or invalid `metadata.name`, a namespace on a cluster-scoped kind or none on a namespaced kind,
 /// and every upstream validation rule of the kind's spec.
 pub fn parse_resource(doc: Value) -> Result<Resource, ValidationError> {
-    let kind_name = doc["kind"].as_str().unwrap_or_default();
-    let kind = Kind::from_document_kind(kind_name).ok_or_else(|| {
-        ValidationError::new("kind", Some(doc["kind"].to_string()), "unknown resource kind")
-    })?;
-    Ok(Resource { kind, value: doc })
+    let Value::Object(map) = &doc else {
+        return Err(ValidationError::new(
+            "",
+            None,
+            "a resource document must be a JSON object",
+        ));
+    };
+    match map.get("apiVersion") {
+        Some(Value::String(v)) if v == API_VERSION => {}
+        other => {
+            return Err(ValidationError::new(
+                "apiVersion",
+                other.map(Value::to_string),
+                format!("apiVersion must be {API_VERSION}"),
+            ));
+        }
+    }
+    let kind = map
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(Kind::from_document_kind)
+        .ok_or_else(|| {
+            ValidationError::new(
+                "kind",
+                map.get("kind").map(Value::to_string),
+                "unknown resource kind",
+            )
+        })?;
+    let value = match kind {
+        Kind::BgpConfiguration => process::<v3::BGPConfiguration>(doc)?,
+        Kind::BgpPeer => process::<v3::BGPPeer>(doc)?,
+        Kind::ClusterInformation => process::<v3::ClusterInformation>(doc)?,
+        Kind::FelixConfiguration => process::<v3::FelixConfiguration>(doc)?,
+        Kind::GlobalNetworkPolicy => process::<v3::GlobalNetworkPolicy>(doc)?,
+        Kind::GlobalNetworkSet => process::<v3::GlobalNetworkSet>(doc)?,
+        Kind::HostEndpoint => process::<v3::HostEndpoint>(doc)?,
+        Kind::IpPool => process::<v3::IPPool>(doc)?,
+        Kind::IpReservation => process::<v3::IPReservation>(doc)?,
+        Kind::NetworkPolicy => process::<v3::NetworkPolicy>(doc)?,
+        Kind::NetworkSet => process::<v3::NetworkSet>(doc)?,
+        Kind::Node => process::<v3::Node>(doc)?,
+        Kind::Profile => process::<v3::Profile>(doc)?,
+        Kind::Tier => process::<v3::Tier>(doc)?,
+        Kind::WorkloadEndpoint => process::<v3::WorkloadEndpoint>(doc)?,
+    };
+    Ok(Resource { kind, value })
+}
+
+/// Fragment types [`validate_fragment`] understands, by upstream's Go type name.
+pub const FRAGMENT_TYPES: [&str; 19] = [
+    "v3.Rule",
+    "v3.EntityRule",
+    "v3.ICMPFields",
+    "v3.HTTPMatch",
+    "v3.ProtoPort",
+    "v3.IPPoolSpec",
+    "v3.HostEndpointSpec",
+    "v3.NetworkSetSpec",
+    "v3.GlobalNetworkSetSpec",
+    "v3.ProfileSpec",
+    "v3.BGPPeerSpec",
+    "v3.BGPConfigurationSpec",
+    "v3.FelixConfigurationSpec",
+    "internalapi.WorkloadEndpointSpec",
+    "internalapi.WorkloadEndpointPort",
+    "internalapi.NodeSpec",
+    "internalapi.NodeStatus",
+    "internalapi.IPNAT",
+    "numorstring.Protocol",
+];
+
+/// Validates a JSON fragment of one API struct on its own (upstream's validator applied to a
+/// bare struct). `type_name` is upstream's Go type name, e.g. `v3.Rule`; see
+/// [`FRAGMENT_TYPES`]. Rules are checked as ingress rules; pool specs are defaulted first.
+pub fn validate_fragment(type_name: &str, value: &Value) -> Result<(), FragmentError> {
+    let v = value.clone();
+    match type_name {
+        "v3.Rule" => {
+            validate::rule("", &strict(v)?, validate::Direction::Ingress)?;
+        }
+        "v3.EntityRule" => validate::entity_rule("", &strict(v)?)?,
+        "v3.ICMPFields" => validate::icmp_fields("", &strict(v)?)?,
+        "v3.HTTPMatch" => validate::http_match("", &strict(v)?)?,
+        "v3.ProtoPort" => validate::proto_port("", &strict(v)?)?,
+        "v3.IPPoolSpec" => {
+            let mut spec: v3::IPPoolSpec = strict(v)?;
+            defaults::ippool(&mut spec);
+            validate::ippool_spec("", &spec)?;
+        }
+        "v3.HostEndpointSpec" => validate::host_endpoint_spec("", &strict(v)?)?,
+        "v3.NetworkSetSpec" => {
+            let spec: v3::NetworkSetSpec = strict(v)?;
+            validate::net_list("nets", &spec.nets)?;
+        }
+        "v3.GlobalNetworkSetSpec" => {
+            let spec: v3::GlobalNetworkSetSpec = strict(v)?;
+            validate::net_list("nets", &spec.nets)?;
+        }
+        "v3.ProfileSpec" => validate::profile_spec("", &strict(v)?)?,
+        "v3.BGPPeerSpec" => validate::bgp_peer_spec("", &strict(v)?)?,
+        "v3.BGPConfigurationSpec" => validate::bgp_configuration_spec("", &strict(v)?)?,
+        "v3.FelixConfigurationSpec" => validate::felix_spec("", &strict(v)?)?,
+        "internalapi.WorkloadEndpointSpec" => {
+            validate::workload_endpoint_spec("", &strict(v)?)?;
+        }
+        "internalapi.WorkloadEndpointPort" => {
+            validate::workload_endpoint_port("", &strict(v)?)?;
+        }
+        "internalapi.NodeSpec" => validate::node_spec("", &strict(v)?)?,
+        "internalapi.NodeStatus" => validate::node_status("", &strict(v)?)?,
+        "internalapi.IPNAT" => {
+            validate::ip_nat("", &strict(v)?)?;
+        }
+        "numorstring.Protocol" => {
+            let p: numorstring::Protocol = strict(v)?;
+            if !p.is_valid() {
+                return Err(ValidationError::new(
+                    "",
+                    serde_json::to_string(&p).ok(),
+                    "protocol must be TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or a number 1-255",
+                )
+                .into());
+            }
+        }
+        other => return Err(FragmentError::Unsupported(other.to_owned())),
+    }
+    Ok(())
 }
