@@ -255,14 +255,11 @@ fn strict<T: DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
         if let Some(rest) = msg.strip_prefix("unknown field `")
             && let Some((key, _)) = rest.split_once('`')
         {
-            let field = if path.is_empty() || path.ends_with(key) {
-                if path.is_empty() {
-                    key.to_owned()
-                } else {
-                    path
-                }
+            let named = path == key || path.ends_with(&format!(".{key}"));
+            let field = if named {
+                path
             } else {
-                format!("{path}.{key}")
+                validate::join(&path, key)
             };
             return ValidationError::new(field, None, format!("unknown field: {msg}"));
         }
@@ -411,4 +408,131 @@ pub fn validate_fragment(type_name: &str, value: &Value) -> Result<(), FragmentE
         other => return Err(FragmentError::Unsupported(other.to_owned())),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn err(doc: Value) -> ValidationError {
+        parse_resource(doc).expect_err("should be rejected")
+    }
+
+    fn policy(spec: Value) -> Value {
+        json!({
+            "apiVersion": API_VERSION,
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "p"},
+            "spec": spec
+        })
+    }
+
+    #[test]
+    fn wrong_api_version_names_the_field() {
+        let e = err(json!({"apiVersion": "v1", "kind": "Tier", "metadata": {"name": "t"}}));
+        assert_eq!(e.field, "apiVersion");
+        assert_eq!(e.value.as_deref(), Some("\"v1\""));
+        assert_eq!(
+            e.to_string(),
+            "field apiVersion = \"v1\": apiVersion must be projectcalico.org/v3"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_names_the_field() {
+        let e = err(json!({"apiVersion": API_VERSION, "kind": "BGPFilter"}));
+        assert_eq!(e.field, "kind");
+        assert_eq!(e.reason, "unknown resource kind");
+    }
+
+    #[test]
+    fn unknown_field_is_reported_with_its_path() {
+        let e = err(policy(
+            json!({"ingress": [{"action": "Allow", "bogus": 1}]}),
+        ));
+        assert_eq!(e.field, "spec.ingress[0].bogus");
+        assert!(e.reason.starts_with("unknown field"), "{e}");
+        let e = err(policy(json!({"sellector": "all()"})));
+        assert_eq!(e.field, "spec.sellector");
+    }
+
+    #[test]
+    fn bad_port_is_reported_with_its_path() {
+        let e = err(policy(
+            json!({"ingress": [{"action": "Allow", "protocol": "TCP",
+            "destination": {"ports": [80, "100:0"]}}]}),
+        ));
+        assert_eq!(e.field, "spec.ingress[0].destination.ports[1]");
+    }
+
+    #[test]
+    fn port_zero_message_matches_upstream() {
+        let e = err(policy(
+            json!({"ingress": [{"action": "Allow", "protocol": "TCP",
+            "destination": {"notPorts": ["0:456"]}}]}),
+        ));
+        assert_eq!(e.field, "spec.ingress[0].destination.notPorts[0]");
+        assert_eq!(
+            e.reason,
+            "port range invalid, port number must be between 1 and 65535"
+        );
+    }
+
+    #[test]
+    fn name_is_required() {
+        let e = err(json!({"apiVersion": API_VERSION, "kind": "Tier", "spec": {}}));
+        assert_eq!(e.field, "metadata.name");
+        assert_eq!(e.reason, "name is required");
+    }
+
+    #[test]
+    fn namespace_rules() {
+        let np = |meta: Value| json!({"apiVersion": API_VERSION, "kind": "NetworkPolicy", "metadata": meta});
+        let e = err(np(json!({"name": "p"})));
+        assert_eq!(e.field, "metadata.namespace");
+        assert!(parse_resource(np(json!({"name": "p", "namespace": "ns"}))).is_ok());
+        let mut gnp = policy(json!({}));
+        gnp["metadata"]["namespace"] = json!("default");
+        let e = err(gnp);
+        assert_eq!(e.field, "metadata.namespace");
+        assert_eq!(e.reason, "GlobalNetworkPolicy is not namespaced");
+    }
+
+    #[test]
+    fn rule_errors_name_the_rule_field() {
+        let e = err(policy(
+            json!({"egress": [{"action": "Allow"}, {"action": "Maybe"}]}),
+        ));
+        assert_eq!(e.field, "spec.egress[1].action");
+        let e = err(policy(
+            json!({"ingress": [{"action": "Allow", "protocol": "ICMP",
+            "ipVersion": 6}]}),
+        ));
+        assert_eq!(e.field, "spec.ingress[0].ipVersion");
+        assert_eq!(e.reason, "protocol ICMP requires ipVersion 4");
+    }
+
+    #[test]
+    fn fragments() {
+        assert!(validate_fragment("v3.Rule", &json!({"action": "Allow"})).is_ok());
+        assert!(matches!(
+            validate_fragment("v3.Rule", &json!({"action": "Nope"})),
+            Err(FragmentError::Invalid(_))
+        ));
+        assert_eq!(
+            validate_fragment("v3.BGPFilterRuleV4", &json!({})),
+            Err(FragmentError::Unsupported("v3.BGPFilterRuleV4".to_owned()))
+        );
+    }
+
+    #[test]
+    fn typed_access() {
+        let r = parse_resource(json!({"apiVersion": API_VERSION, "kind": "IPPool",
+            "metadata": {"name": "p"}, "spec": {"cidr": "fd00::/64"}}))
+        .unwrap();
+        let pool: v3::IPPool = r.to_typed().unwrap();
+        assert_eq!(pool.spec.block_size, 122);
+    }
 }
