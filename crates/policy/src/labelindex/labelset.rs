@@ -1,0 +1,97 @@
+//! A compact, immutable label map.
+
+use calico_selector::Labels;
+
+/// Labels in two allocations: all keys and values back to back in one
+/// string, and their end offsets, sorted by key.
+///
+/// At 250,000 endpoints the per-item label storage dominates memory; a
+/// `BTreeMap<String, String>` costs a ~500-byte node plus two allocations
+/// per label, this a few bytes per label.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct LabelSet {
+    buf: Box<str>,
+    /// Per label: (end of key, end of value) in `buf`; the key starts where
+    /// the previous value ends.
+    ends: Box<[(u32, u32)]>,
+}
+
+impl LabelSet {
+    /// Builds a set from pairs; when a key repeats, the last value wins.
+    pub(crate) fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        // Stable on the position, so the last of equal keys sorts last.
+        order.sort_by(|&a, &b| pairs[a].0.as_ref().cmp(pairs[b].0.as_ref()).then(a.cmp(&b)));
+        let mut buf = String::new();
+        let mut ends = Vec::with_capacity(order.len());
+        for (n, &i) in order.iter().enumerate() {
+            let key = pairs[i].0.as_ref();
+            if order
+                .get(n + 1)
+                .is_some_and(|&next| pairs[next].0.as_ref() == key)
+            {
+                continue;
+            }
+            buf.push_str(key);
+            let key_end = offset(buf.len());
+            buf.push_str(pairs[i].1.as_ref());
+            ends.push((key_end, offset(buf.len())));
+        }
+        LabelSet {
+            buf: buf.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// The `n`th label, in key order.
+    #[inline]
+    fn entry(&self, n: usize) -> (&str, &str) {
+        let start = if n == 0 {
+            0
+        } else {
+            self.ends[n - 1].1 as usize
+        };
+        let (key_end, val_end) = self.ends[n];
+        (
+            &self.buf[start..key_end as usize],
+            &self.buf[key_end as usize..val_end as usize],
+        )
+    }
+
+    /// The labels, sorted by key.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        (0..self.ends.len()).map(|n| self.entry(n))
+    }
+}
+
+fn offset(len: usize) -> u32 {
+    u32::try_from(len).expect("a label set is under 4 GiB")
+}
+
+impl Labels for LabelSet {
+    #[inline]
+    fn get(&self, key: &str) -> Option<&str> {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (k, v) = self.entry(mid);
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(v),
+            }
+        }
+        None
+    }
+}
+
+impl std::fmt::Debug for LabelSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
