@@ -504,12 +504,6 @@ pub(crate) fn bgp_peer_spec(field: &str, spec: &BGPPeerSpec) -> Check {
             "peerIP and peerSelector cannot both be set",
         ));
     }
-    if !spec.peer_selector.is_empty() && spec.as_number.is_some() {
-        return Err(fail_bare(
-            &f("asNumber"),
-            "asNumber must be empty when peerSelector is set",
-        ));
-    }
     if !spec.local_workload_selector.is_empty() {
         if spec.as_number.is_none() {
             return Err(fail_bare(
@@ -529,6 +523,12 @@ pub(crate) fn bgp_peer_spec(field: &str, spec: &BGPPeerSpec) -> Check {
                 "peerSelector must be empty when localWorkloadSelector is set",
             ));
         }
+    }
+    if !spec.peer_selector.is_empty() && spec.as_number.is_some() {
+        return Err(fail_bare(
+            &f("asNumber"),
+            "asNumber must be empty when peerSelector is set",
+        ));
     }
     selector(&f("nodeSelector"), &spec.node_selector, SelectorUse::Plain)?;
     selector(&f("peerSelector"), &spec.peer_selector, SelectorUse::Plain)?;
