@@ -56,6 +56,25 @@ pub const ALL_KINDS: [Kind; 15] = [
     Kind::WorkloadEndpoint,
 ];
 
+/// The document `kind` names of [`ALL_KINDS`], in the same order.
+pub const ALL_KIND_NAMES: [&str; 15] = [
+    "BGPConfiguration",
+    "BGPPeer",
+    "ClusterInformation",
+    "FelixConfiguration",
+    "GlobalNetworkPolicy",
+    "GlobalNetworkSet",
+    "HostEndpoint",
+    "IPPool",
+    "IPReservation",
+    "NetworkPolicy",
+    "NetworkSet",
+    "Node",
+    "Profile",
+    "Tier",
+    "WorkloadEndpoint",
+];
+
 impl Kind {
     /// The kind as written in a document's `kind` field.
     pub fn as_str(self) -> &'static str {
@@ -160,7 +179,8 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_its_names() {
-        for kind in ALL_KINDS {
+        for (kind, name) in ALL_KINDS.into_iter().zip(ALL_KIND_NAMES) {
+            assert_eq!(kind.as_str(), name);
             assert_eq!(Kind::from_document_kind(kind.as_str()), Some(kind));
             assert_eq!(Kind::from_cli_name(kind.as_str()), Some(kind));
             assert_eq!(Kind::from_cli_name(kind.plural()), Some(kind));

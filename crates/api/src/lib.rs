@@ -17,7 +17,7 @@ pub mod numorstring;
 pub mod v3;
 mod validate;
 
-pub use kind::Kind;
+pub use kind::{ALL_KIND_NAMES, ALL_KINDS, Kind};
 pub use validate::{is_dns1123_label, is_dns1123_subdomain};
 
 /// The API group/version of every resource this crate knows.
