@@ -1,9 +1,17 @@
 //! The embedded backend: one SQLite file in WAL mode, shared by many processes at once.
 //!
-//! Layout (schema version 1):
+//! Layout (schema version 1), modelled on etcd's MVCC store:
 //! - `meta`: one row with the store revision (bumped by every write) and the compacted revision;
-//! - `kv`: the current value of every key, with its create and mod revisions;
-//! - `events`: an append-only log of every write (`rev` is its primary key), read by watchers.
+//! - `events`: an append-only log of every write, keyed by revision: what happened, to which
+//!   key, the value written (NULL for deletes) and `prev_rev`, the revision holding the value
+//!   it replaced. Watchers tail it.
+//! - `kv`: the index of live keys: create and mod revisions; the current value is the `events`
+//!   row at `mod_rev`.
+//!
+//! Each value is stored once (in its event) rather than again in `kv` and again as the next
+//! event's previous value: a write costs mostly the bytes of its value, which is what keeps
+//! bulk imports fast. Compaction therefore keeps the old events that are still some key's
+//! current value or some retained event's previous value.
 //!
 //! Every write runs in a `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock
 //! up front. The revision counter is read and bumped inside that transaction, so writers from
@@ -17,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -43,6 +52,9 @@ const WATCH_PAGE: i64 = 512;
 const WATCH_POLL_MIN: Duration = Duration::from_millis(1);
 const WATCH_POLL_MAX: Duration = Duration::from_millis(10);
 
+/// Page cache limit per connection.
+const CACHE_KIB: i64 = 64 * 1024;
+
 /// Keep the WAL file from staying at its high-water mark after big batches.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
@@ -57,7 +69,6 @@ CREATE TABLE IF NOT EXISTS kv (
     kind TEXT NOT NULL,
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
-    value TEXT NOT NULL,
     create_rev INTEGER NOT NULL,
     mod_rev INTEGER NOT NULL,
     PRIMARY KEY (kind, namespace, name)
@@ -69,7 +80,7 @@ CREATE TABLE IF NOT EXISTS events (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
     value TEXT,
-    prev_value TEXT
+    prev_rev INTEGER
 );
 ";
 
@@ -260,9 +271,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Plans must not depend on bound values: otherwise SQLite (built with STAT4) re-prepares
+    // cached statements on every new binding, which dominated bulk writes.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     // NORMAL is durable across application crashes in WAL mode and avoids an fsync per commit.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    // Negative means KiB. Pages are allocated on demand, so small workloads stay small; big
+    // batches then build in memory instead of spilling half-built pages to the WAL and
+    // reading them back.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     Ok(conn)
 }
 
@@ -455,7 +473,7 @@ fn apply_op(
         let deleted = decode_value(key, &existing.value)?;
         tx.prepare_cached("DELETE FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
             .execute(params![key.kind, ns_col(key), key.name])?;
-        insert_event(tx, rev, EV_DELETED, key, None, Some(&existing.value))?;
+        insert_event(tx, rev, EV_DELETED, key, None, Some(existing.mod_rev))?;
         return Ok(Applied {
             create_rev: existing.create_rev,
             mod_rev: existing.mod_rev,
@@ -470,12 +488,12 @@ fn apply_op(
             }
             let uid = uuid::Uuid::new_v4().to_string();
             stamp(key, value, &uid, now, rev)?;
-            let text = value.to_string();
+            let text = to_json(value);
             tx.prepare_cached(
-                "INSERT INTO kv (kind, namespace, name, value, create_rev, mod_rev)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                "INSERT INTO kv (kind, namespace, name, create_rev, mod_rev)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
             )?
-            .execute(params![key.kind, ns_col(key), key.name, text, rev])?;
+            .execute(params![key.kind, ns_col(key), key.name, rev])?;
             insert_event(tx, rev, EV_ADDED, key, Some(&text), None)?;
             Ok(Applied {
                 create_rev: rev,
@@ -504,19 +522,18 @@ fn apply_op(
                 .creation_timestamp
                 .unwrap_or_else(|| now.to_string());
             stamp(key, value, &uid, &created, rev)?;
-            let text = value.to_string();
+            let text = to_json(value);
             tx.prepare_cached(
-                "UPDATE kv SET value = ?4, mod_rev = ?5
-                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                "UPDATE kv SET mod_rev = ?4 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
             )?
-            .execute(params![key.kind, ns_col(key), key.name, text, rev])?;
+            .execute(params![key.kind, ns_col(key), key.name, rev])?;
             insert_event(
                 tx,
                 rev,
                 EV_MODIFIED,
                 key,
                 Some(&text),
-                Some(&existing.value),
+                Some(existing.mod_rev),
             )?;
             Ok(Applied {
                 create_rev: existing.create_rev,
@@ -527,18 +544,38 @@ fn apply_op(
     }
 }
 
-fn read_existing(tx: &rusqlite::Transaction<'_>, key: &Key) -> rusqlite::Result<Option<Existing>> {
-    tx.prepare_cached(
-        "SELECT value, create_rev, mod_rev FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-    )?
-    .query_row(params![key.kind, ns_col(key), key.name], |r| {
-        Ok(Existing {
-            value: r.get(0)?,
-            create_rev: r.get(1)?,
-            mod_rev: r.get(2)?,
+/// The current value, create and mod revisions of a key. A value missing from `events` reads
+/// as Corrupt.
+fn read_existing(tx: &rusqlite::Transaction<'_>, key: &Key) -> Result<Option<Existing>, TxError> {
+    let row = tx
+        .prepare_cached(
+            "SELECT e.value, k.create_rev, k.mod_rev FROM kv k LEFT JOIN events e ON e.rev = k.mod_rev
+             WHERE k.kind = ?1 AND k.namespace = ?2 AND k.name = ?3",
+        )?
+        .query_row(params![key.kind, ns_col(key), key.name], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Revision>(1)?,
+                r.get::<_, Revision>(2)?,
+            ))
         })
-    })
-    .optional()
+        .optional()?;
+    let Some((value, create_rev, mod_rev)) = row else {
+        return Ok(None);
+    };
+    let value = value.ok_or_else(|| missing_value(key, mod_rev))?;
+    Ok(Some(Existing {
+        value,
+        create_rev,
+        mod_rev,
+    }))
+}
+
+fn missing_value(key: &Key, rev: Revision) -> DatastoreError {
+    DatastoreError::Corrupt {
+        key: key.clone(),
+        reason: format!("the value written at revision {rev} is missing"),
+    }
 }
 
 fn check_cas(key: &Key, expected: Option<Revision>, actual: Revision) -> Result<(), TxError> {
@@ -559,10 +596,10 @@ fn insert_event(
     ty: i64,
     key: &Key,
     value: Option<&str>,
-    prev: Option<&str>,
+    prev_rev: Option<Revision>,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO events (rev, type, kind, namespace, name, value, prev_value)
+        "INSERT INTO events (rev, type, kind, namespace, name, value, prev_rev)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
@@ -572,7 +609,7 @@ fn insert_event(
         ns_col(key),
         key.name,
         value,
-        prev
+        prev_rev
     ])?;
     Ok(())
 }
@@ -605,6 +642,14 @@ fn stamp(
     meta.insert("creationTimestamp".into(), Value::String(created.into()));
     meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
     Ok(())
+}
+
+/// Serialize a value for storage; the buffer starts at a typical resource's size so that
+/// serializing rarely reallocates.
+fn to_json(value: &Value) -> String {
+    let mut buf = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut buf, value).expect("serializing a JSON value cannot fail");
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
 }
 
 /// Parse a stored value, which must be a JSON object.
@@ -647,12 +692,13 @@ impl Datastore for SqliteDatastore {
             || {
                 Ok(conn
                     .prepare_cached(
-                        "SELECT value, create_rev, mod_rev FROM kv
-                         WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                        "SELECT e.value, k.create_rev, k.mod_rev
+                         FROM kv k LEFT JOIN events e ON e.rev = k.mod_rev
+                         WHERE k.kind = ?1 AND k.namespace = ?2 AND k.name = ?3",
                     )?
                     .query_row(params![key.kind, ns_col(key), key.name], |r| {
                         Ok((
-                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(0)?,
                             r.get::<_, Revision>(1)?,
                             r.get::<_, Revision>(2)?,
                         ))
@@ -661,6 +707,7 @@ impl Datastore for SqliteDatastore {
             },
         )?;
         row.map(|(text, create_revision, mod_revision)| {
+            let text = text.ok_or_else(|| missing_value(key, mod_revision))?;
             Ok(KeyValue {
                 value: decode_value(key, &text)?,
                 key: key.clone(),
@@ -674,7 +721,7 @@ impl Datastore for SqliteDatastore {
     fn list(&self, kind: &str, namespace: Option<&str>) -> Result<ListResult, DatastoreError> {
         let mut conn = self.checkout()?;
         let conn = conn.get();
-        let (rows, revision) = with_retry(
+        let (items, revision) = with_retry(
             || match namespace {
                 Some(ns) => format!("listing {kind} in namespace {ns}"),
                 None => format!("listing {kind}"),
@@ -683,40 +730,42 @@ impl Datastore for SqliteDatastore {
                 // One read transaction: the items and the revision come from the same snapshot.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
                 let (revision, _) = read_meta(&tx)?;
-                let mut rows = Vec::new();
+                let mut items = Vec::new();
                 {
                     let mut stmt = tx.prepare_cached(
-                        "SELECT namespace, name, value, create_rev, mod_rev FROM kv
-                         WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2)
-                         ORDER BY namespace, name",
+                        "SELECT k.namespace, k.name, e.value, k.create_rev, k.mod_rev
+                         FROM kv k LEFT JOIN events e ON e.rev = k.mod_rev
+                         WHERE k.kind = ?1 AND (?2 IS NULL OR k.namespace = ?2)
+                         ORDER BY k.namespace, k.name",
                     )?;
                     let mut q = stmt.query(params![kind, namespace])?;
                     while let Some(r) = q.next()? {
-                        rows.push((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, Revision>(3)?,
-                            r.get::<_, Revision>(4)?,
-                        ));
+                        let key = make_key(kind.to_string(), r.get(0)?, r.get(1)?);
+                        let mod_revision: Revision = r.get(4)?;
+                        // Parsed straight from SQLite's buffer: no intermediate String per row.
+                        let text = r
+                            .get_ref(2)?
+                            .as_str_or_null()
+                            .map_err(|e| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    2,
+                                    rusqlite::types::Type::Text,
+                                    Box::new(e),
+                                )
+                            })?
+                            .ok_or_else(|| missing_value(&key, mod_revision))?;
+                        items.push(KeyValue {
+                            value: decode_value(&key, text)?,
+                            key,
+                            create_revision: r.get(3)?,
+                            mod_revision,
+                        });
                     }
                 }
                 tx.finish()?;
-                Ok((rows, revision))
+                Ok((items, revision))
             },
         )?;
-        let items = rows
-            .into_iter()
-            .map(|(ns, name, text, create_revision, mod_revision)| {
-                let key = make_key(kind.to_string(), ns, name);
-                Ok(KeyValue {
-                    value: decode_value(&key, &text)?,
-                    key,
-                    create_revision,
-                    mod_revision,
-                })
-            })
-            .collect::<Result<Vec<_>, DatastoreError>>()?;
         Ok(ListResult { items, revision })
     }
 
@@ -808,7 +857,15 @@ impl Datastore for SqliteDatastore {
                 let (current, compacted) = read_meta(&tx)?;
                 let target = revision.min(current);
                 if target > compacted {
-                    tx.execute("DELETE FROM events WHERE rev <= ?1", [target])?;
+                    // Keep what is still needed: current values of live keys, and the values
+                    // that retained events replaced.
+                    tx.execute(
+                        "DELETE FROM events WHERE rev <= ?1
+                           AND rev NOT IN (SELECT mod_rev FROM kv WHERE mod_rev <= ?1)
+                           AND rev NOT IN (SELECT prev_rev FROM events
+                                           WHERE rev > ?1 AND prev_rev <= ?1)",
+                        [target],
+                    )?;
                     tx.execute("UPDATE meta SET compacted = ?1 WHERE id = 1", [target])?;
                 }
                 tx.commit()?;
@@ -816,6 +873,18 @@ impl Datastore for SqliteDatastore {
             },
         )
     }
+}
+
+/// One event as read from the `events` table, joined with the value it replaced.
+struct EventRow {
+    rev: Revision,
+    ty: i64,
+    kind: String,
+    namespace: String,
+    name: String,
+    value: Option<String>,
+    prev_rev: Option<Revision>,
+    prev_value: Option<String>,
 }
 
 /// A watcher tailing the `events` table on its own connection.
@@ -864,23 +933,26 @@ impl SqliteWatcher {
                 let mut rows = Vec::new();
                 if start >= compacted {
                     let mut stmt = tx.prepare_cached(
-                        "SELECT rev, type, kind, namespace, name, value, prev_value FROM events
-                         WHERE rev > ?1 AND (?2 IS NULL OR kind = ?2)
-                           AND (?3 IS NULL OR namespace = ?3)
-                         ORDER BY rev LIMIT ?4",
+                        "SELECT e.rev, e.type, e.kind, e.namespace, e.name, e.value, e.prev_rev,
+                                p.value
+                         FROM events e LEFT JOIN events p ON p.rev = e.prev_rev
+                         WHERE e.rev > ?1 AND (?2 IS NULL OR e.kind = ?2)
+                           AND (?3 IS NULL OR e.namespace = ?3)
+                         ORDER BY e.rev LIMIT ?4",
                     )?;
                     let mut q =
                         stmt.query(params![start, filter.kind, filter.namespace, WATCH_PAGE])?;
                     while let Some(r) = q.next()? {
-                        rows.push((
-                            r.get::<_, Revision>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, Option<String>>(5)?,
-                            r.get::<_, Option<String>>(6)?,
-                        ));
+                        rows.push(EventRow {
+                            rev: r.get(0)?,
+                            ty: r.get(1)?,
+                            kind: r.get(2)?,
+                            namespace: r.get(3)?,
+                            name: r.get(4)?,
+                            value: r.get(5)?,
+                            prev_rev: r.get(6)?,
+                            prev_value: r.get(7)?,
+                        });
                     }
                 }
                 tx.finish()?;
@@ -894,9 +966,10 @@ impl SqliteWatcher {
             });
         }
         self.more = rows.len() as i64 == WATCH_PAGE;
-        for (rev, ty, kind, ns, name, value, prev) in rows {
-            let key = make_key(kind, ns, name);
-            let event_type = match ty {
+        for row in rows {
+            let rev = row.rev;
+            let key = make_key(row.kind, row.namespace, row.name);
+            let event_type = match row.ty {
                 EV_ADDED => EventType::Added,
                 EV_MODIFIED => EventType::Modified,
                 EV_DELETED => EventType::Deleted,
@@ -907,8 +980,12 @@ impl SqliteWatcher {
                     });
                 }
             };
-            let value = value.map(|t| decode_value(&key, &t)).transpose()?;
-            let prev_value = prev.map(|t| decode_value(&key, &t)).transpose()?;
+            let value = row.value.map(|t| decode_value(&key, &t)).transpose()?;
+            let prev_value = match (row.prev_rev, row.prev_value) {
+                (None, _) => None,
+                (Some(_), Some(text)) => Some(decode_value(&key, &text)?),
+                (Some(prev_rev), None) => return Err(missing_value(&key, prev_rev)),
+            };
             self.pos = rev;
             self.buf.push_back(WatchEvent {
                 event_type,
@@ -971,8 +1048,11 @@ mod tests {
         let key = Key::namespaced("NetworkPolicy", "default", "bad");
         store.create(&key, json!({"spec": {}})).unwrap();
         let conn = Connection::open(store.path()).unwrap();
-        conn.execute("UPDATE kv SET value = 'not json' WHERE name = 'bad'", [])
-            .unwrap();
+        conn.execute(
+            "UPDATE events SET value = 'not json' WHERE name = 'bad'",
+            [],
+        )
+        .unwrap();
         let err = store.get(&key).unwrap_err();
         assert!(matches!(&err, DatastoreError::Corrupt { key: k, .. } if *k == key));
         assert!(
@@ -981,7 +1061,7 @@ mod tests {
         );
         let err = store.list("NetworkPolicy", None).unwrap_err();
         assert!(matches!(err, DatastoreError::Corrupt { .. }));
-        conn.execute("UPDATE kv SET value = '[1]' WHERE name = 'bad'", [])
+        conn.execute("UPDATE events SET value = '[1]' WHERE name = 'bad'", [])
             .unwrap();
         assert!(matches!(
             store.update(&key, json!({}), None).unwrap_err(),
@@ -1074,6 +1154,42 @@ mod tests {
             Some(DatastoreError::Compacted { compacted: 3, .. })
         ));
         assert!(store.watch(WatchFilter::default(), 3).is_ok());
+    }
+
+    #[test]
+    fn compaction_keeps_values_still_referenced() {
+        let (_dir, store) = store();
+        let (a, b, c) = (
+            Key::global("Kind", "a"),
+            Key::global("Kind", "b"),
+            Key::global("Kind", "c"),
+        );
+        store.create(&a, json!({"spec": 1})).unwrap(); // 1
+        store.create(&b, json!({"spec": 2})).unwrap(); // 2
+        store.update(&a, json!({"spec": 3}), None).unwrap(); // 3, replaces 1
+        store.update(&b, json!({"spec": 4}), None).unwrap(); // 4, replaces 2
+        store.delete(&b, None).unwrap(); // 5, replaces 4
+        store.create(&c, json!({"spec": 6})).unwrap(); // 6
+        store.compact(4).unwrap();
+        let revs: Vec<i64> = {
+            let conn = Connection::open(store.path()).unwrap();
+            let mut stmt = conn.prepare("SELECT rev FROM events ORDER BY rev").unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        // 3 is a's current value; 4 is what retained event 5 replaced.
+        assert_eq!(revs, vec![3, 4, 5, 6]);
+        assert_eq!(store.get(&a).unwrap().unwrap().value["spec"], 3);
+        let mut w = store.watch(WatchFilter::default(), 4).unwrap();
+        let ev = w.next(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(ev.event_type, EventType::Deleted);
+        assert_eq!(ev.prev_value.unwrap()["spec"], 4);
+        assert_eq!(w.next(Duration::from_secs(5)).unwrap().unwrap().revision, 6);
+        // Once the head is compacted only live values remain.
+        store.compact(6).unwrap();
+        assert_eq!(store.list("Kind", None).unwrap().items.len(), 2);
     }
 
     #[test]
