@@ -233,9 +233,14 @@ impl DatastoreConfig {
 
 /// Parse and check a `CalicoAPIConfig` document.
 fn parse_file(path: &Path, text: &str) -> Result<Settings, ConfigError> {
-    let doc: ApiConfigFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    let doc: ApiConfigFile = serde_saphyr::from_str(text).map_err(|e| {
+        // One line ("line 5 column 3: unknown field ..."): the caller adds the file name, and
+        // a source snippet would break up the error chain.
+        let plain = e.without_snippet().to_string();
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: plain.strip_prefix("error: ").unwrap_or(&plain).to_string(),
+        }
     })?;
     let invalid = |field: &str, value: Option<&str>, expected: &str| ConfigError::InvalidField {
         path: path.to_path_buf(),
@@ -450,6 +455,8 @@ spec:
         assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
         assert!(msg.contains("etcdEndpoint"), "{msg}");
         assert!(msg.contains("calicoctl.cfg"), "{msg}");
+        assert!(msg.contains("line 5"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
 
         let path = write(
             &dir,

@@ -268,9 +268,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// SQLite's busy handler: called while another connection holds a lock, with the number of
+/// earlier calls for this wait. SQLite's own timeout handler backs off to 100 ms naps, but
+/// writers here hold the lock for about a millisecond, so nap briefly and often; give up (and
+/// let `with_retry` report the error) after about [`BUSY_TIMEOUT`].
+fn busy_wait(attempt: i32) -> bool {
+    const NAP_MS: u64 = 2;
+    let attempt = u64::try_from(attempt).unwrap_or(0);
+    if attempt * NAP_MS > BUSY_TIMEOUT.as_millis() as u64 {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(if attempt < 4 { 1 } else { NAP_MS }));
+    true
+}
+
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mut conn = Connection::open(path)?;
+    conn.busy_handler(Some(busy_wait))?;
     // Plans must not depend on bound values: otherwise SQLite (built with STAT4) re-prepares
     // cached statements on every new binding, which dominated bulk writes.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
@@ -1154,6 +1168,30 @@ mod tests {
             Some(DatastoreError::Compacted { compacted: 3, .. })
         ));
         assert!(store.watch(WatchFilter::default(), 3).is_ok());
+    }
+
+    #[test]
+    fn writes_wait_for_a_lock_held_elsewhere() {
+        let (_dir, store) = store();
+        let path = store.path().to_path_buf();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let mut other = Connection::open(path).unwrap();
+            let tx = other
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            tx.commit().unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let start = Instant::now();
+        let kv = store
+            .create(&Key::global("Kind", "waited"), json!({}))
+            .unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert_eq!(kv.mod_revision, 1);
+        holder.join().unwrap();
     }
 
     #[test]
