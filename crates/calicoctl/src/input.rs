@@ -145,12 +145,25 @@ pub fn parse_text(file: &str, text: &str) -> Result<Vec<Document>, InputError> {
         }
         out
     } else {
-        serde_saphyr::from_multiple::<Value>(text).map_err(|e| InputError::Syntax {
-            path: file.into(),
-            reason: e.to_string(),
+        // The parser's default budget (1,024 documents, 250,000 nodes) guards against hostile
+        // input but refuses ordinary large files; scale it with the input instead, which still
+        // bounds the work (anchor and alias limits stay at their defaults).
+        let scaled = text.len().saturating_mul(2).max(1_000_000);
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_documents: scaled,
+                max_nodes: scaled,
+                max_events: scaled,
+            },
+        };
+        serde_saphyr::from_multiple_with_options::<Value>(text, options).map_err(|e| {
+            InputError::Syntax {
+                path: file.into(),
+                reason: e.to_string(),
+            }
         })?
     };
-    let mut docs = Vec::new();
+    let mut docs = Vec::with_capacity(raw.len());
     for value in raw {
         if value.is_null() {
             continue; // an empty document between `---` separators
@@ -160,14 +173,18 @@ pub fn parse_text(file: &str, text: &str) -> Result<Vec<Document>, InputError> {
     Ok(docs)
 }
 
+/// Append `value` to `out` (which holds only documents of `file`), replacing lists by their
+/// items.
 fn expand_lists(file: &str, value: Value, out: &mut Vec<Document>) {
     let is_list = value
         .get("kind")
         .and_then(Value::as_str)
         .is_some_and(|k| k == "List" || (k.ends_with("List") && value.get("items").is_some()));
-    if is_list && let Some(Value::Array(items)) = value.get("items") {
-        for item in items.clone() {
-            expand_lists(file, item, out);
+    if is_list && let Value::Object(mut map) = value {
+        if let Some(Value::Array(items)) = map.remove("items") {
+            for item in items {
+                expand_lists(file, item, out);
+            }
         }
         return;
     }
@@ -177,7 +194,7 @@ fn expand_lists(file: &str, value: Value, out: &mut Vec<Document>) {
         }
         return;
     }
-    let index = out.iter().filter(|d| d.origin.file == file).count();
+    let index = out.len();
     out.push(Document {
         origin: Origin {
             file: file.into(),

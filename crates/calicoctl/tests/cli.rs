@@ -1,0 +1,639 @@
+//! calicoctl end to end: the real binaries against a real embedded datastore file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/seed");
+
+/// One scratch cluster: a datastore file in a temporary directory.
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn fails(self) -> Self {
+        assert_ne!(self.code, 0, "expected failure; stdout:\n{}", self.stdout);
+        assert!(!self.stderr.trim().is_empty(), "a failure must say why");
+        self
+    }
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("calico.db")
+    }
+
+    fn command(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env("CALICO_DATASTORE_PATH", self.db())
+            .env_remove("DATASTORE_TYPE")
+            .env_remove("CALICO_DATASTORE_TYPE")
+            .env_remove("ETCD_ENDPOINTS");
+        cmd
+    }
+
+    fn finish(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Run {
+        Self::finish(
+            self.command(env!("CARGO_BIN_EXE_calicoctl"), args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    fn dcos(&self, args: &[&str]) -> Run {
+        Self::finish(
+            self.command(env!("CARGO_BIN_EXE_dcos-calico"), args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    fn ctl_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command(env!("CARGO_BIN_EXE_calicoctl"), args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        Self::finish(child.wait_with_output().unwrap())
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.ctl(&all).ok().stdout).unwrap()
+    }
+
+    fn names(&self, args: &[&str]) -> Vec<String> {
+        let list = self.get_json(args);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn seed(name: &str) -> String {
+    Path::new(SEED).join(name).display().to_string()
+}
+
+fn policy(name: &str, extra_meta: &str) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n{extra_meta}spec:\n  selector: role == 'db'\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [5432]\n"
+    )
+}
+
+/// Every field the user wrote is in what the datastore returns (the store adds metadata and
+/// defaults, and may replace server-owned metadata). As in upstream's Go types, a field set to
+/// its zero value (`disabled: false`) reads back as absent.
+fn assert_contains(written: &Value, read: &Value, path: &str) {
+    match written {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if path == ".metadata"
+                    && ["uid", "resourceVersion", "creationTimestamp"].contains(&k.as_str())
+                {
+                    continue;
+                }
+                let sub = format!("{path}.{k}");
+                if read.get(k).is_none() && matches!(v, Value::Bool(false)) {
+                    continue;
+                }
+                assert!(read.get(k).is_some(), "{sub} missing from {read}");
+                assert_contains(v, &read[k], &sub);
+            }
+        }
+        Value::Array(a) => {
+            let r = read
+                .as_array()
+                .unwrap_or_else(|| panic!("{path} is not a list in {read}"));
+            assert_eq!(a.len(), r.len(), "{path} length");
+            for (i, (w, r)) in a.iter().zip(r).enumerate() {
+                assert_contains(w, r, &format!("{path}[{i}]"));
+            }
+        }
+        other => assert_eq!(other, read, "{path}"),
+    }
+}
+
+#[test]
+fn seed_resources_apply_verbatim_and_read_back_equal() {
+    let c = Cluster::new();
+    for (file, kind, name) in [
+        ("profile-calico.yaml", "profile", "calico"),
+        (
+            "policy-bookstore.yaml",
+            "networkpolicy",
+            "allow-bookstore-cliient-to-server",
+        ),
+        ("ippool.yaml", "ippool", "net2"),
+        ("profile-new.yaml", "profile", "net2-profile"),
+    ] {
+        let out = c.ctl(&["apply", "-f", &seed(file)]).ok();
+        assert!(
+            out.stdout.starts_with("Successfully applied 1 '"),
+            "{}",
+            out.stdout
+        );
+        let written: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(seed(file)).unwrap()).unwrap();
+        let read = c.get_json(&[kind, name]);
+        assert_contains(&written, &read, "");
+        let meta = &read["metadata"];
+        assert!(
+            meta["uid"].is_string() && meta["creationTimestamp"].is_string(),
+            "{meta}"
+        );
+        assert!(
+            meta["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .is_ok(),
+            "{meta}"
+        );
+    }
+    // The policy landed in the default namespace with the defaults upstream applies.
+    let np = c.get_json(&["networkpolicy", "allow-bookstore-cliient-to-server"]);
+    assert_eq!(np["metadata"]["namespace"], "default");
+    assert_eq!(np["spec"]["tier"], "default");
+    let pool = c.get_json(&["ippool", "net2"]);
+    assert_eq!(pool["spec"]["blockSize"], 26);
+    assert_eq!(pool["spec"]["nodeSelector"], "all()");
+}
+
+#[test]
+fn a_file_with_one_bad_document_writes_nothing() {
+    let c = Cluster::new();
+    let text = format!(
+        "{}---\n{}---\n{}",
+        policy("good-1", ""),
+        policy("bad", "").replace(
+            "  selector: role == 'db'\n",
+            "  selector: role == 'db'\n  colour: blue\n"
+        ),
+        policy("good-2", "")
+    );
+    let file = c.file("mixed.yaml", &text);
+    let out = c.ctl(&["apply", "-f", &file]).fails();
+    assert!(
+        out.stderr.contains(&format!("{file}: document 1")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("colour"),
+        "names the field: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert!(c.names(&["networkpolicy"]).is_empty());
+}
+
+#[test]
+fn bad_documents_each_get_a_clear_message() {
+    let c = Cluster::new();
+    let cases = [
+        (
+            "unknown kind",
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicyy\nmetadata:\n  name: a\n",
+            "kind",
+        ),
+        (
+            "wrong apiVersion",
+            "apiVersion: projectcalico.org/v2\nkind: IPPool\nmetadata:\n  name: a\nspec:\n  cidr: 10.0.0.0/24\n",
+            "apiVersion",
+        ),
+        (
+            "unknown field",
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: a\nspec:\n  cidr: 10.0.0.0/24\n  natOutgoin: true\n",
+            "natOutgoin",
+        ),
+        (
+            "bad value",
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: a\nspec:\n  cidr: 10.0.0.0/33\n",
+            "cidr",
+        ),
+        (
+            "namespace on a global kind",
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: a\n  namespace: default\nspec:\n  cidr: 10.0.0.0/24\n",
+            "IPPool is not a namespaced resource",
+        ),
+        (
+            "missing name",
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {}\nspec:\n  cidr: 10.0.0.0/24\n",
+            "name",
+        ),
+        ("not a mapping", "- just\n- a list\n", "must be a mapping"),
+        ("bad YAML", "kind: [\n", "parsing"),
+    ];
+    for (what, text, needle) in cases {
+        let file = c.file("bad.yaml", text);
+        let out = c.ctl(&["create", "-f", &file]).fails();
+        assert!(
+            out.stderr.contains(&file),
+            "{what}: names the file: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(needle),
+            "{what}: expected {needle:?} in {}",
+            out.stderr
+        );
+    }
+    // Two documents naming the same resource.
+    let file = c.file(
+        "dup.yaml",
+        &format!("{}---\n{}", policy("twin", ""), policy("twin", "")),
+    );
+    let out = c.ctl(&["create", "-f", &file]).fails();
+    assert!(out.stderr.contains("duplicate resource"), "{}", out.stderr);
+    // The policy's namespace disagrees with -n.
+    let file = c.file("ns.yaml", &policy("p", "  namespace: prod\n"));
+    let out = c.ctl(&["apply", "-f", &file, "-n", "dev"]).fails();
+    assert!(out.stderr.contains("prod != dev"), "{}", out.stderr);
+    assert!(c.names(&["networkpolicy", "-A"]).is_empty());
+    assert!(c.names(&["ippool"]).is_empty());
+}
+
+#[test]
+fn create_fails_on_existing_unless_skip_exists_and_replace_needs_existing() {
+    let c = Cluster::new();
+    let file = c.file("p.yaml", &policy("p1", ""));
+    c.ctl(&["create", "-f", &file]).ok();
+    let out = c.ctl(&["create", "-f", &file]).fails();
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    let out = c.ctl(&["create", "-f", &file, "--skip-exists"]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully created 1 'NetworkPolicy' resource(s)"
+    );
+
+    let other = c.file("p2.yaml", &policy("p2", ""));
+    let out = c.ctl(&["replace", "-f", &other]).fails();
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    c.ctl(&["replace", "-f", &file]).ok();
+}
+
+#[test]
+fn stale_resource_version_is_a_conflict() {
+    let c = Cluster::new();
+    let file = c.file("p.yaml", &policy("p1", ""));
+    c.ctl(&["create", "-f", &file]).ok();
+    let current = c.get_json(&["networkpolicy", "p1"]);
+    let rv = current["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Someone else changes it.
+    c.ctl(&["label", "networkpolicy", "p1", "team=a"]).ok();
+    let stale = c.file(
+        "stale.yaml",
+        &policy("p1", &format!("  resourceVersion: \"{rv}\"\n")),
+    );
+    let out = c.ctl(&["replace", "-f", &stale]).fails();
+    assert!(out.stderr.contains("conflict"), "{}", out.stderr);
+    let out = c.ctl(&["apply", "-f", &stale]).fails();
+    assert!(out.stderr.contains("conflict"), "{}", out.stderr);
+    assert_eq!(
+        c.get_json(&["networkpolicy", "p1"])["metadata"]["labels"]["team"],
+        "a"
+    );
+}
+
+#[test]
+fn get_one_several_all_and_namespaces() {
+    let c = Cluster::new();
+    let text = format!(
+        "{}---\n{}---\n{}",
+        policy("a", ""),
+        policy("b", ""),
+        policy("c", "  namespace: prod\n")
+    );
+    let out = c.ctl(&["apply", "-f", &c.file("ps.yaml", &text)]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully applied 3 'NetworkPolicy' resource(s)"
+    );
+    assert_eq!(c.names(&["networkpolicy"]), ["a", "b"]);
+    assert_eq!(c.names(&["policy", "-n", "prod"]), ["c"]);
+    assert_eq!(c.names(&["networkpolicies", "-A"]), ["a", "b", "c"]);
+    let several = c.get_json(&["np", "a", "b"]);
+    assert_eq!(several.as_array().unwrap().len(), 2);
+    let table = c.ctl(&["get", "networkpolicy", "-A"]).ok().stdout;
+    assert_eq!(
+        table,
+        "NAMESPACE   NAME   TIER\ndefault     a      default\ndefault     b      default\nprod        c      default\n\n"
+    );
+    let out = c.ctl(&["get", "networkpolicy", "a", "nope"]).fails();
+    assert!(
+        out.stderr
+            .contains("resource does not exist: NetworkPolicy(default/nope)"),
+        "{}",
+        out.stderr
+    );
+    let out = c.ctl(&["get", "ippool", "-n", "x"]).fails();
+    assert!(
+        out.stderr.contains("IPPool is not namespaced"),
+        "{}",
+        out.stderr
+    );
+    let out = c.ctl(&["get", "frobnicators"]).fails();
+    assert!(
+        out.stderr.contains("'frobnicators' is not supported"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn output_formats() {
+    let c = Cluster::new();
+    c.ctl(&["apply", "-f", &seed("ippool.yaml")]).ok();
+    let yaml = c.ctl(&["get", "ippool", "net2", "-o", "yaml"]).ok().stdout;
+    assert!(
+        yaml.starts_with("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("  cidr: 10.1.0.0/16\n"), "{yaml}");
+    let wide = c.ctl(&["get", "ippool", "-o", "wide"]).ok().stdout;
+    assert_eq!(
+        wide,
+        "NAME   CIDR          NAT    IPIPMODE   VXLANMODE   DISABLED   DISABLEBGPEXPORT   SELECTOR\n\
+         net2   10.1.0.0/16   true   Never      Never       false      false              all()\n\n"
+    );
+    let custom = c
+        .ctl(&["get", "ippool", "-o", "custom-columns=NAME,NAT"])
+        .ok()
+        .stdout;
+    assert_eq!(custom, "NAME   NAT\nnet2   true\n\n");
+    let tmpl = c
+        .ctl(&["get", "ippool", "-o", "go-template={{range .}}{{range .Items}}{{.ObjectMeta.Name}}={{.Spec.CIDR}};{{end}}{{end}}"])
+        .ok()
+        .stdout;
+    assert_eq!(tmpl, "net2=10.1.0.0/16;");
+    let tfile = c.file("t.tmpl", "{{range .}}{{.kind}}{{end}}\n");
+    let out = c
+        .ctl(&["get", "ippool", "-o", &format!("go-template-file={tfile}")])
+        .ok()
+        .stdout;
+    assert_eq!(out, "IPPoolList\n");
+    let exported = c.get_json(&["ippool", "net2", "--export"]);
+    assert!(
+        exported["metadata"].get("uid").is_none()
+            && exported["metadata"].get("resourceVersion").is_none()
+    );
+    let out = c.ctl(&["get", "ippool", "-o", "xml"]).fails();
+    assert!(
+        out.stderr.contains("unrecognized output format"),
+        "{}",
+        out.stderr
+    );
+    let out = c
+        .ctl(&["get", "ippool", "-o", "custom-columns=NAME,BOGUS"])
+        .fails();
+    assert!(
+        out.stderr.contains("unknown column \"BOGUS\""),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn patch_and_label() {
+    let c = Cluster::new();
+    c.ctl(&["apply", "-f", &seed("ippool.yaml")]).ok();
+    let out = c
+        .ctl(&[
+            "patch",
+            "ippool",
+            "net2",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ])
+        .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully patched 1 'IPPool' resource"
+    );
+    assert_eq!(c.get_json(&["ippool", "net2"])["spec"]["disabled"], true);
+    // A patch that makes the resource invalid changes nothing.
+    let out = c
+        .ctl(&[
+            "patch",
+            "ippool",
+            "net2",
+            "-p",
+            r#"{"spec":{"cidr":"not-a-cidr"}}"#,
+        ])
+        .fails();
+    assert!(out.stderr.contains("cidr"), "{}", out.stderr);
+    assert_eq!(
+        c.get_json(&["ippool", "net2"])["spec"]["cidr"],
+        "10.1.0.0/16"
+    );
+    c.ctl(&["patch", "ippool", "missing", "-p", "{}"]).fails();
+
+    let out = c.ctl(&["label", "ippool", "net2", "zone=a"]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully set label zone=a on ippool net2"
+    );
+    let out = c.ctl(&["label", "ippool", "net2", "zone=b"]).fails();
+    assert!(out.stderr.contains("--overwrite"), "{}", out.stderr);
+    c.ctl(&["label", "ippool", "net2", "zone=b", "--overwrite"])
+        .ok();
+    assert_eq!(
+        c.get_json(&["ippool", "net2"])["metadata"]["labels"],
+        json!({"zone": "b"})
+    );
+    c.ctl(&["label", "ippool", "net2", "zone", "--remove"]).ok();
+    assert!(
+        c.get_json(&["ippool", "net2"])["metadata"]
+            .get("labels")
+            .is_none()
+    );
+    c.ctl(&["label", "ippool", "net2", "zone", "--remove"])
+        .fails();
+}
+
+#[test]
+fn delete_by_name_and_by_file() {
+    let c = Cluster::new();
+    let file = c.file(
+        "ps.yaml",
+        &format!("{}---\n{}", policy("a", ""), policy("b", "")),
+    );
+    c.ctl(&["apply", "-f", &file]).ok();
+    let out = c.ctl(&["delete", "networkpolicy", "a"]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully deleted 1 'NetworkPolicy' resource(s)"
+    );
+    // One missing resource fails the whole delete: b is still there.
+    let out = c.ctl(&["delete", "-f", &file]).fails();
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert_eq!(c.names(&["networkpolicy"]), ["b"]);
+    c.ctl(&["delete", "-f", &file, "--skip-not-exists"]).ok();
+    assert!(c.names(&["networkpolicy"]).is_empty());
+}
+
+#[test]
+fn stdin_directories_json_and_lists() {
+    let c = Cluster::new();
+    let out = c
+        .ctl_stdin(&["create", "-f", "-"], &policy("from-stdin", ""))
+        .ok();
+    assert!(out.stdout.contains("created 1"), "{}", out.stdout);
+    let dir = c.dir.path().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.yaml"), policy("dir-a", "")).unwrap();
+    let list = json!({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicyList", "items": [
+        serde_saphyr::from_str::<Value>(&policy("dir-b", "")).unwrap(),
+        serde_saphyr::from_str::<Value>(&policy("dir-c", "")).unwrap(),
+    ]});
+    std::fs::write(dir.join("b.json"), list.to_string()).unwrap();
+    std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+    let out = c.ctl(&["apply", "-f", dir.to_str().unwrap()]).ok();
+    assert!(
+        out.stdout.contains("applied 3 'NetworkPolicy'"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        c.names(&["networkpolicy"]),
+        ["dir-a", "dir-b", "dir-c", "from-stdin"]
+    );
+    let empty = c.file("empty.yaml", "\n");
+    let out = c.ctl(&["apply", "-f", &empty]).fails();
+    assert!(
+        out.stderr.contains("No resources specified"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn validate_checks_without_writing() {
+    let c = Cluster::new();
+    let out = c
+        .ctl(&["validate", "-f", &seed("policy-bookstore.yaml")])
+        .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully validated 1 'NetworkPolicy' resource(s)"
+    );
+    assert!(!c.db().exists(), "validate must not touch the datastore");
+    let bad = c.file("bad.yaml", &policy("x", "").replace("5432", "70000"));
+    let out = c.ctl(&["validate", "-f", &bad]).fails();
+    assert!(out.stderr.contains("ports"), "{}", out.stderr);
+}
+
+#[test]
+fn dcos_plugin_behaves_like_calicoctl() {
+    let c = Cluster::new();
+    c.dcos(&["calico", "create", "-f", &seed("ippool.yaml")])
+        .ok();
+    let node = c.file(
+        "node.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: 172.16.0.23\nspec:\n  bgp:\n    ipv4Address: 172.16.0.23/20\n",
+    );
+    c.ctl(&["apply", "-f", &node]).ok();
+    let ours = c.ctl(&["get", "nodes"]).ok().stdout;
+    assert_eq!(ours, "NAME\n172.16.0.23\n\n");
+    assert_eq!(c.dcos(&["calico", "get", "nodes"]).ok().stdout, ours);
+    let wide = c
+        .dcos(&["calico", "get", "nodes", "-o", "wide"])
+        .ok()
+        .stdout;
+    assert!(wide.contains("(64512)   172.16.0.23/20"), "{wide}");
+    assert!(c.dcos(&["--info"]).ok().stdout.contains("Calico"));
+}
+
+#[test]
+fn version_and_cluster_information() {
+    let c = Cluster::new();
+    c.ctl(&["apply", "-f", &seed("ippool.yaml")]).ok();
+    let out = c.ctl(&["version"]).ok().stdout;
+    assert!(out.starts_with("Client Version:    v"), "{out}");
+    assert!(out.contains("Cluster Type:      dcos"), "{out}");
+    assert_eq!(c.names(&["tier"]), ["default"]);
+    assert_eq!(c.names(&["clusterinformation"]), ["default"]);
+}
+
+#[test]
+fn config_file_selects_the_datastore() {
+    let c = Cluster::new();
+    let other = c.dir.path().join("other.db");
+    let cfg = c.file(
+        "calicoctl.cfg",
+        &format!(
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {{}}\nspec:\n  datastoreType: embedded\n  embeddedPath: {}\n",
+            other.display()
+        ),
+    );
+    // The environment overrides the file, so drop it for this run.
+    let out = Command::new(env!("CARGO_BIN_EXE_calicoctl"))
+        .args(["apply", "--config", &cfg, "-f", &seed("ippool.yaml")])
+        .env_remove("CALICO_DATASTORE_PATH")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(other.exists());
+    let bad = c.file("bad.cfg", "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec:\n  datastoreType: zookeeper\n");
+    let out = c.ctl(&["get", "ippool", "--config", &bad]).fails();
+    assert!(out.stderr.contains("zookeeper"), "{}", out.stderr);
+}
