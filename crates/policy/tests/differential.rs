@@ -65,14 +65,15 @@ fn labels() -> impl Strategy<Value = Labels> {
     )
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// Operations on selector ids `0..sels` and item ids `0..items`.
+fn op(sels: u8, items: u8) -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..5u8, selector()).prop_map(|(s, sel)| Op::UpdateSelector(s, sel)),
-        1 => (0..5u8, 0..5u8).prop_map(|(a, b)| Op::CopySelector(a, b)),
-        1 => (0..5u8).prop_map(Op::DeleteSelector),
-        4 => (0..6u8, labels(), prop::collection::vec(0..3u8, 0..=3))
+        3 => (0..sels, selector()).prop_map(|(s, sel)| Op::UpdateSelector(s, sel)),
+        1 => (0..sels, 0..sels).prop_map(|(a, b)| Op::CopySelector(a, b)),
+        1 => (0..sels).prop_map(Op::DeleteSelector),
+        4 => (0..items, labels(), prop::collection::vec(0..3u8, 0..=3))
             .prop_map(|(i, l, p)| Op::UpdateItem(i, l, p)),
-        1 => (0..6u8).prop_map(Op::DeleteItem),
+        1 => (0..items).prop_map(Op::DeleteItem),
         2 => (0..3u8, labels()).prop_map(|(p, l)| Op::UpdateParent(p, l)),
         1 => (0..3u8).prop_map(Op::DeleteParent),
     ]
@@ -200,7 +201,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn index_matches_brute_force(ops in prop::collection::vec(op(), 1..60)) {
+    fn index_matches_brute_force(ops in prop::collection::vec(op(5, 6), 1..60)) {
+        check(ops)?;
+    }
+}
+
+proptest! {
+    // Enough ids that the per-label and per-selector sets outgrow their
+    // small-vector form and shrink back.
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
+
+    #[test]
+    fn index_matches_brute_force_many_ids(ops in prop::collection::vec(op(30, 40), 100..250)) {
         check(ops)?;
     }
 }

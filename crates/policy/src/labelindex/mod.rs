@@ -109,10 +109,9 @@ pub enum Error {
     Selector(#[from] ParseError),
 }
 
-/// A labelled item.
+/// A labelled item. Its caller id lives in [`LabelIndex::item_keys`].
 #[derive(Debug)]
-struct Item<I> {
-    id: I,
+struct Item {
     labels: LabelSet,
     /// Internal parent ids, de-duplicated, in precedence order.
     parents: Box<[u32]>,
@@ -275,7 +274,11 @@ fn diff<P>(old: &View<'_, P>, new: &View<'_, P>) -> Vec<Change> {
 /// `S` identifies selectors (e.g. a policy rule's ipset id), `I` items
 /// (endpoints, network sets) and `P` parents (profiles).
 pub struct LabelIndex<S, I, P = I> {
-    items: Slab<Item<I>>,
+    items: Slab<Item>,
+    /// Caller id of each item, by internal id. Kept apart from `items` so
+    /// that fanning a selector's matches out to a new selector id walks a
+    /// small dense array rather than missing cache on every item record.
+    item_keys: Vec<Option<I>>,
     item_ids: HashMap<I, u32>,
     parents: Slab<Parent<P>>,
     parent_ids: HashMap<P, u32>,
@@ -289,12 +292,15 @@ pub struct LabelIndex<S, I, P = I> {
     selector_index: HashMap<Box<str>, KeySelectors>,
     /// Distinct selectors with [`Placement::Unindexed`].
     unindexed: IdSet,
+    /// Buffers for [`Self::reevaluate`], kept to save two allocations per update.
+    scratch: (Vec<u32>, Vec<u32>),
 }
 
 impl<S, I, P> Default for LabelIndex<S, I, P> {
     fn default() -> Self {
         LabelIndex {
             items: Slab::default(),
+            item_keys: Vec::new(),
             item_ids: HashMap::new(),
             parents: Slab::default(),
             parent_ids: HashMap::new(),
@@ -304,6 +310,7 @@ impl<S, I, P> Default for LabelIndex<S, I, P> {
             item_index: HashMap::new(),
             selector_index: HashMap::new(),
             unindexed: IdSet::default(),
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 }
@@ -351,7 +358,7 @@ where
         let pos = u32::try_from(entry.ids.len()).expect("fewer than 2^32 selector ids");
         entry.ids.push(id.clone());
         for item in entry.matches.iter() {
-            sink.match_started(&id, &self.items[item].id);
+            sink.match_started(&id, key_of(&self.item_keys, item));
         }
         self.selector_ids.insert(id, (d, pos));
     }
@@ -387,7 +394,7 @@ where
                 .1 = pos;
         }
         for item in entry.matches.iter() {
-            sink.match_stopped(&id, &self.items[item].id);
+            sink.match_stopped(&id, key_of(&self.item_keys, item));
         }
         if entry.ids.is_empty() {
             self.remove_distinct(d);
@@ -473,32 +480,46 @@ where
         d
     }
 
-    /// Picks the label requirement that the fewest current items satisfy;
-    /// on a tie (e.g. no items yet), a value requirement over a bare key,
-    /// since values are what tell items apart.
+    /// Picks the label requirement that the fewest current items satisfy.
+    /// On a tie (e.g. no items yet) it prefers a value requirement over a
+    /// bare key, since values are what tell items apart, and then the place
+    /// with the fewest selectors already filed: 10,000 selectors
+    /// `app == "web" && name == "x<i>"` arriving before any item then spread
+    /// over the `name` values instead of piling up under `app == "web"`,
+    /// where every `web` item update would have to consider them all.
     fn choose_placement(&self, selector: &Selector) -> Placement {
         let restrictions = selector.label_restrictions();
         if restrictions.values().any(|r| !r.possible_to_satisfy()) {
             return Placement::Never;
         }
-        let mut best: Option<((usize, bool), Placement)> = None;
+        let mut best: Option<((usize, bool, usize), Placement)> = None;
         for (key, r) in restrictions {
             if !r.must_be_present {
                 continue;
             }
             let ki = self.item_index.get(key.as_str());
+            let ks = self.selector_index.get(key.as_str());
             let (cost, placement) = match r.must_have_one_of_values {
                 Some(values) => {
-                    let n = values
+                    let items = values
                         .iter()
                         .filter_map(|v| ki.and_then(|ki| ki.by_value.get(v.as_str())))
                         .map(IdSet::len)
                         .sum();
+                    let filed = values
+                        .iter()
+                        .filter_map(|v| ks.and_then(|ks| ks.by_value.get(v.as_str())))
+                        .map(IdSet::len)
+                        .sum();
                     let values = values.into_iter().map(Into::into).collect();
-                    ((n, false), Placement::Values(key.into(), values))
+                    ((items, false, filed), Placement::Values(key.into(), values))
                 }
                 None => (
-                    (ki.map_or(0, |ki| ki.count), true),
+                    (
+                        ki.map_or(0, |ki| ki.count),
+                        true,
+                        ks.map_or(0, |ks| ks.present.len()),
+                    ),
                     Placement::Present(key.into()),
                 ),
             };
@@ -578,11 +599,15 @@ where
 
         let Some(&idx) = self.item_ids.get(&item) else {
             let idx = self.items.insert(Item {
-                id: item.clone(),
                 labels,
                 parents: parent_idxs,
                 matches: IdSet::default(),
             });
+            if idx as usize == self.item_keys.len() {
+                self.item_keys.push(Some(item.clone()));
+            } else {
+                self.item_keys[idx as usize] = Some(item.clone());
+            }
             self.item_ids.insert(item, idx);
             for &p in &self.items[idx].parents {
                 self.parents[p].children.insert(idx);
@@ -641,11 +666,14 @@ where
             return;
         };
         let it = &self.items[idx];
+        let key = self.item_keys[idx as usize]
+            .take()
+            .expect("live item has a key");
         for d in it.matches.iter() {
             let entry = &mut self.distinct[d];
             entry.matches.remove(idx);
             for id in &entry.ids {
-                sink.match_stopped(id, &it.id);
+                sink.match_stopped(id, &key);
             }
         }
         let view = View {
@@ -773,6 +801,7 @@ where
         changed: Option<&[Change]>,
         sink: &mut impl MatchSink<S, I>,
     ) {
+        let (mut stopped, mut started) = std::mem::take(&mut self.scratch);
         let it = &self.items[idx];
         let view = View {
             own: &it.labels,
@@ -780,7 +809,6 @@ where
             slab: &self.parents,
             replaced: None,
         };
-        let mut stopped = Vec::new();
         for d in it.matches.iter() {
             let entry = &self.distinct[d];
             if entry.reads_any(changed) && !entry.selector.evaluate(&view) {
@@ -790,7 +818,6 @@ where
         // Every selector that can match now is filed under one of the item's
         // labels or is unindexed; each is filed in one place, and an item has
         // one value per key, so none is seen twice.
-        let mut started = Vec::new();
         let mut consider = |d: u32| {
             if !it.matches.contains(d) {
                 let entry = &self.distinct[d];
@@ -810,22 +837,24 @@ where
         self.unindexed.iter().for_each(&mut consider);
 
         let it = &mut self.items[idx];
-        for d in stopped {
+        let key = key_of(&self.item_keys, idx);
+        for d in stopped.drain(..) {
             it.matches.remove(d);
             let entry = &mut self.distinct[d];
             entry.matches.remove(idx);
             for id in &entry.ids {
-                sink.match_stopped(id, &it.id);
+                sink.match_stopped(id, key);
             }
         }
-        for d in started {
+        for d in started.drain(..) {
             it.matches.insert(d);
             let entry = &mut self.distinct[d];
             entry.matches.insert(idx);
             for id in &entry.ids {
-                sink.match_started(id, &it.id);
+                sink.match_started(id, key);
             }
         }
+        self.scratch = (stopped, started);
     }
 
     // ---- queries ----
@@ -840,7 +869,7 @@ where
             .get(id)
             .into_iter()
             .flat_map(|&(d, _)| self.distinct[d].matches.iter())
-            .map(|item| &self.items[item].id)
+            .map(|item| key_of(&self.item_keys, item))
     }
 
     /// The ids of the selectors that match item `item` (none for an unknown item).
@@ -907,6 +936,12 @@ where
     pub fn num_parents(&self) -> usize {
         self.parents.len()
     }
+}
+
+/// The caller id of live item `idx`.
+#[inline]
+fn key_of<I>(keys: &[Option<I>], idx: u32) -> &I {
+    keys[idx as usize].as_ref().expect("live item has a key")
 }
 
 fn index_insert(index: &mut HashMap<Box<str>, KeyItems>, key: &str, value: &str, item: u32) {

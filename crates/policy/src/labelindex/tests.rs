@@ -332,6 +332,25 @@ fn selector_placement_prefers_fewest_candidates() {
 }
 
 #[test]
+fn placement_spreads_selectors_when_items_do_not_tell() {
+    let mut idx = Index::new();
+    let mut ev = Events::new();
+    idx.update_selector("s1", sel("app == 'web' && name == 'n1'"), &mut ev);
+    idx.update_selector("s2", sel("app == 'web' && name == 'n2'"), &mut ev);
+    let d = idx.selector_ids["s2"].0;
+    assert_eq!(
+        idx.distinct[d].placement,
+        Placement::Values("name".into(), Box::new(["n2".into()]))
+    );
+    idx.update_selector("s3", sel("has(a) && b == 'x'"), &mut ev);
+    let d = idx.selector_ids["s3"].0;
+    assert_eq!(
+        idx.distinct[d].placement,
+        Placement::Values("b".into(), Box::new(["x".into()]))
+    );
+}
+
+#[test]
 fn index_is_emptied_by_deletes() {
     let mut idx = Index::new();
     let mut ev = Events::new();
