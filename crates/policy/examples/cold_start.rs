@@ -50,14 +50,18 @@ fn main() {
             index.update_labels(i, labels, &[], count);
         }
     };
+    let first_phase;
     if selectors_first {
         add_selectors(&mut index, &mut count);
+        first_phase = start.elapsed();
         add_items(&mut index, &mut count);
     } else {
         add_items(&mut index, &mut count);
+        first_phase = start.elapsed();
         add_selectors(&mut index, &mut count);
     }
     let built = start.elapsed();
+    println!("first phase took {first_phase:?}");
     let t = Instant::now();
     index.update_labels(
         7,

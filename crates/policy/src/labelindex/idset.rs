@@ -46,6 +46,11 @@ const SHRINK_BELOW: usize = 4;
 /// A set of internal ids.
 #[derive(Debug, Clone)]
 pub(crate) enum IdSet {
+    /// Exactly one id, without an allocation: the commonest case by far
+    /// (the items with a unique label value such as a name, an item that
+    /// matches one selector).
+    One(u32),
+    /// Zero or 2..=`SMALL_MAX` ids.
     Small(Vec<u32>),
     Large(HashSet<u32, IdBuildHasher>),
 }
@@ -60,6 +65,17 @@ impl IdSet {
     /// Adds `id`; false if it was already there.
     pub(crate) fn insert(&mut self, id: u32) -> bool {
         match self {
+            IdSet::One(x) => {
+                if *x == id {
+                    return false;
+                }
+                *self = IdSet::Small(vec![*x, id]);
+                true
+            }
+            IdSet::Small(v) if v.is_empty() => {
+                *self = IdSet::One(id);
+                true
+            }
             IdSet::Small(v) => {
                 if v.contains(&id) {
                     return false;
@@ -82,13 +98,20 @@ impl IdSet {
     /// Removes `id`; false if it was not there.
     pub(crate) fn remove(&mut self, id: u32) -> bool {
         match self {
+            IdSet::One(x) => {
+                if *x != id {
+                    return false;
+                }
+                *self = IdSet::default();
+                true
+            }
             IdSet::Small(v) => match v.iter().position(|&x| x == id) {
                 Some(pos) => {
                     v.swap_remove(pos);
-                    if v.is_empty() {
-                        // Give the memory back: emptied sets are often kept
-                        // (e.g. an item that currently matches nothing).
-                        *v = Vec::new();
+                    if let [last] = v[..] {
+                        // Give the memory back: sets are often kept at one
+                        // or zero ids (e.g. an item's matches).
+                        *self = IdSet::One(last);
                     }
                     true
                 }
@@ -97,7 +120,11 @@ impl IdSet {
             IdSet::Large(s) => {
                 let removed = s.remove(&id);
                 if removed && s.len() < SHRINK_BELOW {
-                    *self = IdSet::Small(s.iter().copied().collect());
+                    let v: Vec<u32> = s.iter().copied().collect();
+                    *self = match v[..] {
+                        [one] => IdSet::One(one),
+                        _ => IdSet::Small(v),
+                    };
                 }
                 removed
             }
@@ -107,6 +134,7 @@ impl IdSet {
     /// Whether `id` is in the set.
     pub(crate) fn contains(&self, id: u32) -> bool {
         match self {
+            IdSet::One(x) => *x == id,
             IdSet::Small(v) => v.contains(&id),
             IdSet::Large(s) => s.contains(&id),
         }
@@ -115,6 +143,7 @@ impl IdSet {
     /// Number of ids.
     pub(crate) fn len(&self) -> usize {
         match self {
+            IdSet::One(_) => 1,
             IdSet::Small(v) => v.len(),
             IdSet::Large(s) => s.len(),
         }
@@ -128,6 +157,7 @@ impl IdSet {
     /// The ids, in no particular order.
     pub(crate) fn iter(&self) -> IdIter<'_> {
         match self {
+            IdSet::One(x) => IdIter::Small(std::slice::from_ref(x).iter()),
             IdSet::Small(v) => IdIter::Small(v.iter()),
             IdSet::Large(s) => IdIter::Large(s.iter()),
         }

@@ -27,17 +27,26 @@ impl LabelSet {
         let mut order: Vec<usize> = (0..pairs.len()).collect();
         // Stable on the position, so the last of equal keys sorts last.
         order.sort_by(|&a, &b| pairs[a].0.as_ref().cmp(pairs[b].0.as_ref()).then(a.cmp(&b)));
-        let mut buf = String::new();
-        let mut ends = Vec::with_capacity(order.len());
-        for (n, &i) in order.iter().enumerate() {
-            let key = pairs[i].0.as_ref();
-            if order
-                .get(n + 1)
-                .is_some_and(|&next| pairs[next].0.as_ref() == key)
-            {
-                continue;
-            }
-            buf.push_str(key);
+        // Keep the last of each run of equal keys.
+        let kept: Vec<usize> = order
+            .iter()
+            .enumerate()
+            .filter(|&(n, &i)| {
+                order
+                    .get(n + 1)
+                    .is_none_or(|&next| pairs[next].0.as_ref() != pairs[i].0.as_ref())
+            })
+            .map(|(_, &i)| i)
+            .collect();
+        // Sized exactly, so boxing below does not reallocate.
+        let len = kept
+            .iter()
+            .map(|&i| pairs[i].0.as_ref().len() + pairs[i].1.as_ref().len())
+            .sum();
+        let mut buf = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(kept.len());
+        for i in kept {
+            buf.push_str(pairs[i].0.as_ref());
             let key_end = offset(buf.len());
             buf.push_str(pairs[i].1.as_ref());
             ends.push((key_end, offset(buf.len())));

@@ -394,5 +394,8 @@ fn id_set_grows_and_shrinks() {
         assert!(!s.remove(i));
     }
     assert!(matches!(s, IdSet::Small(_)));
+    assert!(s.remove(98));
+    assert!(matches!(s, IdSet::One(99)));
+    assert!(s.insert(98));
     assert_eq!(s.iter().collect::<BTreeSet<_>>(), BTreeSet::from([98, 99]));
 }
