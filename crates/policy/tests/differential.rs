@@ -153,6 +153,21 @@ fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 index.delete_parent_labels(p, &mut events);
             }
         }
+        // Deltas only: no pair is both started and stopped by one operation.
+        let touched: BTreeSet<(u8, u8)> = events
+            .iter()
+            .map(|e| match e {
+                MatchEvent::Started { selector, item } | MatchEvent::Stopped { selector, item } => {
+                    (*selector, *item)
+                }
+            })
+            .collect();
+        prop_assert_eq!(
+            touched.len(),
+            events.len(),
+            "redundant events after {:?}",
+            op
+        );
         for e in events {
             match e {
                 MatchEvent::Started { selector, item } => {

@@ -341,25 +341,39 @@ where
     // ---- selectors ----
 
     /// Adds or replaces the selector with id `id`, reporting the matches it
-    /// gains and loses. Re-setting an equal selector (same canonical form)
-    /// reports nothing.
+    /// gains and loses: on a replacement only the difference, never a stop
+    /// and restart of an item both selectors match. Re-setting an equal
+    /// selector (same canonical form) reports nothing.
     pub fn update_selector(&mut self, id: S, selector: Selector, sink: &mut impl MatchSink<S, I>) {
-        if let Some(&(d, _)) = self.selector_ids.get(&id) {
-            if self.distinct[d].selector == selector {
-                return;
-            }
-            self.delete_selector(&id, sink);
+        let old = self.selector_ids.get(&id).map(|&(d, _)| d);
+        if old.is_some_and(|o| self.distinct[o].selector == selector) {
+            return;
         }
         let d = match self.by_canonical.get(selector.canonical()) {
             Some(&d) => d,
             None => self.add_distinct(selector),
         };
+        let new = &self.distinct[d];
+        match old {
+            None => {
+                for item in new.matches.iter() {
+                    sink.match_started(&id, key_of(&self.item_keys, item));
+                }
+            }
+            Some(o) => {
+                let old = &self.distinct[o];
+                for item in old.matches.iter().filter(|&i| !new.matches.contains(i)) {
+                    sink.match_stopped(&id, key_of(&self.item_keys, item));
+                }
+                for item in new.matches.iter().filter(|&i| !old.matches.contains(i)) {
+                    sink.match_started(&id, key_of(&self.item_keys, item));
+                }
+                self.unregister(&id);
+            }
+        }
         let entry = &mut self.distinct[d];
         let pos = u32::try_from(entry.ids.len()).expect("fewer than 2^32 selector ids");
         entry.ids.push(id.clone());
-        for item in entry.matches.iter() {
-            sink.match_started(&id, key_of(&self.item_keys, item));
-        }
         self.selector_ids.insert(id, (d, pos));
     }
 
@@ -382,19 +396,35 @@ where
         S: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let Some((d, pos)) = self.selector_ids.remove(id) else {
+        let Some(&(d, _)) = self.selector_ids.get(id) else {
             return;
         };
+        let entry = &self.distinct[d];
+        let owned_id = &entry.ids[self.selector_ids[id].1 as usize];
+        for item in entry.matches.iter() {
+            sink.match_stopped(owned_id, key_of(&self.item_keys, item));
+        }
+        self.unregister(id);
+    }
+
+    /// Drops id `id` from its distinct selector, and the distinct selector
+    /// if that was its last id. Reports nothing.
+    fn unregister<Q>(&mut self, id: &Q)
+    where
+        S: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (d, pos) = self
+            .selector_ids
+            .remove(id)
+            .expect("unregistering a registered id");
         let entry = &mut self.distinct[d];
-        let id = entry.ids.swap_remove(pos as usize);
+        entry.ids.swap_remove(pos as usize);
         if let Some(moved) = entry.ids.get(pos as usize) {
             self.selector_ids
                 .get_mut::<S>(moved)
                 .expect("every id of a distinct selector is registered")
                 .1 = pos;
-        }
-        for item in entry.matches.iter() {
-            sink.match_stopped(&id, key_of(&self.item_keys, item));
         }
         if entry.ids.is_empty() {
             self.remove_distinct(d);
