@@ -169,3 +169,29 @@ fn cold_start_10k_x_10k_distinct(bencher: Bencher<'_, '_>, order: &str) {
             index
         });
 }
+
+/// A parent (profile) label change: 250k endpoints spread over 10 profiles,
+/// 100 selectors `team == "tN"` on the inherited label; flipping one
+/// profile's `team` re-evaluates its 25,000 endpoints and nothing else.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn parent_label_change_25k_children(bencher: Bencher<'_, '_>) {
+    let mut index: LabelIndex<u32, u32> = LabelIndex::new();
+    let mut count = Count::default();
+    for p in 0..10 {
+        index.update_parent_labels(1_000_000 + p, [("team", format!("t{p}"))], &mut count);
+    }
+    for s in 0..100 {
+        let sel = calico_selector::parse(&format!("team == 't{}'", s % 10)).unwrap();
+        index.update_selector(s, sel, &mut count);
+    }
+    for (i, labels) in (0..).zip(endpoints()) {
+        index.update_labels(i, labels, &[1_000_000 + i % 10], &mut count);
+    }
+    let mut flip = false;
+    bencher.bench_local(|| {
+        flip = !flip;
+        let team = if flip { "t-other" } else { "t3" };
+        index.update_parent_labels(1_000_003, [("team", team)], &mut count);
+    });
+    black_box(count.started + count.stopped);
+}

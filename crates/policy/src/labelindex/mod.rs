@@ -760,23 +760,44 @@ where
         if old == self.parents[p].labels {
             return;
         }
+        // Only labels the parent changed can change for its items; working
+        // them out once saves walking every child's full label set.
+        let new = &self.parents[p].labels;
+        let mut keys: Vec<Box<str>> = old
+            .iter()
+            .filter(|&(k, v)| new.get(k) != Some(v))
+            .map(|(k, _)| k.into())
+            .collect();
+        keys.extend(
+            new.iter()
+                .filter(|&(k, _)| old.get(k).is_none())
+                .map(|(k, _)| k.into()),
+        );
         let children: Vec<u32> = self.parents[p].children.iter().collect();
+        let mut changes = Vec::new();
         for child in children {
             let it = &self.items[child];
-            let changes = diff(
-                &View {
-                    own: &it.labels,
-                    parents: &it.parents,
-                    slab: &self.parents,
-                    replaced: Some((p, &old)),
-                },
-                &View {
-                    own: &it.labels,
-                    parents: &it.parents,
-                    slab: &self.parents,
-                    replaced: None,
-                },
-            );
+            let old_view = View {
+                own: &it.labels,
+                parents: &it.parents,
+                slab: &self.parents,
+                replaced: Some((p, &old)),
+            };
+            let new_view = View {
+                replaced: None,
+                ..old_view
+            };
+            changes.clear();
+            for key in &keys {
+                let (was, now) = (old_view.get(key), new_view.get(key));
+                if was != now {
+                    changes.push(Change {
+                        key: key.clone(),
+                        old: was.map(Into::into),
+                        new: now.map(Into::into),
+                    });
+                }
+            }
             self.apply_changes(child, &changes, sink);
         }
     }
