@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use calico_selector::{LabelRestriction, Selector, parse, tokenizer};
 use serde_json::{Map, Value};
@@ -21,7 +20,8 @@ const INFO_KEYS: [&str; 3] = ["id", "source", "description"];
 
 type Outcome = Result<(), String>;
 
-fn main() -> ExitCode {
+#[test]
+fn selectors_corpus() {
     let dir = std::env::var_os("CALICO_CONFORMANCE_DIR").map_or_else(
         || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../conformance")),
         PathBuf::from,
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         Err(e) => {
             println!("cannot load {}: {e}", path.display());
             println!("selectors: 0 passed, 1 failed");
-            return ExitCode::FAILURE;
+            panic!("cannot load the selectors corpus");
         }
     };
 
@@ -64,11 +64,7 @@ fn main() -> ExitCode {
         String::new()
     };
     println!("selectors: {passed} passed, {failed} failed{extra}");
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    assert_eq!(failed, 0, "{failed} selector conformance case(s) failed");
 }
 
 fn run_case(case: &Value) -> Outcome {
