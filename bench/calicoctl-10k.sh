@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 N=${N:-10000}
 RUNS=${RUNS:-5}
 cargo build --locked --release -q -p calicoctl
-bin=target/release/calicoctl
+bin=${CARGO_TARGET_DIR:-target}/release/calicoctl
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
