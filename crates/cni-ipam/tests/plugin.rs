@@ -1,0 +1,431 @@
+//! calico-ipam end to end: the real binary against a real embedded datastore file.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use calico_datastore::Datastore;
+use calico_datastore::sqlite::SqliteDatastore;
+use calico_datastore::{Key, WriteOp};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_calico-ipam");
+
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?} / {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout {} stderr {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn err_code(&self) -> u64 {
+        assert_ne!(self.code, 0, "expected failure, got {}", self.stdout);
+        let v = self.json();
+        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v["code"].as_u64().unwrap()
+    }
+
+    fn ips(&self) -> Vec<String> {
+        self.json()["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["address"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn pool(name: &str, cidr: &str, block_size: u32, disabled: bool) -> Value {
+    json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+           "metadata": {"name": name},
+           "spec": {"cidr": cidr, "blockSize": block_size, "disabled": disabled}})
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("calico.db")
+    }
+
+    fn ds(&self) -> SqliteDatastore {
+        SqliteDatastore::open(&self.db()).unwrap()
+    }
+
+    fn put(&self, kind: &str, name: &str, value: Value) {
+        self.ds()
+            .write_batch(vec![WriteOp::Upsert {
+                key: Key::global(kind, name),
+                value,
+            }])
+            .unwrap();
+    }
+
+    fn add_pool(&self, name: &str, cidr: &str, block_size: u32, disabled: bool) {
+        self.put("IPPool", name, pool(name, cidr, block_size, disabled));
+    }
+
+    fn add_node(&self, name: &str) {
+        self.put(
+            "Node",
+            name,
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                   "metadata": {"name": name}, "spec": {}}),
+        );
+    }
+
+    fn conf(&self, ipam: Value) -> Value {
+        json!({"cniVersion": "1.0.0", "name": "net1", "type": "calico",
+               "nodename": "host1", "datastore_type": "embedded",
+               "datastore_path": self.db(), "ipam": ipam})
+    }
+
+    fn run(&self, command: &str, container: &str, conf: &Value, extra: &[(&str, &str)]) -> Out {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/opt/cni/bin")
+            .envs(extra.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn add(&self, container: &str, ipam: Value) -> Out {
+        self.run("ADD", container, &self.conf(ipam), &[])
+    }
+
+    fn in_use(&self) -> u128 {
+        calico_ipam::usage::usage(&self.ds()).unwrap().in_use()
+    }
+}
+
+fn ipam() -> Value {
+    json!({"type": "calico-ipam"})
+}
+
+#[test]
+fn eight_processes_two_hundred_containers_each() {
+    let c = Cluster::new();
+    c.add_pool("pool1", "10.64.0.0/16", 26, false);
+    c.add_node("host1");
+    let conf = c.conf(ipam());
+    let all: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|w| {
+                let c = &c;
+                let conf = &conf;
+                s.spawn(move || {
+                    (0..200)
+                        .map(|i| {
+                            let out = c.run("ADD", &format!("c-{w}-{i}"), conf, &[]).ok();
+                            let ips = out.ips();
+                            assert_eq!(ips.len(), 1);
+                            ips[0].clone()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(all.len(), 1600);
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), 1600, "an address was handed out twice");
+    let pool: ipnet::IpNet = "10.64.0.0/16".parse().unwrap();
+    for a in &all {
+        assert!(a.ends_with("/32"), "{a}");
+        let ip: IpAddr = a.trim_end_matches("/32").parse().unwrap();
+        assert!(pool.contains(&ip), "{ip} outside the pool");
+    }
+    assert_eq!(c.in_use(), 1600);
+    let report = calico_ipam::check::check(&c.ds()).unwrap();
+    assert_eq!(report.allocations.len(), 1600);
+    assert!(report.missing_handles.is_empty() && report.orphan_handles.is_empty());
+    assert!(report.mismatched_handles.is_empty());
+
+    std::thread::scope(|s| {
+        for w in 0..8 {
+            let c = &c;
+            let conf = &conf;
+            s.spawn(move || {
+                for i in 0..200 {
+                    c.run("DEL", &format!("c-{w}-{i}"), conf, &[]).ok();
+                }
+            });
+        }
+    });
+    assert_eq!(c.in_use(), 0);
+    let report = calico_ipam::check::check(&c.ds()).unwrap();
+    assert_eq!(report.problems(), 0, "{report:?}");
+    assert_eq!(report.handles, 0);
+}
+
+#[test]
+fn exhaustion_is_a_clear_error_not_a_hang() {
+    let c = Cluster::new();
+    c.add_pool("tiny", "10.9.0.0/30", 30, false);
+    for i in 0..4 {
+        c.add(&format!("c{i}"), ipam()).ok();
+    }
+    let start = Instant::now();
+    let out = c.add("c4", ipam());
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.err_code(), 100);
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains("no more free"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(c.in_use(), 4);
+    // A freed address is handed out again.
+    c.run("DEL", "c2", &c.conf(ipam()), &[]).ok();
+    assert_eq!(c.add("c5", ipam()).ok().ips().len(), 1);
+}
+
+#[test]
+fn disabled_pool_is_never_used() {
+    let c = Cluster::new();
+    c.add_pool("off", "10.2.0.0/16", 26, true);
+    c.add_pool("on", "10.3.0.0/16", 26, false);
+    for i in 0..70 {
+        let ip = &c.add(&format!("c{i}"), ipam()).ok().ips()[0];
+        assert!(ip.starts_with("10.3."), "{ip} came from the disabled pool");
+    }
+    let out = c.add("x", json!({"type": "calico-ipam", "ipv4_pools": ["off"]}));
+    assert_eq!(out.err_code(), 100);
+    let out = c.add(
+        "y",
+        json!({"type": "calico-ipam", "ipv4_pools": ["10.2.0.0/16"]}),
+    );
+    assert_eq!(out.err_code(), 100);
+    // Only a disabled pool: nothing to allocate from.
+    let c2 = Cluster::new();
+    c2.add_pool("off", "10.2.0.0/16", 26, true);
+    assert_eq!(c2.add("z", ipam()).err_code(), 100);
+}
+
+#[test]
+fn reservations_are_never_handed_out() {
+    let c = Cluster::new();
+    c.add_pool("p", "10.5.0.0/29", 29, false);
+    c.put(
+        "IPReservation",
+        "r",
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "IPReservation",
+               "metadata": {"name": "r"},
+               "spec": {"reservedCIDRs": ["10.5.0.0/30", "10.5.0.6"]}}),
+    );
+    let mut got = Vec::new();
+    for i in 0..3 {
+        got.extend(c.add(&format!("c{i}"), ipam()).ok().ips());
+    }
+    got.sort();
+    assert_eq!(got, ["10.5.0.4/32", "10.5.0.5/32", "10.5.0.7/32"]);
+    assert_eq!(c.add("c9", ipam()).err_code(), 100);
+    let out = c.run(
+        "ADD",
+        "s",
+        &c.conf(ipam()),
+        &[("CNI_ARGS", "IgnoreUnknown=1;IP=10.5.0.1")],
+    );
+    assert_eq!(out.err_code(), 101);
+}
+
+#[test]
+fn del_is_idempotent_and_check_verifies() {
+    let c = Cluster::new();
+    c.add_pool("p", "10.6.0.0/24", 26, false);
+    let conf = c.conf(ipam());
+    let first = c.add("c1", ipam()).ok().ips();
+    // A repeated ADD gets the same address back.
+    assert_eq!(c.add("c1", ipam()).ok().ips(), first);
+    assert_eq!(c.in_use(), 1);
+    c.run("CHECK", "c1", &conf, &[]).ok();
+    let mut with_prev = conf.clone();
+    with_prev["prevResult"] = json!({"cniVersion": "1.0.0", "ips": [{"address": first[0]}]});
+    c.run("CHECK", "c1", &with_prev, &[]).ok();
+    with_prev["prevResult"]["ips"][0]["address"] = json!("10.6.0.200/32");
+    assert_eq!(c.run("CHECK", "c1", &with_prev, &[]).err_code(), 102);
+    let mut old = conf.clone();
+    old["cniVersion"] = json!("0.3.1");
+    assert_eq!(c.run("CHECK", "c1", &old, &[]).err_code(), 1);
+
+    let out = c.run("DEL", "c1", &conf, &[]).ok();
+    assert!(out.stdout.is_empty());
+    c.run("DEL", "c1", &conf, &[]).ok();
+    c.run("DEL", "never-added", &conf, &[]).ok();
+    assert_eq!(c.in_use(), 0);
+    assert_eq!(c.run("CHECK", "c1", &conf, &[]).err_code(), 102);
+}
+
+#[test]
+fn version_and_result_formats() {
+    let c = Cluster::new();
+    c.add_pool("p4", "10.7.0.0/24", 26, false);
+    c.add_pool("p6", "fd00:7::/120", 122, false);
+    let out = c
+        .run("VERSION", "", &json!({"cniVersion": "0.4.0"}), &[])
+        .ok();
+    let v = out.json();
+    assert_eq!(v["cniVersion"], "0.4.0");
+    assert_eq!(
+        v["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0"])
+    );
+
+    let mut conf =
+        c.conf(json!({"type": "calico-ipam", "assign_ipv4": "true", "assign_ipv6": "true"}));
+    let out = c.run("ADD", "dual", &conf, &[]).ok();
+    let v = out.json();
+    assert_eq!(v["cniVersion"], "1.0.0");
+    assert!(v["ips"][0].get("version").is_none());
+    assert!(v["ips"][0]["address"].as_str().unwrap().ends_with("/32"));
+    assert!(
+        v["ips"][1]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("fd00:7::")
+    );
+    assert!(v["ips"][1]["address"].as_str().unwrap().ends_with("/128"));
+
+    conf["cniVersion"] = json!("0.3.1");
+    let v = c.run("ADD", "old", &conf, &[]).ok().json();
+    assert_eq!(v["cniVersion"], "0.3.1");
+    assert_eq!(v["ips"][0]["version"], "4");
+    assert_eq!(v["ips"][1]["version"], "6");
+
+    let v6only = c.conf(json!({"type": "calico-ipam", "assign_ipv4": false, "assign_ipv6": true}));
+    let ips = c.run("ADD", "six", &v6only, &[]).ok().ips();
+    assert_eq!(ips.len(), 1);
+    assert!(ips[0].contains(':'));
+}
+
+#[test]
+fn static_address_from_cni_args() {
+    let c = Cluster::new();
+    c.add_pool("p", "10.8.0.0/24", 26, false);
+    let conf = c.conf(ipam());
+    let out = c
+        .run(
+            "ADD",
+            "s1",
+            &conf,
+            &[("CNI_ARGS", "IgnoreUnknown=1;IP=10.8.0.77")],
+        )
+        .ok();
+    assert_eq!(out.ips(), ["10.8.0.77/32"]);
+    let out = c.run("ADD", "s2", &conf, &[("CNI_ARGS", "IP=10.8.0.77")]);
+    assert_eq!(out.err_code(), 101);
+    let out = c.run("ADD", "s3", &conf, &[("CNI_ARGS", "IP=192.168.0.1")]);
+    assert_eq!(out.err_code(), 101);
+    c.run("DEL", "s1", &conf, &[]).ok();
+    assert_eq!(c.in_use(), 0);
+}
+
+#[test]
+fn bad_input_gets_the_right_codes() {
+    let c = Cluster::new();
+    c.add_pool("p", "10.10.0.0/24", 26, false);
+    let raw = |stdin: &str, env: &[(&str, &str)]| {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "x"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    assert_eq!(raw("{not json", &env).err_code(), 6);
+    assert_eq!(raw("[1,2]", &env).err_code(), 6);
+    assert_eq!(raw(r#"{"cniVersion":"1.0.0"}"#, &env).err_code(), 7);
+    assert_eq!(raw(r#"{"name":"n"}"#, &env).err_code(), 7);
+    assert_eq!(
+        raw(r#"{"cniVersion":"9.9.9","name":"n"}"#, &env).err_code(),
+        1
+    );
+    let mut conf = c.conf(json!({"type": "calico-ipam", "assign_ipv4": "maybe"}));
+    assert_eq!(c.run("ADD", "a", &conf, &[]).err_code(), 7);
+    conf["ipam"] = json!({"type": "host-local"});
+    assert_eq!(c.run("ADD", "a", &conf, &[]).err_code(), 7);
+    conf["ipam"] = json!({"type": "calico-ipam", "ipv4_pools": "p"});
+    assert_eq!(c.run("ADD", "a", &conf, &[]).err_code(), 7);
+    conf["ipam"] = json!({"type": "calico-ipam", "assign_ipv4": false});
+    assert_eq!(c.run("ADD", "a", &conf, &[]).err_code(), 7);
+    let good = c.conf(ipam()).to_string();
+    assert_eq!(
+        raw(&good, &[("CNI_COMMAND", "ADD"), ("CNI_IFNAME", "eth0")]).err_code(),
+        4
+    );
+    assert_eq!(raw(&good, &[("CNI_CONTAINERID", "x")]).err_code(), 4);
+    assert_eq!(
+        raw(&good, &[("CNI_COMMAND", "BOGUS"), ("CNI_CONTAINERID", "x")]).err_code(),
+        4
+    );
+    assert_eq!(c.in_use(), 0);
+}

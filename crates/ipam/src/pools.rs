@@ -1,0 +1,187 @@
+//! What allocation reads besides blocks: pools, reservations, the IPAM configuration and the
+//! node's labels.
+
+use std::collections::BTreeMap;
+
+use calico_api::v3::{IPPool, IPReservation};
+use calico_datastore::{Datastore, Key, Revision};
+use ipnet::IpNet;
+
+use crate::cidr::{self, Family, Reservations};
+use crate::model::{self, ConfigSpec};
+use crate::{IpamError, Result, decode};
+
+/// Datastore kind of pools.
+pub const KIND_POOL: &str = "IPPool";
+/// Datastore kind of reservations.
+pub const KIND_RESERVATION: &str = "IPReservation";
+/// Datastore kind of nodes.
+pub const KIND_NODE: &str = "Node";
+/// Datastore kind of workload endpoints.
+pub const KIND_WORKLOAD_ENDPOINT: &str = "WorkloadEndpoint";
+
+/// What an address is for, matched against a pool's `allowedUses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// A workload (container) address.
+    Workload,
+    /// A tunnel device address of a node.
+    Tunnel,
+}
+
+impl Use {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Workload => "Workload",
+            Self::Tunnel => "Tunnel",
+        }
+    }
+}
+
+/// An IP pool as IPAM uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// The pool's name.
+    pub name: String,
+    /// The pool's CIDR.
+    pub net: IpNet,
+    /// Prefix length of its blocks (never shorter than the pool's).
+    pub block_prefix: u8,
+    /// Allocation from the pool is off.
+    pub disabled: bool,
+    /// Nodes that may allocate from it.
+    pub node_selector: String,
+    /// What its addresses may be used for.
+    pub allowed_uses: Vec<String>,
+    /// Only used when asked for by name (`assignmentMode: Manual`).
+    pub manual: bool,
+}
+
+impl Pool {
+    /// The pool's family.
+    pub fn family(&self) -> Family {
+        Family::of_net(&self.net)
+    }
+
+    fn allows(&self, u: Use) -> bool {
+        self.allowed_uses.is_empty() || self.allowed_uses.iter().any(|a| a == u.as_str())
+    }
+}
+
+/// Every pool in the store, sorted by name.
+pub fn list_pools(ds: &dyn Datastore) -> Result<Vec<Pool>> {
+    let list = ds
+        .list(KIND_POOL, None)
+        .map_err(|e| IpamError::ds("listing IP pools", e))?;
+    let mut out = Vec::with_capacity(list.items.len());
+    for kv in &list.items {
+        let mut pool: IPPool = decode(kv)?;
+        calico_api::defaults::ippool(&mut pool.spec);
+        let net = cidr::parse_net(&pool.spec.cidr).ok_or_else(|| IpamError::Corrupt {
+            what: kv.key.to_string(),
+            reason: format!("spec.cidr {:?} is not a CIDR", pool.spec.cidr),
+        })?;
+        let bs = u8::try_from(pool.spec.block_size).unwrap_or(net.max_prefix_len());
+        out.push(Pool {
+            name: kv.key.name.clone(),
+            net,
+            block_prefix: cidr::effective_block_prefix(&net, bs),
+            disabled: pool.spec.disabled,
+            node_selector: pool.spec.node_selector.clone(),
+            allowed_uses: pool.spec.allowed_uses.clone(),
+            manual: pool.spec.assignment_mode.as_deref() == Some("Manual"),
+        });
+    }
+    Ok(out)
+}
+
+/// Every reserved range (IPReservation `reservedCIDRs`).
+pub fn reservations(ds: &dyn Datastore) -> Result<Reservations> {
+    let list = ds
+        .list(KIND_RESERVATION, None)
+        .map_err(|e| IpamError::ds("listing IP reservations", e))?;
+    let mut nets = Vec::new();
+    for kv in &list.items {
+        let r: IPReservation = decode(kv)?;
+        for c in &r.spec.reserved_cidrs {
+            nets.push(cidr::parse_net(c).ok_or_else(|| IpamError::Corrupt {
+                what: kv.key.to_string(),
+                reason: format!("reservedCIDRs entry {c:?} is not an address or CIDR"),
+            })?);
+        }
+    }
+    Ok(Reservations::new(nets))
+}
+
+/// The IPAM configuration (defaults when none is stored) and its revision.
+pub fn load_config(ds: &dyn Datastore) -> Result<(ConfigSpec, Option<Revision>)> {
+    match ds
+        .get(&model::config_key())
+        .map_err(|e| IpamError::ds("reading the IPAM configuration", e))?
+    {
+        Some(kv) => {
+            let c: model::Config = decode(&kv)?;
+            Ok((c.spec, Some(kv.mod_revision)))
+        }
+        None => Ok((ConfigSpec::default(), None)),
+    }
+}
+
+/// The labels of Node `node` (none when the node has no resource).
+pub fn node_labels(ds: &dyn Datastore, node: &str) -> Result<BTreeMap<String, String>> {
+    let kv = ds
+        .get(&Key::global(KIND_NODE, node))
+        .map_err(|e| IpamError::ds(format!("reading node {node}"), e))?;
+    let mut labels = BTreeMap::new();
+    if let Some(obj) = kv
+        .as_ref()
+        .and_then(|kv| kv.value.pointer("/metadata/labels"))
+        .and_then(|l| l.as_object())
+    {
+        for (k, v) in obj {
+            if let Some(s) = v.as_str() {
+                labels.insert(k.clone(), s.to_owned());
+            }
+        }
+    }
+    Ok(labels)
+}
+
+/// The pools of `family` an allocation for `node` may use, in order: the requested ones (by
+/// name or CIDR; each must exist, be enabled and allow `use_`), or else every enabled,
+/// automatic pool of the family whose node selector matches the node's labels.
+pub fn select_pools(
+    all: &[Pool],
+    family: Family,
+    requested: &[String],
+    labels: &BTreeMap<String, String>,
+    use_: Use,
+) -> Result<Vec<Pool>> {
+    if !requested.is_empty() {
+        let mut out = Vec::with_capacity(requested.len());
+        for r in requested {
+            let want = cidr::parse_net(r);
+            let pool = all
+                .iter()
+                .find(|p| p.name == *r || Some(p.net) == want)
+                .filter(|p| !p.disabled && p.family() == family && p.allows(use_))
+                .ok_or_else(|| IpamError::PoolUnavailable(r.clone()))?;
+            out.push(pool.clone());
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    for p in all {
+        if p.disabled || p.manual || p.family() != family || !p.allows(use_) {
+            continue;
+        }
+        let sel = calico_selector::parse(&p.node_selector).map_err(|e| IpamError::Corrupt {
+            what: format!("IPPool({})", p.name),
+            reason: format!("nodeSelector {:?}: {e}", p.node_selector),
+        })?;
+        if sel.evaluate(labels) {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
