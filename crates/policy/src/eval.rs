@@ -1,8 +1,12 @@
 //! Evaluates a packet against a compiled endpoint program, recording the
 //! decision path: what `calicoctl policy trace` shows.
 //!
-//! Rule numbers in [`Step`] and [`Decision`] are 1-based: `rule: 1` is the
-//! first rule of its policy or profile, as people count them.
+//! Rules are numbered from 0, as in Calico (felix's rule indices, the rule
+//! index `calicoctl policy trace -o json` reports): `rule: 0` in [`Step`] and
+//! [`Decision`] is the first rule of its policy or profile, `rule: 1` the
+//! second. The text form names the rule's action beside its index, e.g.
+//! `rule 1 (Deny) of policy default/p (tier default)`, so that it reads
+//! unambiguously whichever way a person counts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -284,7 +288,7 @@ pub enum Step {
     /// Checked a rule.
     #[serde(rename = "rule")]
     Rule {
-        /// 1-based rule number within its policy or profile.
+        /// 0-based index of the rule within its policy or profile.
         #[serde(rename = "rule")]
         rule: usize,
         /// The rule's action.
@@ -315,7 +319,7 @@ pub enum Decision {
         /// The policy.
         #[serde(rename = "source")]
         source: RuleSource,
-        /// 1-based rule number.
+        /// 0-based index of the rule within its policy or profile.
         #[serde(rename = "rule")]
         rule: usize,
         /// The rule's action.
@@ -336,7 +340,7 @@ pub enum Decision {
         /// The profile.
         #[serde(rename = "source")]
         source: RuleSource,
-        /// 1-based rule number.
+        /// 0-based index of the rule within its policy or profile.
         #[serde(rename = "rule")]
         rule: usize,
         /// The rule's action.
@@ -457,7 +461,7 @@ pub fn evaluate(
                 let mismatch = rule_mismatch(rule, packet, sets).err();
                 let matched = mismatch.is_none();
                 steps.push(Step::Rule {
-                    rule: i + 1,
+                    rule: i,
                     action: rule.action,
                     mismatch,
                 });
@@ -468,7 +472,7 @@ pub fn evaluate(
                     Action::Allow | Action::Deny => {
                         let decision = Decision::PolicyRule {
                             source,
-                            rule: i + 1,
+                            rule: i,
                             action: rule.action,
                         };
                         return done(verdict_of(rule.action), decision, steps);
@@ -503,7 +507,7 @@ pub fn evaluate(
             let mismatch = rule_mismatch(rule, packet, sets).err();
             let matched = mismatch.is_none();
             steps.push(Step::Rule {
-                rule: i + 1,
+                rule: i,
                 action: rule.action,
                 mismatch,
             });
@@ -514,7 +518,7 @@ pub fn evaluate(
                 Action::Allow | Action::Deny => {
                     let decision = Decision::ProfileRule {
                         source,
-                        rule: i + 1,
+                        rule: i,
                         action: rule.action,
                     };
                     return done(verdict_of(rule.action), decision, steps);

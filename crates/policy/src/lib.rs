@@ -10,7 +10,7 @@
 //!   into a program per local endpoint plus the IP sets those reference,
 //!   incrementally, as deltas.
 //! - [`eval`] traces a packet through a program, recording why it was
-//!   allowed or denied (rule numbers are 1-based).
+//!   allowed or denied (rules are numbered from 0, as in Calico).
 
 pub mod calc;
 pub mod eval;

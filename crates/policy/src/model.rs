@@ -2,9 +2,8 @@
 //! trace evaluator in [`crate::eval`]) needs to enforce it, with selectors
 //! already turned into references to IP sets.
 //!
-//! Rule numbers shown to people are 1-based (`rule 1` is the first rule of a
-//! policy or profile), as upstream users count them; positions in the
-//! `rules` vectors are of course 0-based.
+//! Rules are numbered from 0, as in Calico: the rule index a trace reports
+//! is the rule's position in the `rules` vector (`rule 0` is the first).
 
 use std::fmt;
 use std::net::IpAddr;

@@ -777,7 +777,7 @@ fn reference(
                             v,
                             Decision::PolicyRule {
                                 source,
-                                rule: n + 1,
+                                rule: n,
                                 action: a,
                             },
                         );
@@ -825,7 +825,7 @@ fn reference(
                         v,
                         Decision::ProfileRule {
                             source,
-                            rule: n + 1,
+                            rule: n,
                             action: a,
                         },
                     );

@@ -76,7 +76,7 @@ fn tiers_apply_in_order() {
     ]);
     let t = ingress(&calc, &tcp(CLIENT, EP, 80));
     assert_eq!(t.verdict, Verdict::Allow, "{t}");
-    assert_eq!(decided_by_policy(&t), ("allow".to_owned(), 1));
+    assert_eq!(decided_by_policy(&t), ("allow".to_owned(), 0));
 
     // Swapping the tier orders swaps the verdict.
     let calc = with(vec![
@@ -87,7 +87,7 @@ fn tiers_apply_in_order() {
     ]);
     let t = ingress(&calc, &tcp(CLIENT, EP, 80));
     assert_eq!(t.verdict, Verdict::Deny, "{t}");
-    assert_eq!(decided_by_policy(&t), ("deny".to_owned(), 1));
+    assert_eq!(decided_by_policy(&t), ("deny".to_owned(), 0));
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn policy_order_then_name() {
         gnp("a-allow", allow_all(1.0, "default")),
     ]);
     let t = ingress(&calc, &tcp(CLIENT, EP, 80));
-    assert_eq!(decided_by_policy(&t), ("a-allow".to_owned(), 1));
+    assert_eq!(decided_by_policy(&t), ("a-allow".to_owned(), 0));
     assert_eq!(t.verdict, Verdict::Allow);
     // Lower order wins over name.
     let calc = with(vec![
@@ -125,7 +125,7 @@ fn policy_order_then_name() {
         gnp("a-allow", allow_all(1.0, "default")),
     ]);
     let t = ingress(&calc, &tcp(CLIENT, EP, 80));
-    assert_eq!(decided_by_policy(&t), ("b-deny".to_owned(), 1));
+    assert_eq!(decided_by_policy(&t), ("b-deny".to_owned(), 0));
     assert_eq!(t.verdict, Verdict::Deny);
     // A policy without order comes after ordered ones.
     let calc = with(vec![
@@ -153,7 +153,7 @@ fn pass_skips_to_next_tier() {
     ]);
     let t = ingress(&calc, &tcp(CLIENT, EP, 80));
     assert_eq!(t.verdict, Verdict::Allow, "{t}");
-    assert_eq!(decided_by_policy(&t), ("allow".to_owned(), 1));
+    assert_eq!(decided_by_policy(&t), ("allow".to_owned(), 0));
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn pass_in_last_tier_goes_to_profiles() {
             t.decision,
             Decision::ProfileRule {
                 action: Action::Deny,
-                rule: 1,
+                rule: 0,
                 ..
             }
         ),
@@ -189,7 +189,7 @@ fn pass_in_last_tier_goes_to_profiles() {
         t.decision,
         Decision::ProfileRule {
             action: Action::Allow,
-            rule: 1,
+            rule: 0,
             ..
         }
     ));
@@ -237,7 +237,7 @@ fn default_action_pass_falls_through() {
     ]);
     let t = ingress(&calc, &tcp(CLIENT, EP, 80));
     assert_eq!(t.verdict, Verdict::Allow, "{t}");
-    assert_eq!(decided_by_policy(&t), ("allow".to_owned(), 1));
+    assert_eq!(decided_by_policy(&t), ("allow".to_owned(), 0));
 }
 
 #[test]
@@ -248,7 +248,7 @@ fn log_continues() {
     )]);
     let t = ingress(&calc, &tcp(CLIENT, EP, 80));
     assert_eq!(t.verdict, Verdict::Allow);
-    assert_eq!(decided_by_policy(&t), ("p".to_owned(), 2));
+    assert_eq!(decided_by_policy(&t), ("p".to_owned(), 1));
     // Log alone: end of tier.
     let calc = with(vec![gnp(
         "p",
@@ -623,7 +623,7 @@ fn unsupported_criteria_fail_closed() {
     assert!(t.to_string().contains("unsupported criteria (http)"), "{t}");
     // The Deny with serviceAccounts still denies on its other criteria.
     let t = ingress(&calc, &tcp(OTHER_NS_CLIENT, EP, 80));
-    assert_eq!(decided_by_policy(&t), ("l7".to_owned(), 1));
+    assert_eq!(decided_by_policy(&t), ("l7".to_owned(), 0));
     let program = calc.program(&workload("ns1", "ep")).unwrap();
     assert_eq!(
         program.ingress.tiers[0].policies[0].rules[1].unsupported,
@@ -797,11 +797,11 @@ fn bookstore_seed_example() {
     assert_eq!(t.verdict, Verdict::Allow, "{t}");
     assert_eq!(
         decided_by_policy(&t),
-        ("allow-bookstore-cliient-to-server".to_owned(), 1)
+        ("allow-bookstore-cliient-to-server".to_owned(), 0)
     );
-    assert!(t.to_string().contains("rule 1 (Allow): matched"), "{t}");
+    assert!(t.to_string().contains("rule 0 (Allow): matched"), "{t}");
     assert!(t.to_string().starts_with(
-        "ingress: ALLOW by rule 1 (Allow) of policy default/allow-bookstore-cliient-to-server (tier default)"
+        "ingress: ALLOW by rule 0 (Allow) of policy default/allow-bookstore-cliient-to-server (tier default)"
     ), "{t}");
 
     let t = trace(
@@ -813,9 +813,12 @@ fn bookstore_seed_example() {
     assert_eq!(t.verdict, Verdict::Deny, "{t}");
     assert_eq!(
         decided_by_policy(&t),
-        ("allow-bookstore-cliient-to-server".to_owned(), 2)
+        ("allow-bookstore-cliient-to-server".to_owned(), 1)
     );
-    assert!(t.to_string().contains("rule 2 (Deny): matched"), "{t}");
+    assert!(t.to_string().contains("rule 1 (Deny): matched"), "{t}");
+    assert!(t.to_string().starts_with(
+        "ingress: DENY by rule 1 (Deny) of policy default/allow-bookstore-cliient-to-server (tier default)"
+    ), "{t}");
 
     // Other ports: selected, so denied at the end of the tier.
     let t = trace(
@@ -840,7 +843,7 @@ fn bookstore_seed_example() {
     );
     assert_eq!(t.verdict, Verdict::Allow);
     assert!(
-        matches!(&t.decision, Decision::ProfileRule { source: calico_policy::eval::RuleSource::Profile { name }, rule: 1, .. } if name == "calico"),
+        matches!(&t.decision, Decision::ProfileRule { source: calico_policy::eval::RuleSource::Profile { name }, rule: 0, .. } if name == "calico"),
         "{t}"
     );
     // The frontends are not selected: their ingress goes to the profile,
