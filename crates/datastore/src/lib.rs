@@ -16,6 +16,8 @@ use std::time::Duration;
 
 pub mod config;
 pub mod contract;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod sqlite;
 
 pub use config::{DatastoreConfig, DatastoreType};
@@ -185,8 +187,10 @@ pub trait Datastore: Send + Sync {
 
     /// Apply every op or none: the first failing op aborts the batch and its error is returned
     /// (wrapped in [`DatastoreError::Batch`] with the op's index). On success, returns one
-    /// `KeyValue` per op (for deletions, the deleted value), all written at consecutive
-    /// revisions.
+    /// `KeyValue` per op (for deletions, the deleted value). The batch is one transaction:
+    /// the embedded store gives its ops consecutive revisions, etcd gives them all the same
+    /// revision (an op that refers to an earlier op of the same batch sees that revision as
+    /// the key's mod revision).
     fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<KeyValue>, DatastoreError>;
 
     /// Watch changes with revision greater than `after` (pass a list's revision to resume
@@ -258,6 +262,21 @@ pub enum DatastoreError {
 pub fn open(cfg: &DatastoreConfig) -> Result<Box<dyn Datastore>, DatastoreError> {
     match &cfg.datastore_type {
         DatastoreType::Embedded { path } => Ok(Box::new(sqlite::SqliteDatastore::open(path)?)),
+        #[cfg(feature = "etcd")]
+        DatastoreType::EtcdV3 {
+            endpoints,
+            ca_cert_file,
+            cert_file,
+            key_file,
+        } => {
+            let tls = etcd::EtcdTls {
+                ca_cert_file: ca_cert_file.clone(),
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            };
+            Ok(Box::new(etcd::EtcdDatastore::connect(endpoints, &tls)?))
+        }
+        #[cfg(not(feature = "etcd"))]
         DatastoreType::EtcdV3 { .. } => Err(DatastoreError::Unsupported("etcdv3".into())),
     }
 }
