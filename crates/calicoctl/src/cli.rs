@@ -42,8 +42,12 @@ pub enum Command {
     Label(LabelArgs),
     /// Check resource files without writing anything.
     Validate(ValidateArgs),
+    /// Policy tools: `policy trace` explains why a packet is allowed or dropped.
+    Policy(PolicyArgs),
     /// Print the client and cluster versions.
     Version,
+    /// IP address management: show usage, check for leaks, release addresses, configure.
+    Ipam(IpamArgs),
 }
 
 /// Namespace scoping shared by the commands.
@@ -131,6 +135,9 @@ pub struct GetArgs {
     /// List namespaced resources in every namespace.
     #[arg(short = 'A', long = "all-namespaces")]
     pub all_namespaces: bool,
+    /// For one workload endpoint: also list the policies that apply to it, in order.
+    #[arg(long = "show-policies")]
+    pub show_policies: bool,
     /// Namespace of namespaced resources.
     #[command(flatten)]
     pub namespace: NamespaceFlag,
@@ -198,4 +205,133 @@ pub struct ValidateArgs {
     /// Namespace for namespaced resources without one.
     #[command(flatten)]
     pub namespace: NamespaceFlag,
+}
+
+/// Arguments of ipam.
+#[derive(Debug, Args)]
+pub struct IpamArgs {
+    /// The ipam command.
+    #[command(subcommand)]
+    pub command: IpamCommand,
+}
+
+/// The ipam commands.
+#[derive(Debug, Subcommand)]
+pub enum IpamCommand {
+    /// Show addresses in use per pool (and per block, borrowed, configuration, one address).
+    Show(IpamShowArgs),
+    /// Cross-check allocations against workload endpoints and nodes; report leaks.
+    Check(IpamCheckArgs),
+    /// Release an address, or the leaks a check report lists (each re-validated first).
+    Release(IpamReleaseArgs),
+    /// Change the IPAM configuration.
+    Configure(IpamConfigureArgs),
+}
+
+/// Arguments of ipam show.
+#[derive(Debug, Args)]
+pub struct IpamShowArgs {
+    /// Show whether this address is in use, and by what.
+    #[arg(long = "ip", value_name = "IP")]
+    pub ip: Option<String>,
+    /// Show each block's usage too.
+    #[arg(long = "show-blocks")]
+    pub show_blocks: bool,
+    /// Show addresses nodes borrowed from blocks affine to other nodes.
+    #[arg(long = "show-borrowed")]
+    pub show_borrowed: bool,
+    /// Show the IPAM configuration.
+    #[arg(long = "show-configuration")]
+    pub show_configuration: bool,
+}
+
+/// Arguments of ipam check.
+#[derive(Debug, Args)]
+pub struct IpamCheckArgs {
+    /// Write the report (JSON) to this file, for `ipam release --from-report`.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// List every allocated address.
+    #[arg(long = "show-all-ips")]
+    pub show_all_ips: bool,
+    /// List every address with a problem.
+    #[arg(long = "show-problem-ips")]
+    pub show_problem_ips: bool,
+}
+
+/// Arguments of ipam release.
+#[derive(Debug, Args)]
+pub struct IpamReleaseArgs {
+    /// The address to release (refused while a workload endpoint lists it).
+    #[arg(
+        long = "ip",
+        value_name = "IP",
+        required_unless_present = "from_report",
+        conflicts_with = "from_report"
+    )]
+    pub ip: Option<String>,
+    /// Release the leaks, handles and node-less blocks of an `ipam check -o` report.
+    #[arg(long = "from-report", value_name = "FILE")]
+    pub from_report: Option<PathBuf>,
+}
+
+/// Arguments of ipam configure.
+#[derive(Debug, Args)]
+pub struct IpamConfigureArgs {
+    /// Never borrow addresses from other nodes' blocks (true or false).
+    #[arg(long = "strictaffinity", value_name = "BOOL")]
+    pub strict_affinity: Option<bool>,
+    /// Most blocks a node may claim per address family (0: no limit).
+    #[arg(long = "max-blocks-per-host", value_name = "N")]
+    pub max_blocks_per_host: Option<u32>,
+}
+
+/// Arguments of `policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The policy tool to run.
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+/// The policy tools.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Explain the verdict for a packet: egress policy at the source endpoint, then ingress
+    /// policy at the destination, each tier, policy and rule consulted.
+    Trace(TraceArgs),
+}
+
+/// Arguments of `policy trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Source: `namespace/endpoint`, `endpoint` (namespace default), a workload id, or an IP.
+    #[arg(long = "src", value_name = "ENDPOINT|IP")]
+    pub src: String,
+    /// Destination: `namespace/endpoint`, `endpoint`, a workload id, or an IP.
+    #[arg(long = "dst", value_name = "ENDPOINT|IP")]
+    pub dst: String,
+    /// Protocol: TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or a number.
+    #[arg(long = "protocol", default_value = "TCP", value_name = "PROTOCOL")]
+    pub protocol: String,
+    /// Destination port (required for protocols with ports).
+    #[arg(long = "port", value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Source port (default 40000).
+    #[arg(long = "src-port", value_name = "PORT")]
+    pub src_port: Option<u16>,
+    /// ICMP type.
+    #[arg(long = "icmp-type", value_name = "TYPE")]
+    pub icmp_type: Option<u8>,
+    /// ICMP code.
+    #[arg(long = "icmp-code", value_name = "CODE")]
+    pub icmp_code: Option<u8>,
+    /// Output: `text` (default) or `json`.
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "text",
+        value_name = "OUTPUT"
+    )]
+    pub output: String,
 }

@@ -8,7 +8,8 @@ use calico_datastore::{Datastore, DatastoreError, Key, KeyValue, WriteOp};
 use serde_json::Value;
 
 use crate::cli::{
-    Command, DeleteArgs, GetArgs, LabelArgs, NamespaceFlag, PatchArgs, ValidateArgs, WriteArgs,
+    Command, DeleteArgs, GetArgs, LabelArgs, NamespaceFlag, PatchArgs, PolicyArgs, PolicyCommand,
+    ValidateArgs, WriteArgs,
 };
 use crate::input::{self, NamespaceArgs, Origin};
 use crate::output::{self, OutputFormat, Printable};
@@ -22,7 +23,7 @@ pub struct CommandError {
 }
 
 impl CommandError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
         }
@@ -58,7 +59,9 @@ pub fn run(command: Command, ctx: &mut Context<'_>) -> Result<(), CommandError> 
         Command::Patch(a) => patch(a, ctx),
         Command::Label(a) => label(a, ctx),
         Command::Validate(a) => validate(a, ctx),
+        Command::Policy(a) => policy(a, ctx),
         Command::Version => version(ctx),
+        Command::Ipam(a) => crate::ipam_cmd::run(a, ctx),
     }
 }
 
@@ -369,9 +372,21 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         }
     }
 
+    let show_policies = args.show_policies;
+    if show_policies
+        && (named.is_empty()
+            || named
+                .iter()
+                .any(|k| k.kind != Kind::WorkloadEndpoint.as_str()))
+    {
+        return Err(CommandError::new(
+            "--show-policies works with named workload endpoints: calicoctl get workloadendpoint NAME --show-policies",
+        ));
+    }
     let ds = (ctx.open)()?;
     let mut results = Vec::new();
     let mut missing = Vec::new();
+    let mut shown = Vec::new();
     if let Some((kind, namespace)) = list {
         let listed = ds
             .list(kind.as_str(), namespace.as_deref())
@@ -385,6 +400,7 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     for key in named {
         match get_existing(ds.as_ref(), &key)? {
             Some(kv) => {
+                shown.push(kv.key);
                 let mut value = kv.value;
                 if args.export {
                     export(&mut value);
@@ -397,6 +413,16 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let as_number = configured_as_number(ds.as_ref());
     output::print(ctx.out, &format, &results, args.all_namespaces, &as_number)
         .map_err(|e| CommandError::new(e.to_string()))?;
+    if show_policies {
+        for key in &shown {
+            let text = crate::policy_cmd::show_policies(
+                ds.as_ref(),
+                key.namespace.as_deref().unwrap_or("default"),
+                &key.name,
+            )?;
+            write!(ctx.out, "{text}").map_err(io_error)?;
+        }
+    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -607,4 +633,33 @@ fn version(ctx: &mut Context<'_>) -> Result<(), CommandError> {
         writeln!(ctx.out, "{label:<19}{value}").map_err(io_error)?;
     }
     Ok(())
+}
+
+fn policy(args: PolicyArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    match args.command {
+        PolicyCommand::Trace(t) => {
+            let json = match t.output.as_str() {
+                "text" => false,
+                "json" => true,
+                other => {
+                    return Err(CommandError::new(format!(
+                        "-o {other:?}: policy trace prints text or json"
+                    )));
+                }
+            };
+            let request = crate::policy_cmd::TraceRequest {
+                src: t.src,
+                dst: t.dst,
+                protocol: t.protocol,
+                port: t.port,
+                src_port: t.src_port,
+                icmp_type: t.icmp_type,
+                icmp_code: t.icmp_code,
+                json,
+            };
+            let ds = (ctx.open)()?;
+            let text = crate::policy_cmd::trace(ds.as_ref(), &request)?;
+            write!(ctx.out, "{text}").map_err(io_error)
+        }
+    }
 }

@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod commands;
 pub mod input;
+pub mod ipam_cmd;
 pub mod output;
+pub mod policy_cmd;
 pub mod template;
 
 use std::ffi::OsString;

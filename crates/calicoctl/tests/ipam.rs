@@ -1,0 +1,280 @@
+//! `calicoctl ipam` end to end: the real binary on a real embedded store; allocations made
+//! through the calico-ipam library on the same file.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use calico_datastore::sqlite::SqliteDatastore;
+use calico_datastore::{Datastore, Key, WriteOp};
+use calico_ipam::{AssignArgs, Ipam};
+use serde_json::{Value, json};
+
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn fails(self) -> Self {
+        assert_ne!(self.code, 0, "expected failure; stdout:\n{}", self.stdout);
+        assert!(!self.stderr.trim().is_empty());
+        self
+    }
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("calico.db")
+    }
+
+    fn ctl_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_calicoctl"))
+            .args(args)
+            .env("CALICO_DATASTORE_PATH", self.db())
+            .env_remove("DATASTORE_TYPE")
+            .env_remove("CALICO_DATASTORE_TYPE")
+            .env_remove("ETCD_ENDPOINTS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Run {
+        self.ctl_stdin(args, "")
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.ctl_stdin(&["apply", "-f", "-"], yaml).ok();
+    }
+
+    fn ds(&self) -> SqliteDatastore {
+        SqliteDatastore::open(&self.db()).unwrap()
+    }
+
+    fn alloc(&self, handle: &str, node: &str) -> IpAddr {
+        let ds = self.ds();
+        let mut args = AssignArgs::new(handle, node);
+        args.attrs.insert("node".into(), node.into());
+        Ipam::new(&ds).auto_assign(&args).unwrap().v4[0].ip
+    }
+
+    fn endpoint(&self, name: &str, node: &str, ip: IpAddr) {
+        let value = json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"node": node, "orchestrator": "mesos", "workload": name,
+                     "endpoint": "eth0", "ipNetworks": [format!("{ip}/32")]}});
+        self.ds()
+            .write_batch(vec![WriteOp::Upsert {
+                key: Key::namespaced("WorkloadEndpoint", "default", name),
+                value,
+            }])
+            .unwrap();
+    }
+}
+
+fn pool(cidr: &str, block_size: u32) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool1\nspec:\n  cidr: {cidr}\n  blockSize: {block_size}\n"
+    )
+}
+
+fn node(name: &str) -> String {
+    format!("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\nspec: {{}}\n")
+}
+
+#[test]
+fn show_totals_blocks_ip_and_configuration() {
+    let c = Cluster::new();
+    c.apply(&pool("10.1.0.0/24", 26));
+    let ips: Vec<IpAddr> = (0..10).map(|i| c.alloc(&format!("h{i}"), "n1")).collect();
+
+    let out = c.ctl(&["ipam", "show"]).ok().stdout;
+    assert!(out.contains("| IP Pool "), "{out}");
+    assert!(out.contains("10.1.0.0/24"), "{out}");
+    assert!(out.contains("| 256 "), "{out}");
+    assert!(out.contains("10 (3%)"), "{out}");
+    assert!(out.contains("246 (96%)"), "{out}");
+    assert!(!out.contains("| Block "), "{out}");
+
+    let out = c.ctl(&["ipam", "show", "--show-blocks"]).ok().stdout;
+    assert!(out.contains("| Block "), "{out}");
+    assert!(out.contains("10 (15%)"), "{out}");
+
+    let ip = ips[3].to_string();
+    let out = c.ctl(&["ipam", "show", "--ip", &ip]).ok().stdout;
+    assert!(out.contains(&format!("IP {ip} is in use")), "{out}");
+    assert!(out.contains("Handle: h3"), "{out}");
+    assert!(out.contains("node: n1"), "{out}");
+    let out = c.ctl(&["ipam", "show", "--ip=10.1.0.250"]).ok().stdout;
+    assert!(out.contains("IP 10.1.0.250 is not assigned"), "{out}");
+    c.ctl(&["ipam", "show", "--ip", "nope"]).fails();
+
+    let out = c.ctl(&["ipam", "show", "--show-configuration"]).ok().stdout;
+    assert!(out.contains("| StrictAffinity     | false"), "{out}");
+    assert!(out.contains("| MaxBlocksPerHost   | 0"), "{out}");
+    let out = c
+        .ctl(&[
+            "ipam",
+            "configure",
+            "--strictaffinity=true",
+            "--max-blocks-per-host=4",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("Successfully set StrictAffinity to: true"),
+        "{out}"
+    );
+    let out = c.ctl(&["ipam", "show", "--show-configuration"]).ok().stdout;
+    assert!(out.contains("| StrictAffinity     | true"), "{out}");
+    assert!(out.contains("| MaxBlocksPerHost   | 4"), "{out}");
+    c.ctl(&["ipam", "configure"]).fails();
+    c.ctl(&["ipam", "configure", "--strictaffinity=maybe"])
+        .fails();
+}
+
+#[test]
+fn borrowed_addresses_and_strict_affinity() {
+    let c = Cluster::new();
+    // One block only: the second node must borrow.
+    c.apply(&pool("10.2.0.0/26", 26));
+    c.alloc("a", "n1");
+    let borrowed = c.alloc("b", "n2");
+    let out = c.ctl(&["ipam", "show", "--show-borrowed"]).ok().stdout;
+    assert!(out.contains(&borrowed.to_string()), "{out}");
+    assert!(out.contains("| n2 "), "{out}");
+    assert!(out.contains("| n1 "), "{out}");
+
+    c.ctl(&["ipam", "configure", "--strictaffinity=true"]).ok();
+    let ds = c.ds();
+    let e = Ipam::new(&ds)
+        .auto_assign(&AssignArgs::new("c", "n2"))
+        .unwrap_err();
+    assert!(e.to_string().contains("no more free"), "{e}");
+}
+
+#[test]
+fn check_report_and_release_revalidate() {
+    let c = Cluster::new();
+    c.apply(&pool("10.3.0.0/24", 26));
+    c.apply(&node("n1"));
+    let ips: Vec<IpAddr> = (0..3).map(|i| c.alloc(&format!("h{i}"), "n1")).collect();
+    c.endpoint("wep0", "n1", ips[0]);
+
+    let report = c.dir.path().join("report.json");
+    let report_s = report.display().to_string();
+    let out = c
+        .ctl(&["ipam", "check", "-o", &report_s, "--show-problem-ips"])
+        .ok()
+        .stdout;
+    assert!(out.contains("Found 3 allocated IP addresses."), "{out}");
+    assert!(out.contains("Found 2 leaked IP addresses"), "{out}");
+    assert!(out.contains("found 2 problems"), "{out}");
+    assert!(out.contains(&format!("{} leaked", ips[2])), "{out}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["leakedIPs"].as_array().unwrap().len(), 2);
+
+    // An endpoint for one of the "leaks" appears after the report: it must not be released.
+    c.endpoint("wep1", "n1", ips[1]);
+    let out = c
+        .ctl(&["ipam", "release", "--from-report", &report_s])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains(&format!("Skipped {}: in use", ips[1])),
+        "{out}"
+    );
+    assert!(out.contains("Released 1 leaked IP"), "{out}");
+    let ds = c.ds();
+    let ipam = Ipam::new(&ds);
+    assert!(ipam.get_allocation(ips[1]).unwrap().is_some());
+    assert!(ipam.get_allocation(ips[2]).unwrap().is_none());
+    // Releasing the same report again changes nothing.
+    let out = c
+        .ctl(&["ipam", "release", "--from-report", &report_s])
+        .ok()
+        .stdout;
+    assert!(out.contains("Released 0 leaked"), "{out}");
+
+    let out = c.ctl(&["ipam", "check"]).ok().stdout;
+    assert!(out.contains("found 0 problems"), "{out}");
+
+    // --ip: refused for a live endpoint's address, refused when not assigned, else released.
+    let ip0 = ips[0].to_string();
+    let r = c.ctl(&["ipam", "release", "--ip", &ip0]).fails();
+    assert!(
+        r.stderr.contains("in use by a workload endpoint"),
+        "{}",
+        r.stderr
+    );
+    let r = c.ctl(&["ipam", "release", "--ip", "10.3.0.200"]).fails();
+    assert!(r.stderr.contains("not assigned"), "{}", r.stderr);
+    let extra = c.alloc("h9", "n1");
+    c.ctl(&["ipam", "release", "--ip", &extra.to_string()]).ok();
+    assert!(ipam.get_allocation(extra).unwrap().is_none());
+    c.ctl(&["ipam", "release"]).fails();
+}
+
+#[test]
+fn check_finds_blocks_of_missing_nodes() {
+    let c = Cluster::new();
+    c.apply(&pool("10.4.0.0/24", 26));
+    c.apply(&node("n1"));
+    let ip = c.alloc("h-gone", "gone");
+    c.endpoint("w", "gone", ip);
+    let report = c.dir.path().join("r.json").display().to_string();
+    let out = c.ctl(&["ipam", "check", "-o", &report]).ok().stdout;
+    assert!(
+        out.contains("Found 1 blocks affine to nodes that no longer exist."),
+        "{out}"
+    );
+    let out = c
+        .ctl(&["ipam", "release", "--from-report", &report])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("released 1 block(s) of missing nodes"),
+        "{out}"
+    );
+    // The block lost its affinity but keeps the live endpoint's address.
+    let ds = c.ds();
+    assert!(Ipam::new(&ds).get_allocation(ip).unwrap().is_some());
+    let out = c.ctl(&["ipam", "check"]).ok().stdout;
+    assert!(out.contains("found 0 problems"), "{out}");
+}

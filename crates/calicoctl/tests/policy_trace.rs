@@ -1,0 +1,292 @@
+//! `calicoctl policy trace` and `get workloadendpoint --show-policies` on the seed's bookstore
+//! example, through the real binary and a real embedded datastore.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const SEED_POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/seed/policy-bookstore.yaml"
+);
+
+/// The DC/OS default profile (allow all, `calico` label) and the three apps' endpoints, as the
+/// CNI plugin would write them: bookstore-frontend and fruitstore-frontend on host1,
+/// bookstore-server on host2.
+const CLUSTER: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata:
+  name: calico
+spec:
+  ingress:
+  - action: Allow
+  egress:
+  - action: Allow
+  labelsToApply:
+    calico: ""
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: host1-mesos-bookstore--frontend-eth0
+  namespace: default
+  labels:
+    biz_type: bookstore
+spec:
+  node: host1
+  orchestrator: mesos
+  workload: bookstore-frontend
+  endpoint: eth0
+  interfaceName: cali0a1b2c3d4e5
+  ipNetworks: [172.29.0.1/32]
+  profiles: [calico]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: host1-mesos-fruitstore--frontend-eth0
+  namespace: default
+  labels:
+    biz_type: fruitstore
+spec:
+  node: host1
+  orchestrator: mesos
+  workload: fruitstore-frontend
+  endpoint: eth0
+  interfaceName: cali1a1b2c3d4e5
+  ipNetworks: [172.29.0.2/32]
+  profiles: [calico]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: host2-mesos-bookstore--server-eth0
+  namespace: default
+  labels:
+    biz_type: bookstore
+    role: server
+spec:
+  node: host2
+  orchestrator: mesos
+  workload: bookstore-server
+  endpoint: eth0
+  interfaceName: cali2a1b2c3d4e5
+  ipNetworks: [172.29.0.3/32]
+  profiles: [calico]
+"#;
+
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new(with_policy: bool) -> Self {
+        let c = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let file = c.dir.path().join("cluster.yaml");
+        std::fs::write(&file, CLUSTER).unwrap();
+        c.ok(&["apply", "-f", file.to_str().unwrap()]);
+        if with_policy {
+            c.ok(&["apply", "-f", SEED_POLICY]);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_calicoctl"))
+            .args(args)
+            .env("CALICO_DATASTORE_PATH", self.dir.path().join("calico.db"))
+            .env_remove("DATASTORE_TYPE")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args);
+        assert!(ok, "calicoctl {args:?} failed: {stderr}");
+        stdout
+    }
+
+    fn trace_json(&self, src: &str, dst: &str, port: &str) -> Value {
+        let out = self.ok(&[
+            "policy",
+            "trace",
+            "--src",
+            src,
+            "--dst",
+            dst,
+            "--protocol",
+            "TCP",
+            "--port",
+            port,
+            "-o",
+            "json",
+        ]);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+#[test]
+fn bookstore_frontend_is_allowed_by_rule_0() {
+    let c = Cluster::new(true);
+    let t = c.trace_json("bookstore-frontend", "bookstore-server", "80");
+    assert_eq!(t["verdict"], "allow", "{t:#}");
+    assert_eq!(t["ingress"]["verdict"], "allow");
+    assert_eq!(t["ingress"]["tier"], "default");
+    assert_eq!(
+        t["ingress"]["policy"],
+        "default/allow-bookstore-cliient-to-server"
+    );
+    assert_eq!(t["ingress"]["rule"], 0);
+    // Egress at the frontend: no policy selects it, so the profile decides.
+    assert_eq!(t["egress"]["profile"], "calico");
+    assert_eq!(t["egress"]["verdict"], "allow");
+}
+
+#[test]
+fn fruitstore_frontend_is_denied_by_rule_1() {
+    let c = Cluster::new(true);
+    let t = c.trace_json("default/fruitstore-frontend", "172.29.0.3", "80");
+    assert_eq!(t["verdict"], "deny", "{t:#}");
+    assert_eq!(t["egress"]["verdict"], "allow");
+    assert_eq!(t["ingress"]["verdict"], "deny");
+    assert_eq!(
+        t["ingress"]["policy"],
+        "default/allow-bookstore-cliient-to-server"
+    );
+    assert_eq!(t["ingress"]["rule"], 1);
+    let text = c.ok(&[
+        "policy",
+        "trace",
+        "--src",
+        "fruitstore-frontend",
+        "--dst",
+        "bookstore-server",
+        "--port",
+        "80",
+    ]);
+    assert!(text.contains("Verdict: DENY"), "{text}");
+    assert!(
+        text.contains("DENY by rule 1 (Deny) of policy default/allow-bookstore-cliient-to-server"),
+        "{text}"
+    );
+}
+
+#[test]
+fn other_ports_and_sources_end_of_tier_deny() {
+    let c = Cluster::new(true);
+    // Port 8080: no rule matches, the tier's end denies.
+    let t = c.trace_json("bookstore-frontend", "bookstore-server", "8080");
+    assert_eq!(t["verdict"], "deny", "{t:#}");
+    assert_eq!(t["ingress"]["tier"], "default");
+    assert!(t["ingress"].get("rule").is_none(), "{t:#}");
+    // An address outside Calico: no egress policy; ingress has no rule for it.
+    let t = c.trace_json("10.9.9.9", "bookstore-server", "80");
+    assert_eq!(t["verdict"], "deny", "{t:#}");
+    assert!(t["egress"].is_null());
+}
+
+#[test]
+fn before_the_policy_everything_is_allowed() {
+    let c = Cluster::new(false);
+    for src in ["bookstore-frontend", "fruitstore-frontend"] {
+        let t = c.trace_json(src, "bookstore-server", "80");
+        assert_eq!(t["verdict"], "allow", "{src}: {t:#}");
+        assert_eq!(t["ingress"]["profile"], "calico");
+    }
+}
+
+#[test]
+fn show_policies_lists_what_applies_in_order() {
+    let c = Cluster::new(true);
+    let out = c.ok(&[
+        "get",
+        "workloadendpoint",
+        "host2-mesos-bookstore--server-eth0",
+        "--show-policies",
+    ]);
+    assert!(
+        out.contains("ingress:\n  tier default: NetworkPolicy default/allow-bookstore-cliient-to-server\n  then profiles: calico"),
+        "{out}"
+    );
+    assert!(
+        out.contains("egress:\n  (no policy selects it)\n  then profiles: calico"),
+        "{out}"
+    );
+    let (ok, _, err) = c.run(&["get", "ippool", "--show-policies"]);
+    assert!(
+        !ok && err.contains("--show-policies works with named workload endpoints"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_trace_requests_are_explained() {
+    let c = Cluster::new(true);
+    for (args, needle) in [
+        (
+            vec![
+                "--src",
+                "nosuch",
+                "--dst",
+                "bookstore-server",
+                "--port",
+                "80",
+            ],
+            "no workload endpoint default/nosuch",
+        ),
+        (
+            vec!["--src", "bookstore-frontend", "--dst", "bookstore-server"],
+            "--port is required",
+        ),
+        (
+            vec![
+                "--src",
+                "bookstore-frontend",
+                "--dst",
+                "bookstore-server",
+                "--protocol",
+                "ICMP",
+                "--port",
+                "80",
+            ],
+            "need a protocol with ports",
+        ),
+        (
+            vec![
+                "--src",
+                "bookstore-frontend",
+                "--dst",
+                "bookstore-server",
+                "--protocol",
+                "TCPX",
+                "--port",
+                "80",
+            ],
+            "--protocol \"TCPX\"",
+        ),
+        (
+            vec![
+                "--src",
+                "bookstore-frontend",
+                "--dst",
+                "::1",
+                "--port",
+                "80",
+            ],
+            "different IP versions",
+        ),
+    ] {
+        let mut all = vec!["policy", "trace"];
+        all.extend(args);
+        let (ok, _, err) = c.run(&all);
+        assert!(!ok && err.contains(needle), "{all:?}: {err}");
+    }
+}
