@@ -254,11 +254,23 @@ impl EtcdDatastore {
             )
             .await
             .map_err(|_| Failure::Timeout(options.connect_timeout))??;
-            // The channel connects lazily: one request proves the cluster answers.
-            let mut kv = client.kv_client();
-            tokio::time::timeout(options.connect_timeout, kv.get("/calico/", None))
-                .await
-                .map_err(|_| Failure::Timeout(options.connect_timeout))??;
+            // The channel connects lazily: one request proves the cluster answers. With several
+            // endpoints, one may be down: retry (the balancer moves on) until the deadline.
+            let deadline = tokio::time::Instant::now() + options.connect_timeout;
+            loop {
+                let mut kv = client.kv_client();
+                let failure =
+                    match tokio::time::timeout_at(deadline, kv.get("/calico/", None)).await {
+                        Ok(Ok(_)) => break,
+                        Ok(Err(e)) => Failure::Etcd(e),
+                        Err(_) => Failure::Timeout(options.connect_timeout),
+                    };
+                if !failure.is_transient() || tokio::time::Instant::now() + MIN_BACKOFF >= deadline
+                {
+                    return Err(failure);
+                }
+                tokio::time::sleep(MIN_BACKOFF).await;
+            }
             Ok::<_, Failure>(client)
         });
         let client = client.map_err(fail)?;

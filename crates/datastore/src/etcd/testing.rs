@@ -95,6 +95,8 @@ struct MemberSpec {
     log: PathBuf,
     /// `--initial-cluster` value.
     cluster: String,
+    /// `--initial-cluster-token`, the same for every member of one cluster.
+    token: String,
     /// Extra flags (timing, TLS).
     extra: Vec<String>,
     /// `http` or `https` for the client URL.
@@ -115,7 +117,7 @@ impl MemberSpec {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.cluster])
             .args(["--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", &self.name])
+            .args(["--initial-cluster-token", &self.token])
             .args(["--logger", "zap", "--log-outputs"])
             .arg(&self.log)
             .args(&self.extra)
@@ -254,6 +256,7 @@ impl EtcdServer {
                         data_dir: dir.join(format!("m{i}")),
                         log: dir.join(format!("m{i}.log")),
                         cluster: cluster.clone(),
+                        token: dir.display().to_string(),
                         extra: flags.clone(),
                         scheme,
                     };
