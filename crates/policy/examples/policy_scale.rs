@@ -119,7 +119,7 @@ fn workload_a() -> Workload {
             i,
             "default",
             marker_labels(i, i % MARKERS),
-            i % 1250 == 0,
+            i.is_multiple_of(1250),
             Some(format!("prof{}", i % 100)),
         )
     });
@@ -168,7 +168,8 @@ fn workload_b(pairs: u32) -> Workload {
             vec![allow_from(format!("set == \"s{s}\""))],
         )
     });
-    let endpoints = (0..ENDPOINTS).map(move |i| wep(i, "default", app(i), i % 50 == 0, None));
+    let endpoints =
+        (0..ENDPOINTS).map(move |i| wep(i, "default", app(i), i.is_multiple_of(50), None));
     let change = Box::new(move |n: u32| {
         wep(
             50 * 3,
@@ -187,7 +188,7 @@ fn workload_c(all_local: bool) -> Workload {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
-    let local = move |i: u32| all_local || i % 500 == 0;
+    let local = move |i: u32| all_local || i.is_multiple_of(500);
     let items = (0..namespaces).flat_map(move |i| {
         let ns = format!("ns{i}");
         let mut p = v3::NetworkPolicy {

@@ -50,7 +50,7 @@ const NS_SELECTORS: &[&str] = &[
 /// Endpoint `i`'s addresses: a v4 one, and a v6 one for even `i`.
 fn ep_ips(i: usize) -> Vec<String> {
     let mut v = vec![format!("10.0.0.{}/32", i + 1)];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         v.push(format!("fd00::{}/128", i + 1));
     }
     v
