@@ -546,7 +546,7 @@ pub(crate) fn in_namespace(ns: &str) -> Selector {
 /// rules of thousands of policies typically use a few distinct selectors.
 #[derive(Debug, Default)]
 pub(crate) struct IpSetInterner {
-    by_key: std::collections::HashMap<(Box<str>, Option<NamedPort>), IpSetRef>,
+    by_key: foldhash::HashMap<(Box<str>, Option<NamedPort>), IpSetRef>,
 }
 
 impl IpSetInterner {

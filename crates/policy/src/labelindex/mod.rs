@@ -31,10 +31,13 @@ mod idset;
 mod labelset;
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use calico_selector::{Labels, ParseError, Selector};
+// Keyed fast hashing: label keys and values are user-chosen, so a fixed
+// hash would invite collisions; foldhash's per-process seed resists that
+// at a fraction of SipHash's cost.
+use foldhash::{HashMap, HashMapExt as _};
 
 use idset::{IdSet, Slab};
 use labelset::LabelSet;
