@@ -284,6 +284,9 @@ impl<'a> Ipam<'a> {
                 out.push((net, kv));
             }
         }
+        // Newest claims first: the block claimed last is the one most likely to have room,
+        // so a node with many full blocks does not read each of them on every allocation.
+        out.sort_by_key(|(_, kv)| std::cmp::Reverse(kv.create_revision));
         Ok(out)
     }
 
@@ -436,6 +439,15 @@ impl<'a> Ipam<'a> {
             let Some(bkv) = self.ds.get(&bkey).map_err(|e| IpamError::ds(doing(), e))? else {
                 return Ok(Vec::new());
             };
+            // A full block is skipped without decoding it.
+            let full = bkv
+                .value
+                .pointer("/spec/unallocated")
+                .and_then(|u| u.as_array())
+                .is_some_and(Vec::is_empty);
+            if full {
+                return Ok(Vec::new());
+            }
             let mut b: Block = decode(&bkv)?;
             let allowed = match affine_to {
                 Some(node) => b.spec.affine_node() == Some(node),
@@ -667,13 +679,13 @@ impl<'a> Ipam<'a> {
         }
         // A handle whose counts disagree with its blocks would survive the loop above; its
         // addresses are all gone now, so remove it.
-        if let Some(hkv) = self.ds.get(&hkey).map_err(|e| IpamError::ds(doing(), e))? {
-            if self.ips_by_handle(handle_id)?.is_empty() {
-                match self.ds.delete(&hkey, Some(hkv.mod_revision)) {
-                    Ok(_) => {}
-                    Err(e) if is_race(&e) => {}
-                    Err(e) => return Err(IpamError::ds(doing(), e)),
-                }
+        if let Some(hkv) = self.ds.get(&hkey).map_err(|e| IpamError::ds(doing(), e))?
+            && self.ips_by_handle(handle_id)?.is_empty()
+        {
+            match self.ds.delete(&hkey, Some(hkv.mod_revision)) {
+                Ok(_) => {}
+                Err(e) if is_race(&e) => {}
+                Err(e) => return Err(IpamError::ds(doing(), e)),
             }
         }
         Ok(freed)
