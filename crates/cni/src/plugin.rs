@@ -136,7 +136,7 @@ fn delegate(
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A plugin that exits without reading gives EPIPE; its exit status tells the story.
-        let _ = stdin.write_all(&req.conf_bytes);
+        let _ = stdin.write_all(&ipam_stdin(req));
     }
     let out = child
         .wait_with_output()
@@ -167,6 +167,25 @@ fn delegate(
         code,
         format!("IPAM plugin {ipam} {command}: {msg}"),
     ))
+}
+
+/// The configuration for the IPAM plugin: ours, except that 1.1.0 is passed on as 1.0.0
+/// (the result format is the same, and IPAM plugins such as calico-ipam and host-local stop
+/// at 1.0.0).
+fn ipam_stdin(req: &Request) -> Vec<u8> {
+    if req.cni_version != "1.1.0" {
+        return req.conf_bytes.clone();
+    }
+    match serde_json::from_slice::<Value>(&req.conf_bytes) {
+        Ok(mut v) => {
+            v["cniVersion"] = Value::from("1.0.0");
+            if let Some(prev) = v.get_mut("prevResult").filter(|p| p.is_object()) {
+                prev["cniVersion"] = Value::from("1.0.0");
+            }
+            serde_json::to_vec(&v).unwrap_or_else(|_| req.conf_bytes.clone())
+        }
+        Err(_) => req.conf_bytes.clone(),
+    }
 }
 
 fn open_netns(req: &Request) -> Result<NetnsFile, CniError> {

@@ -1,0 +1,475 @@
+//! The real `calico` binary with the real `calico-ipam` binary, a real embedded datastore in a
+//! temporary directory, and real network namespaces: each test moves its own thread into a
+//! fresh "host" namespace (so nothing touches the machine's), and creates a "container"
+//! namespace beside it. Without the privilege to create namespaces the tests say why and
+//! skip; under `CI=true` they fail instead.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use calico_datastore::sqlite::SqliteDatastore;
+use calico_datastore::{Datastore, Key, WriteOp};
+use calico_netlink::real::{NetlinkSocket, NetnsFile, ProcSysctl};
+use calico_netlink::{CALICO_GATEWAY_V4, CALICO_HOST_MAC, Netlink, Netns, Route, Sysctl, VethSpec};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_calico");
+
+/// The directory holding `calico` and `calico-ipam` (the CNI_PATH of the tests).
+fn plugin_dir() -> PathBuf {
+    let dir = Path::new(BIN)
+        .parent()
+        .expect("binary directory")
+        .to_owned();
+    assert!(
+        dir.join("calico-ipam").is_file(),
+        "calico-ipam is not built next to {BIN}: build the workspace first \
+         (cargo build -p calico-ipam-plugin -p calico-cni)"
+    );
+    dir
+}
+
+fn enter_fresh_netns(test: &str) -> bool {
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test}: cannot create a network namespace ({e}); CI must run as root"
+            );
+            eprintln!("SKIPPED {test}: cannot create a network namespace ({e}); run as root");
+            false
+        }
+    }
+}
+
+/// The test host: a fresh namespace with an uplink and a default route (proxy ARP answers
+/// only when the target is reachable through another interface), a datastore with a pool.
+struct Host {
+    dir: tempfile::TempDir,
+    nl: NetlinkSocket,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout not JSON ({e}): {:?} / {}", self.stdout, self.stderr)
+        })
+    }
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout {} stderr {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    fn err_code(&self) -> u64 {
+        assert_ne!(self.code, 0, "expected failure, got {}", self.stdout);
+        let v = self.json();
+        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v["code"].as_u64().unwrap()
+    }
+}
+
+fn new_netns() -> NetnsFile {
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        NetnsFile::current().unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A path another process can open the namespace by.
+fn ns_path(ns: &NetnsFile) -> String {
+    let fd: BorrowedFd<'_> = ns.fd();
+    format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd())
+}
+
+impl Host {
+    fn new(test: &str) -> Option<Self> {
+        if !enter_fresh_netns(test) {
+            return None;
+        }
+        let mut nl = NetlinkSocket::new().unwrap();
+        nl.set_link_up("lo").unwrap();
+        nl.create_veth(
+            &VethSpec {
+                name: "up0".into(),
+                peer_name: "up1".into(),
+                mtu: 1500,
+                mac: None,
+            },
+            None,
+        )
+        .unwrap();
+        nl.set_link_up("up0").unwrap();
+        nl.set_link_up("up1").unwrap();
+        nl.add_address("up0", "192.0.2.1".parse().unwrap(), 24)
+            .unwrap();
+        nl.add_route(&Route::default_via_onlink(
+            "192.0.2.254".parse().unwrap(),
+            "up0",
+        ))
+        .unwrap();
+        let h = Self {
+            dir: tempfile::tempdir().unwrap(),
+            nl,
+        };
+        h.put(
+            "Node",
+            "host1",
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+            "metadata": {"name": "host1"}, "spec": {}}),
+        );
+        Some(h)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("calico.db")
+    }
+
+    fn ds(&self) -> SqliteDatastore {
+        SqliteDatastore::open(&self.db()).unwrap()
+    }
+
+    fn put(&self, kind: &str, name: &str, value: Value) {
+        self.ds()
+            .write_batch(vec![WriteOp::Upsert {
+                key: Key::global(kind, name),
+                value,
+            }])
+            .unwrap();
+    }
+
+    fn pool(&self, cidr: &str) {
+        self.put(
+            "IPPool",
+            "pool1",
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+            "metadata": {"name": "pool1"}, "spec": {"cidr": cidr, "blockSize": 26}}),
+        );
+    }
+
+    fn conf(&self) -> Value {
+        json!({"cniVersion": "1.0.0", "name": "calico", "type": "calico",
+               "nodename": "host1", "datastore_type": "embedded",
+               "datastore_path": self.db(), "ipam": {"type": "calico-ipam"}})
+    }
+
+    fn run(&self, command: &str, container: &str, netns: &str, conf: &Value) -> Out {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", plugin_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Whether calico-ipam still holds addresses for `container`.
+    fn ipam_holds(&self, container: &str) -> bool {
+        let mut conf = self.conf();
+        conf["prevResult"] = json!({"cniVersion": "1.0.0", "ips": []});
+        let mut child = Command::new(plugin_dir().join("calico-ipam"))
+            .env_clear()
+            .env("CNI_COMMAND", "CHECK")
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_IFNAME", "eth0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().status.success()
+    }
+
+    fn weps(&self) -> Vec<Value> {
+        self.ds()
+            .list("WorkloadEndpoint", None)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|kv| kv.value)
+            .collect()
+    }
+
+    /// Routes left to workload addresses.
+    fn pod_routes(&mut self) -> usize {
+        self.nl
+            .routes()
+            .unwrap()
+            .iter()
+            .filter(|r| r.dst.to_string().starts_with("10.65."))
+            .count()
+    }
+}
+
+fn ping(ip: &str) -> bool {
+    Command::new("busybox")
+        .args(["ping", "-c", "1", "-W", "2", ip])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn add_check_del_with_labels_ping_and_cleanup() {
+    let Some(mut h) = Host::new("add_check_del") else {
+        return;
+    };
+    h.pool("10.65.0.0/16");
+    let cont = new_netns();
+    let path = ns_path(&cont);
+    let long = "v".repeat(70);
+    let mut conf = h.conf();
+    conf["calico_veth_mtu"] = json!(1400);
+    conf["args"] = json!({"org.apache.mesos": {"network_info": {"name": "calico", "labels": {"labels": [
+        {"key": "app", "value": "web server"},
+        {"key": "projectcalico.org/namespace", "value": "team-a"},
+        {"key": "long", "value": long},
+    ]}}}});
+    conf["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let res = h.run("ADD", "ctr-1", &path, &conf).ok().json();
+    assert_eq!(res["cniVersion"], "1.0.0");
+    let addr = res["ips"][0]["address"].as_str().unwrap().to_owned();
+    assert!(addr.starts_with("10.65.") && addr.ends_with("/32"), "{res}");
+    let ip: IpAddr = addr.trim_end_matches("/32").parse().unwrap();
+    let veth = calico_cni::labels::veth_name("team-a", "ctr-1");
+    assert_eq!(res["interfaces"][0]["name"], veth.as_str());
+
+    // Host side.
+    let hl = h.nl.link(&veth).unwrap().expect("host veth");
+    assert_eq!(
+        (hl.mtu, hl.up, hl.mac.as_slice()),
+        (1400, true, &CALICO_HOST_MAC[..])
+    );
+    assert!(
+        h.nl.routes()
+            .unwrap()
+            .iter()
+            .any(|r| r.dst == ip && r.prefix_len == 32 && r.oif == hl.index)
+    );
+    assert_eq!(
+        ProcSysctl
+            .get(&format!("net/ipv4/conf/{veth}/proxy_arp"))
+            .unwrap(),
+        "1"
+    );
+    // Container side.
+    let mut c = NetlinkSocket::new_in(&cont).unwrap();
+    let cl = c.link("eth0").unwrap().expect("container eth0");
+    assert_eq!(cl.mtu, 1400);
+    assert!(c.addresses("eth0").unwrap().contains(&(ip, 32)));
+    assert!(
+        c.routes()
+            .unwrap()
+            .iter()
+            .any(|r| r.prefix_len == 0 && r.gateway == Some(CALICO_GATEWAY_V4))
+    );
+    assert!(
+        c.neighbours("eth0")
+            .unwrap()
+            .iter()
+            .any(|n| n.ip == CALICO_GATEWAY_V4 && n.permanent)
+    );
+    // The endpoint.
+    let weps = h.weps();
+    assert_eq!(weps.len(), 1);
+    let w = &weps[0];
+    assert_eq!(w["metadata"]["name"], "host1-mesos-ctr--1-eth0");
+    assert_eq!(w["metadata"]["namespace"], "team-a");
+    let labels = &w["metadata"]["labels"];
+    assert_eq!(labels["app"], "web-server");
+    assert_eq!(labels["projectcalico.org/namespace"], "team-a");
+    assert_eq!(labels["projectcalico.org/orchestrator"], "mesos");
+    assert_eq!(labels["long"].as_str().unwrap().len(), 63);
+    assert!(labels["long"].as_str().unwrap().ends_with(&"v".repeat(53)));
+    let spec = &w["spec"];
+    assert_eq!(
+        (spec["orchestrator"].as_str(), spec["workload"].as_str()),
+        (Some("mesos"), Some("ctr-1"))
+    );
+    assert_eq!(spec["interfaceName"], veth.as_str());
+    assert_eq!(spec["ipNetworks"], json!([addr]));
+    assert_eq!(spec["profiles"], json!(["calico"]));
+    assert_eq!(spec["ports"][0]["hostPort"], 8080);
+    assert_eq!(spec["mac"], calico_netlink::format_mac(&cl.mac));
+
+    assert!(
+        ping(&ip.to_string()),
+        "host cannot ping the container at {ip}"
+    );
+
+    let mut check = conf.clone();
+    check["prevResult"] = res.clone();
+    h.run("CHECK", "ctr-1", &path, &check).ok();
+
+    h.run("DEL", "ctr-1", &path, &check).ok();
+    assert!(h.nl.link(&veth).unwrap().is_none());
+    assert!(c.link("eth0").unwrap().is_none());
+    assert!(!h.nl.routes().unwrap().iter().any(|r| r.dst == ip));
+    assert!(h.weps().is_empty());
+    assert!(!h.ipam_holds("ctr-1"));
+    assert_eq!(h.run("CHECK", "ctr-1", &path, &check).err_code(), 100);
+    h.run("DEL", "ctr-1", &path, &check).ok();
+    h.run("DEL", "ctr-1", "", &check).ok();
+    assert_eq!(h.pod_routes(), 0);
+}
+
+#[test]
+fn failed_add_leaves_nothing() {
+    let Some(mut h) = Host::new("failed_add") else {
+        return;
+    };
+    let cont = new_netns();
+    let path = ns_path(&cont);
+    // No pool: IPAM fails first, its code is passed on.
+    assert_eq!(h.run("ADD", "ctr-2", &path, &h.conf()).err_code(), 100);
+    h.pool("10.65.0.0/16");
+    // The container already has an eth0: the veth cannot be made after IPAM assigned.
+    let mut c = NetlinkSocket::new_in(&cont).unwrap();
+    c.create_veth(
+        &VethSpec {
+            name: "eth0".into(),
+            peer_name: "x0".into(),
+            mtu: 1500,
+            mac: None,
+        },
+        None,
+    )
+    .unwrap();
+    let out = h.run("ADD", "ctr-2", &path, &h.conf());
+    assert_eq!(out.err_code(), 101, "{}", out.stdout);
+    assert!(!h.ipam_holds("ctr-2"), "the address was not released");
+    assert!(
+        h.nl.link(&calico_cni::labels::veth_name("default", "ctr-2"))
+            .unwrap()
+            .is_none()
+    );
+    assert!(h.weps().is_empty());
+    // A namespace that vanished: nothing is assigned.
+    let out = h.run("ADD", "ctr-3", "/proc/self/fd/999999", &h.conf());
+    assert_eq!(out.err_code(), 4);
+    assert!(!h.ipam_holds("ctr-3"));
+    assert_eq!(h.pod_routes(), 0);
+}
+
+#[test]
+fn bad_input_codes_status_version_gc() {
+    let Some(h) = Host::new("bad_input") else {
+        return;
+    };
+    h.pool("10.65.0.0/16");
+    let cont = new_netns();
+    let path = ns_path(&cont);
+    let raw = |cmd: &str, stdin: &str| {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", "c")
+            .env("CNI_NETNS", &path)
+            .env("CNI_PATH", plugin_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    assert_eq!(raw("ADD", "{oops").err_code(), 6);
+    let mut v = h.conf();
+    v["cniVersion"] = json!("7.0.0");
+    assert_eq!(raw("ADD", &v.to_string()).err_code(), 1);
+    let ver = raw("VERSION", r#"{"cniVersion":"1.1.0"}"#).ok().json();
+    assert_eq!(
+        ver["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+    assert_eq!(h.run("ADD", "c", "", &h.conf()).err_code(), 4);
+
+    let mut down = h.conf();
+    // A datastore that cannot be reached: its directory is a regular file.
+    let blocker = h.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    down["datastore_path"] = json!(blocker.join("calico.db"));
+    assert_eq!(h.run("ADD", "c", &path, &down).err_code(), 11);
+    down["cniVersion"] = json!("1.1.0");
+    assert_eq!(h.run("STATUS", "", "", &down).err_code(), 50);
+    let mut v11 = h.conf();
+    v11["cniVersion"] = json!("1.1.0");
+    h.run("STATUS", "", "", &v11).ok();
+
+    // GC keeps the valid attachment and removes the other.
+    let c2 = new_netns();
+    let p2 = ns_path(&c2);
+    let r0 = h.run("ADD", "keep", &path, &v11).ok().json();
+    assert_eq!(r0["cniVersion"], "1.1.0");
+    h.run("ADD", "stale", &p2, &v11).ok();
+    assert_eq!(h.weps().len(), 2);
+    let mut gc = v11.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    h.run("GC", "", "", &gc).ok();
+    let left = h.weps();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["spec"]["workload"], "keep");
+    assert!(!h.ipam_holds("stale") && h.ipam_holds("keep"));
+    let mut nl = NetlinkSocket::new().unwrap();
+    assert!(
+        nl.link(&calico_cni::labels::veth_name("default", "stale"))
+            .unwrap()
+            .is_none()
+    );
+
+    // Older result versions.
+    let mut v04 = h.conf();
+    v04["cniVersion"] = json!("0.4.0");
+    let c3 = new_netns();
+    let r = h.run("ADD", "old", &ns_path(&c3), &v04).ok().json();
+    assert_eq!(r["ips"][0]["version"], "4");
+}
