@@ -293,6 +293,17 @@ pub fn parse(
     {
         return Err(invalid(format!("log_level {level:?} is not a log level")));
     }
+    // Kubernetes-only sections of upstream's configuration have no meaning here.
+    for field in ["kubernetes", "policy"] {
+        if value.get(field).is_some_and(|v| !v.is_null()) {
+            return Err(CniError::new(
+                cni::CODE_UNSUPPORTED_FIELD,
+                format!(
+                    "{field} is a Kubernetes setting; this plugin serves Mesos (orchestrator mesos)"
+                ),
+            ));
+        }
+    }
     let ipam_type = match &conf.ipam {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => match m.get("type") {
@@ -555,6 +566,10 @@ mod tests {
         assert_eq!(
             code(&conf(json!({"ipam": {}})), "ADD", &[]),
             cni::CODE_INVALID_CONFIG
+        );
+        assert_eq!(
+            code(&conf(json!({"policy": {"type": "k8s"}})), "ADD", &[]),
+            cni::CODE_UNSUPPORTED_FIELD
         );
         assert_eq!(
             code(&conf(json!({})), "ADD", &[("CNI_NETNS", "")]),

@@ -423,8 +423,11 @@ pub fn check(req: &Request) -> Result<(), CniError> {
         .map_err(|e| ds_err("reading the endpoint", &e))?
         .ok_or_else(|| {
             CniError::new(
-                cni::CODE_CHECK_FAILED,
-                format!("endpoint {} is missing", n.wep),
+                cni::CODE_UNKNOWN_CONTAINER,
+                format!(
+                    "container {}: endpoint {} does not exist",
+                    req.container_id, n.wep
+                ),
             )
         })?;
     let mut problems = Vec::new();

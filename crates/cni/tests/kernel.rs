@@ -168,6 +168,17 @@ impl Host {
     }
 
     fn run(&self, command: &str, container: &str, netns: &str, conf: &Value) -> Out {
+        self.run_env(command, container, netns, conf, &[])
+    }
+
+    fn run_env(
+        &self,
+        command: &str,
+        container: &str,
+        netns: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> Out {
         let mut child = Command::new(BIN)
             .env_clear()
             .env("CNI_COMMAND", command)
@@ -175,6 +186,7 @@ impl Host {
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", plugin_dir())
+            .envs(extra.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -345,7 +357,7 @@ fn add_check_del_with_labels_ping_and_cleanup() {
     assert!(!h.nl.routes().unwrap().iter().any(|r| r.dst == ip));
     assert!(h.weps().is_empty());
     assert!(!h.ipam_holds("ctr-1"));
-    assert_eq!(h.run("CHECK", "ctr-1", &path, &check).err_code(), 100);
+    assert_eq!(h.run("CHECK", "ctr-1", &path, &check).err_code(), 3);
     h.run("DEL", "ctr-1", &path, &check).ok();
     h.run("DEL", "ctr-1", "", &check).ok();
     assert_eq!(h.pod_routes(), 0);
@@ -465,6 +477,20 @@ fn bad_input_codes_status_version_gc() {
             .unwrap()
             .is_none()
     );
+
+    // A static address from CNI_ARGS.
+    let c4 = new_netns();
+    let r = h
+        .run_env(
+            "ADD",
+            "static",
+            &ns_path(&c4),
+            &h.conf(),
+            &[("CNI_ARGS", "IgnoreUnknown=1;IP=10.65.200.7")],
+        )
+        .ok()
+        .json();
+    assert_eq!(r["ips"][0]["address"], "10.65.200.7/32");
 
     // Older result versions.
     let mut v04 = h.conf();
