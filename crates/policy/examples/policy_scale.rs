@@ -91,7 +91,11 @@ fn marker_labels(i: u32, marker: u32) -> BTreeMap<String, String> {
 type Workload = (Box<dyn Iterator<Item = Update>>, Box<dyn Fn(u32) -> Update>);
 
 fn workload_a() -> Workload {
-    const ENDPOINTS: u32 = 250_000;
+    // POLICY_SCALE_ENDPOINTS shrinks it, e.g. for instruction profiling.
+    let endpoints: u32 = std::env::var("POLICY_SCALE_ENDPOINTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(250_000);
     const MARKERS: u32 = 31;
     let profiles = (0..100u32).map(|p| {
         let mut prof = v3::Profile {
@@ -114,7 +118,7 @@ fn workload_a() -> Workload {
         )
     });
     // Every 1250th endpoint is local: 200 of them.
-    let endpoints = (0..ENDPOINTS).map(|i| {
+    let endpoints = (0..endpoints).map(|i| {
         wep(
             i,
             "default",

@@ -338,6 +338,9 @@ pub struct PolicyCalculator {
     network_policies: BTreeMap<(Box<str>, Box<str>), v3::NetworkPolicySpec>,
     /// Namespaces with local workload endpoints, with how many.
     local_namespaces: HashMap<Box<str>, u32>,
+    /// Profile names endpoints list, shared so that 250,000 endpoints
+    /// naming 100 profiles cost 100 strings, not 250,000 allocations.
+    profile_names: HashSet<ProfileName>,
     /// Local endpoints listing each profile.
     profile_users: HashMap<ProfileName, HashSet<ItemIdx>>,
     skipped: BTreeSet<String>,
@@ -418,6 +421,7 @@ impl PolicyCalculator {
             profiles: HashMap::new(),
             network_policies: BTreeMap::new(),
             local_namespaces: HashMap::new(),
+            profile_names: HashSet::new(),
             profile_users: HashMap::new(),
             skipped: BTreeSet::new(),
             policy_index: LabelIndex::new(),
@@ -561,9 +565,13 @@ impl PolicyCalculator {
             .chain(namespace_labels(ns))
             .chain((!orch.is_empty()).then_some((LABEL_ORCHESTRATOR, orch)));
         let profiles: Box<[ProfileName]> = if w.spec.profiles.is_empty() {
-            Box::new([DEFAULT_PROFILE.into()])
+            Box::new([self.profile_name(DEFAULT_PROFILE)])
         } else {
-            w.spec.profiles.iter().map(|p| p.as_str().into()).collect()
+            w.spec
+                .profiles
+                .iter()
+                .map(|p| self.profile_name(p))
+                .collect()
         };
         let mut nets: Vec<IpNet> = w
             .spec
@@ -602,8 +610,12 @@ impl PolicyCalculator {
             .labels
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()));
-        let profiles: Box<[ProfileName]> =
-            h.spec.profiles.iter().map(|p| p.as_str().into()).collect();
+        let profiles: Box<[ProfileName]> = h
+            .spec
+            .profiles
+            .iter()
+            .map(|p| self.profile_name(p))
+            .collect();
         let ports = h
             .spec
             .ports
@@ -623,6 +635,20 @@ impl PolicyCalculator {
             ports,
             local,
         );
+    }
+
+    /// The shared string for profile name `name`.
+    fn profile_name(&mut self, name: &str) -> ProfileName {
+        if let Some(p) = self.profile_names.get(name) {
+            return p.clone();
+        }
+        if self.profile_names.len() >= 100_000 {
+            // Bound the cache; sharing is only a saving.
+            self.profile_names.clear();
+        }
+        let p: ProfileName = name.into();
+        self.profile_names.insert(p.clone());
+        p
     }
 
     fn upsert_item<'a>(
@@ -889,10 +915,12 @@ impl PolicyCalculator {
                 name: format!("{ns}/{name}"),
                 source: Box::new(source),
             };
-            parse_selector("spec.selector", &s.selector).map_err(err)?;
+            self.interner
+                .check_selector("spec.selector", &s.selector)
+                .map_err(err)?;
             let unsupported = policy_unsupported(&s.service_account_selector);
             network_policy_fields(&s, &unsupported)
-                .check(Some(&ns))
+                .check(Some(&ns), &mut self.interner)
                 .map_err(err)?;
         }
         self.network_policies.insert((ns, name), s);
@@ -973,7 +1001,8 @@ impl PolicyCalculator {
         let mut compiler = RuleCompiler {
             namespace: key.1.as_deref(),
             policy_unsupported: f.unsupported,
-            sets: Some(&mut self.interner),
+            sets: &mut self.interner,
+            check_only: false,
         };
         let program = |compiler: &mut RuleCompiler<'_>, field, rules| {
             Ok::<_, CompileError>(Arc::new(PolicyProgram {
@@ -1086,7 +1115,8 @@ impl PolicyCalculator {
         let mut compiler = RuleCompiler {
             namespace: None,
             policy_unsupported: &[],
-            sets: Some(&mut self.interner),
+            sets: &mut self.interner,
+            check_only: false,
         };
         let ingress = compiler
             .compile_all("spec.ingress", &p.spec.ingress)
@@ -1443,12 +1473,13 @@ impl PolicyFields<'_> {
     }
 
     /// Finds every error compiling the policy would, building nothing.
-    fn check(&self, namespace: Option<&str>) -> Result<(), CompileError> {
+    fn check(&self, namespace: Option<&str>, sets: &mut IpSetInterner) -> Result<(), CompileError> {
         let (has_in, has_eg) = self.directions();
         let mut compiler = RuleCompiler {
             namespace,
             policy_unsupported: self.unsupported,
-            sets: None,
+            sets,
+            check_only: true,
         };
         for (has, field, rules) in [
             (has_in, "spec.ingress", self.ingress),

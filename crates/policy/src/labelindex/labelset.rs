@@ -23,33 +23,33 @@ impl LabelSet {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
-        let mut order: Vec<usize> = (0..pairs.len()).collect();
-        // Stable on the position, so the last of equal keys sorts last.
-        order.sort_by(|&a, &b| pairs[a].0.as_ref().cmp(pairs[b].0.as_ref()).then(a.cmp(&b)));
-        // Keep the last of each run of equal keys.
-        let kept: Vec<usize> = order
-            .iter()
-            .enumerate()
-            .filter(|&(n, &i)| {
-                order
-                    .get(n + 1)
-                    .is_none_or(|&next| pairs[next].0.as_ref() != pairs[i].0.as_ref())
-            })
-            .map(|(_, &i)| i)
-            .collect();
+        let mut pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        // A stable sort keeps equal keys in arrival order, so the last of
+        // each run is the one that wins. Sorting the pairs in place (rather
+        // than an index) saves allocations on the hot path of every update.
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let kept = |n: usize| {
+            pairs
+                .get(n + 1)
+                .is_none_or(|next| next.0.as_ref() != pairs[n].0.as_ref())
+        };
         // Sized exactly, so boxing below does not reallocate.
-        let len = kept
-            .iter()
-            .map(|&i| pairs[i].0.as_ref().len() + pairs[i].1.as_ref().len())
-            .sum();
+        let (mut len, mut count) = (0, 0);
+        for (n, (k, v)) in pairs.iter().enumerate() {
+            if kept(n) {
+                len += k.as_ref().len() + v.as_ref().len();
+                count += 1;
+            }
+        }
         let mut buf = String::with_capacity(len);
-        let mut ends = Vec::with_capacity(kept.len());
-        for i in kept {
-            buf.push_str(pairs[i].0.as_ref());
-            let key_end = offset(buf.len());
-            buf.push_str(pairs[i].1.as_ref());
-            ends.push((key_end, offset(buf.len())));
+        let mut ends = Vec::with_capacity(count);
+        for (n, (k, v)) in pairs.iter().enumerate() {
+            if kept(n) {
+                buf.push_str(k.as_ref());
+                let key_end = offset(buf.len());
+                buf.push_str(v.as_ref());
+                ends.push((key_end, offset(buf.len())));
+            }
         }
         LabelSet {
             buf: buf.into_boxed_str(),
