@@ -335,7 +335,11 @@ pub struct PolicyCalculator {
     /// Every NetworkPolicy as received, by (namespace, name): ordered so a
     /// namespace's policies are one range. Compiled (and in `policies`)
     /// only while the namespace is in `local_namespaces`.
-    network_policies: BTreeMap<(Box<str>, Box<str>), v3::NetworkPolicySpec>,
+    network_policies: BTreeMap<(Box<str>, Box<str>), Arc<v3::NetworkPolicySpec>>,
+    /// The distinct specs of `network_policies`: namespaces typically share
+    /// a few templates (a rule is ~800 bytes as received), so 100,000
+    /// isolation policies are stored once, and checked for errors once.
+    spec_pool: HashSet<PooledSpec>,
     /// Namespaces with local workload endpoints, with how many.
     local_namespaces: HashMap<Box<str>, u32>,
     /// Profile names endpoints list, shared so that 250,000 endpoints
@@ -420,6 +424,7 @@ impl PolicyCalculator {
             tier_policies: HashMap::new(),
             profiles: HashMap::new(),
             network_policies: BTreeMap::new(),
+            spec_pool: HashSet::new(),
             local_namespaces: HashMap::new(),
             profile_names: HashSet::new(),
             profile_users: HashMap::new(),
@@ -529,7 +534,8 @@ impl PolicyCalculator {
             }
             Kind::NetworkPolicy => {
                 let key = (Box::<str>::from(ns), Box::<str>::from(name));
-                if self.network_policies.remove(&key).is_some() {
+                if let Some(spec) = self.network_policies.remove(&key) {
+                    self.release_spec(spec);
                     self.delete_policy(&(kind, Some(key.0), key.1));
                 }
             }
@@ -796,19 +802,14 @@ impl PolicyCalculator {
             return;
         }
         self.local_namespaces.insert(ns.into(), 1);
-        let names: Vec<Box<str>> = self
+        let policies: Vec<(Box<str>, Arc<v3::NetworkPolicySpec>)> = self
             .namespace_policies(ns)
-            .map(|((_, name), _)| name.clone())
+            .map(|((_, name), spec)| (name.clone(), spec.clone()))
             .collect();
-        for name in names {
-            let spec = self
-                .network_policies
-                .remove(&(ns.into(), name.clone()))
-                .expect("listed policy");
+        for (name, spec) in policies {
             // Checked when it was staged, so it compiles.
             self.index_network_policy(ns, &name, &spec)
                 .expect("a staged NetworkPolicy compiles");
-            self.network_policies.insert((ns.into(), name), spec);
         }
     }
 
@@ -837,7 +838,7 @@ impl PolicyCalculator {
     fn namespace_policies<'a>(
         &'a self,
         ns: &'a str,
-    ) -> impl Iterator<Item = (&'a (Box<str>, Box<str>), &'a v3::NetworkPolicySpec)> + 'a {
+    ) -> impl Iterator<Item = (&'a (Box<str>, Box<str>), &'a Arc<v3::NetworkPolicySpec>)> + 'a {
         self.network_policies
             .range((Box::<str>::from(ns), Box::<str>::from(""))..)
             .take_while(move |((n, _), _)| **n == *ns)
@@ -905,10 +906,16 @@ impl PolicyCalculator {
     fn upsert_network_policy(&mut self, p: v3::NetworkPolicy) -> Result<(), Error> {
         let ns: Box<str> = p.metadata.namespace.into();
         let name: Box<str> = p.metadata.name.into();
-        let s = p.spec;
+        let incoming = PooledSpec(Arc::new(p.spec));
+        let (s, pooled) = match self.spec_pool.get(&incoming) {
+            Some(shared) => (shared.0.clone(), true),
+            None => (incoming.0, false),
+        };
         if self.local_namespaces.contains_key(&ns) {
             self.index_network_policy(&ns, &name, &s)?;
-        } else {
+        } else if !pooled {
+            // An equal spec was checked before: the checks do not depend on
+            // the namespace.
             // Deferred: only find the errors compiling would.
             let err = |source| Error::Compile {
                 kind: Kind::NetworkPolicy,
@@ -923,8 +930,22 @@ impl PolicyCalculator {
                 .check(Some(&ns), &mut self.interner)
                 .map_err(err)?;
         }
-        self.network_policies.insert((ns, name), s);
+        if !pooled && s.order.is_none_or(|o| !o.is_nan()) {
+            // (A NaN order never equals itself, so such a spec is not pooled.)
+            self.spec_pool.insert(PooledSpec(s.clone()));
+        }
+        if let Some(old) = self.network_policies.insert((ns, name), s) {
+            self.release_spec(old);
+        }
         Ok(())
+    }
+
+    /// Drops `spec` from the pool when no policy uses it any more.
+    fn release_spec(&mut self, spec: Arc<v3::NetworkPolicySpec>) {
+        // The pool's reference and this one.
+        if Arc::strong_count(&spec) == 2 {
+            self.spec_pool.remove(&PooledSpec(spec));
+        }
     }
 
     /// Compiles and indexes a NetworkPolicy of a namespace with local
@@ -1427,6 +1448,44 @@ impl PolicyCalculator {
     /// Number of active IP sets.
     pub fn num_ip_sets(&self) -> usize {
         self.sets.len()
+    }
+}
+
+/// A pooled NetworkPolicy spec. Equal by value; hashed on the fields that
+/// tell templates apart cheaply (equal specs hash alike; a collision only
+/// costs a full comparison).
+#[derive(Debug)]
+struct PooledSpec(Arc<v3::NetworkPolicySpec>);
+
+impl PartialEq for PooledSpec {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl Eq for PooledSpec {}
+
+impl std::hash::Hash for PooledSpec {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let s = &*self.0;
+        s.selector.hash(h);
+        s.tier.hash(h);
+        s.types.hash(h);
+        // 0.0 == -0.0: hash them alike.
+        s.order
+            .map(|o| if o == 0.0 { 0 } else { o.to_bits() })
+            .hash(h);
+        for rules in [&s.ingress, &s.egress] {
+            rules.len().hash(h);
+            for r in rules {
+                r.action.hash(h);
+                for e in [&r.source, &r.destination] {
+                    e.selector.hash(h);
+                    e.namespace_selector.hash(h);
+                    e.nets.hash(h);
+                }
+            }
+        }
     }
 }
 

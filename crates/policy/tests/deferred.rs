@@ -250,3 +250,70 @@ fn deferred_namespace_label_changes_of_remote_endpoints_reach_active_sets_only()
     let t = ingress_from(&calc, "server", SERVER, "10.0.2.7");
     assert_eq!(t.verdict, Verdict::Allow, "{t}");
 }
+
+#[test]
+fn namespaces_sharing_a_policy_spec_stay_independent() {
+    let same = |ns: &str, action: &str| {
+        np(
+            ns,
+            "isolate",
+            json!({"selector": "all()", "ingress": [
+                {"action": action, "source": {"selector": "role == 'client'"}}]}),
+        )
+    };
+    let mut all = base();
+    all.extend([
+        same("ns3", "Allow"),
+        same("ns4", "Allow"),
+        wep_update(
+            "ns3",
+            "client",
+            json!({"role": "client"}),
+            "10.0.3.1",
+            false,
+        ),
+        wep_update(
+            "ns4",
+            "client",
+            json!({"role": "client"}),
+            "10.0.4.1",
+            false,
+        ),
+    ]);
+    let mut calc = calc_with(all.clone());
+    // ns3's copy is deleted and ns4's changed; ns2's is untouched.
+    let del = Update::Delete {
+        kind: Kind::NetworkPolicy,
+        namespace: Some("ns3".into()),
+        name: "isolate".into(),
+    };
+    calc.apply(del).unwrap();
+    calc.apply(same("ns4", "Deny")).unwrap();
+    all.retain(|u| !matches!(u, Update::NetworkPolicy(p) if p.metadata.namespace != "ns2"));
+    all.push(same("ns4", "Deny"));
+    for (ns, ip) in [("ns2", SERVER), ("ns3", "10.0.3.5"), ("ns4", "10.0.4.5")] {
+        let ep = wep_update(ns, "server", json!({}), ip, true);
+        all.push(ep.clone());
+        calc.apply(ep).unwrap();
+    }
+    assert_eq!(calc.snapshot(), calc_with(all).snapshot());
+    let verdict = |ns: &str, dst: &str, src: &str| {
+        trace(
+            &calc,
+            &workload(ns, "server"),
+            Direction::Ingress,
+            &tcp(src, dst, 80),
+        )
+        .verdict
+    };
+    assert_eq!(verdict("ns2", SERVER, NS2_CLIENT), Verdict::Allow);
+    // No policy left in ns3: the profile denies, but not by a policy rule.
+    let t = trace(
+        &calc,
+        &workload("ns3", "server"),
+        Direction::Ingress,
+        &tcp("10.0.3.1", "10.0.3.5", 80),
+    );
+    assert!(matches!(t.decision, Decision::ProfileRule { .. }), "{t}");
+    assert_eq!(verdict("ns4", "10.0.4.5", "10.0.4.1"), Verdict::Deny);
+}
