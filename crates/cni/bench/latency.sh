@@ -17,7 +17,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 REF_DIR=${REF_DIR:-/usr/lib/cni}
-for b in "$BIN_DIR/calico" "$BIN_DIR/calico-ipam" "$BIN_DIR/calicoctl" "$REF_DIR/ptp" "$REF_DIR/host-local"; do
+CALICOCTL=${CALICOCTL:-$BIN_DIR/calicoctl}   # only used to create the pool
+for b in "$BIN_DIR/calico" "$BIN_DIR/calico-ipam" "$CALICOCTL" "$REF_DIR/ptp" "$REF_DIR/host-local"; do
   [ -x "$b" ] || { echo "missing $b (see the header of $0)" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 2; }
@@ -54,7 +55,7 @@ spec:
   cidr: 10.70.0.0/16
   blockSize: 26
 EOF
-DATASTORE_TYPE=embedded CALICO_DATASTORE_PATH="$WORK/calico.db" "$BIN_DIR/calicoctl" create -f "$WORK/pool.yaml" >/dev/null
+DATASTORE_TYPE=embedded CALICO_DATASTORE_PATH="$WORK/calico.db" "$CALICOCTL" create -f "$WORK/pool.yaml" >/dev/null
 
 cat > "$WORK/calico.json" <<EOF
 {"cniVersion": "1.0.0", "name": "calico", "type": "calico", "mtu": 1500, "nodename": "bench",
