@@ -250,6 +250,13 @@ impl Host {
 }
 
 fn ping(ip: &str) -> bool {
+    assert!(
+        Command::new("busybox")
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success()),
+        "busybox is needed for ping: apt-get install -y busybox-static"
+    );
     Command::new("busybox")
         .args(["ping", "-c", "1", "-W", "2", ip])
         .stdout(Stdio::null())
