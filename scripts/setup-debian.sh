@@ -3,7 +3,7 @@
 # Rust toolchain (cargo 1.85+). Idempotent; skips apt when everything is already present.
 set -euo pipefail
 
-packages=(build-essential pkg-config ca-certificates time protobuf-compiler libprotobuf-dev etcd-server etcd-client)
+packages=(build-essential pkg-config ca-certificates time iproute2 busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
