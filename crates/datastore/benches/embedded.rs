@@ -105,6 +105,15 @@ fn create_one(bencher: Bencher<'_, '_>) {
     });
 }
 
+/// Latency of one get in a store holding 10,000 policies.
+#[divan::bench(sample_count = 200)]
+fn get_one(bencher: Bencher<'_, '_>) {
+    let (_dir, store) = fresh_store();
+    store.write_batch(bulk_ops()).unwrap();
+    let k = key(42);
+    bencher.bench_local(|| store.get(&k).unwrap().unwrap());
+}
+
 /// Latency of a compare-and-swap update (get, then update at the read revision).
 #[divan::bench(sample_count = 200)]
 fn cas_update(bencher: Bencher<'_, '_>) {
