@@ -1,0 +1,830 @@
+//! Renders a policy [`Snapshot`] into the complete desired contents of the
+//! one nftables table this dataplane owns.
+//!
+//! Layout (all names are constants below):
+//!
+//! - one named set per IP set and address family (`ip4-<id>`/`ip6-<id>`,
+//!   interval sets of prefixes; named-port sets are concatenations
+//!   `addr . inet_proto . inet_service`), plus [`KNOWN_IFACES_SET`];
+//! - a forward-hook base chain [`FORWARD_CHAIN`]: established/related fast
+//!   path, fail-closed drop of unknown `cali*` interfaces, then a jump to
+//!   `from-<iface>` (egress of the sending workload) and `to-<iface>` (ingress
+//!   of the receiving workload);
+//! - per endpoint and direction a chain that clears the verdict marks, jumps
+//!   to each applicable policy chain in tier order, then to the profiles, and
+//!   drops what nothing allowed;
+//! - one shared chain per policy or profile and direction holding its rules.
+//!
+//! Policy chains cannot end the endpoint chain that called them (a `return`
+//! only pops one level), so they report Allow and Pass through the
+//! [`MARK_ACCEPT`] and [`MARK_PASS`] bits, as Felix's iptables dataplane does.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use calico_policy::Snapshot;
+use calico_policy::model::{
+    Action, CompiledRule, Direction, EndOfTier, EndpointId, EntityMatch, IpSetId, IpSetMember,
+    IpSetRef, PortRange,
+};
+use ipnet::IpNet;
+use nftables::expr::{
+    BinaryOperation, CT, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
+    Range, SetItem,
+};
+use nftables::schema::{Chain, NfListObject, Rule, Set, SetFlag, SetType, SetTypeValue};
+use nftables::stmt::{Counter, JumpTarget, Log, Mangle, Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+/// Family of the table we own: `inet` sees IPv4 and IPv6 in one chain.
+pub const TABLE_FAMILY: NfFamily = NfFamily::INet;
+/// Name of the table we own; nothing outside it is ever touched.
+pub const TABLE_NAME: &str = "calico";
+/// The forward-hook base chain that dispatches to endpoint chains.
+pub const FORWARD_CHAIN: &str = "forward";
+/// Hook priority of [`FORWARD_CHAIN`]: `filter` (0), like an ordinary firewall.
+pub const FORWARD_PRIORITY: i32 = 0;
+/// Prefix of the host side of every workload veth; any such interface
+/// without an endpoint program is dropped (fail closed).
+pub const WORKLOAD_IFACE_PREFIX: &str = "cali";
+/// Set of the interfaces that have endpoint chains.
+pub const KNOWN_IFACES_SET: &str = "known-ifaces";
+/// Prefix of the chain for traffic to a workload (its ingress policy).
+pub const TO_ENDPOINT_PREFIX: &str = "to-";
+/// Prefix of the chain for traffic from a workload (its egress policy).
+pub const FROM_ENDPOINT_PREFIX: &str = "from-";
+/// Prefix of a policy's ingress rule chain.
+pub const POLICY_INGRESS_PREFIX: &str = "pi-";
+/// Prefix of a policy's egress rule chain.
+pub const POLICY_EGRESS_PREFIX: &str = "po-";
+/// Prefix of a profile's ingress rule chain.
+pub const PROFILE_INGRESS_PREFIX: &str = "pri-";
+/// Prefix of a profile's egress rule chain.
+pub const PROFILE_EGRESS_PREFIX: &str = "pro-";
+/// Prefix of an IPv4 set.
+pub const SET_V4_PREFIX: &str = "ip4-";
+/// Prefix of an IPv6 set.
+pub const SET_V6_PREFIX: &str = "ip6-";
+/// Packet mark bit: a policy or profile allowed the packet.
+pub const MARK_ACCEPT: u32 = 0x1_0000;
+/// Packet mark bit: a policy passed the packet to the next tier.
+pub const MARK_PASS: u32 = 0x2_0000;
+/// Log prefix of `Log` rules (nft truncates prefixes at 127 bytes).
+pub const LOG_PREFIX: &str = "calico-packet: ";
+
+/// The desired contents of our table.
+#[derive(Debug, Clone, Default)]
+pub struct Ruleset {
+    /// Sets, chains and rules in the order they must be added (sets and
+    /// chains before the rules that refer to them).
+    pub objects: Vec<NfListObject<'static>>,
+    /// Endpoints with a program but no interface in the map: they get no
+    /// chains, so their interface (when it appears) is dropped.
+    pub unmapped: Vec<EndpointId>,
+    /// Rules left out, with why (`policy ... rule N: reason`).
+    pub skipped_rules: Vec<String>,
+}
+
+/// Renders `snapshot` for the endpoints in `ifaces` (endpoint → host-side
+/// interface name).
+pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> Ruleset {
+    let mut r = Renderer::default();
+    let named_port_sets = named_port_set_ids(snapshot);
+    for (id, members) in &snapshot.ip_sets {
+        r.ip_set(id, members, named_port_sets.contains(id));
+        for m in members {
+            let (IpSetMember::Net(net) | IpSetMember::NamedPort { net, .. }) = m;
+            r.nonempty.insert((id.clone(), Family::of(net)));
+        }
+    }
+    let mut endpoints = Vec::new();
+    for program in &snapshot.programs {
+        match ifaces.get(&program.endpoint) {
+            Some(iface) => endpoints.push((iface.as_str(), program)),
+            None => r.out.unmapped.push(program.endpoint.clone()),
+        }
+    }
+    // Sorted by interface so the ruleset (and its diff) is deterministic.
+    endpoints.sort_by(|a, b| a.0.cmp(b.0));
+    r.objects.push(NfListObject::Set(Box::new(Set {
+        family: TABLE_FAMILY,
+        table: TABLE_NAME.into(),
+        name: KNOWN_IFACES_SET.into(),
+        set_type: SetTypeValue::Single(SetType::Ifname),
+        elem: (!endpoints.is_empty()).then(|| {
+            endpoints
+                .iter()
+                .map(|(i, _)| s(i))
+                .collect::<Vec<_>>()
+                .into()
+        }),
+        ..Set::default()
+    })));
+    r.base_chain(&endpoints);
+    for (iface, program) in &endpoints {
+        for direction in [Direction::Ingress, Direction::Egress] {
+            r.endpoint_chain(
+                iface,
+                program.endpoint.to_string(),
+                direction,
+                program.direction(direction),
+            );
+        }
+    }
+    let mut out = r.out;
+    // Chains and sets first: a rule may only refer to what already exists.
+    out.objects = r.objects;
+    let rules = r.rules;
+    out.objects.extend(rules);
+    out
+}
+
+/// Ids of the sets whose members are (address, protocol, port) triples.
+fn named_port_set_ids(snapshot: &Snapshot) -> HashSet<IpSetId> {
+    let mut ids = HashSet::new();
+    for p in &snapshot.programs {
+        for d in [&p.ingress, &p.egress] {
+            let rules = d
+                .tiers
+                .iter()
+                .flat_map(|t| &t.policies)
+                .flat_map(|p| &p.rules)
+                .chain(d.profiles.iter().flat_map(|p| &p.rules));
+            for rule in rules {
+                ids.extend(
+                    rule.ip_sets()
+                        .filter(|s| s.named_port.is_some())
+                        .map(|s| s.id.clone()),
+                );
+            }
+        }
+    }
+    ids
+}
+
+/// The nft set name of an IP set for one family. Set ids are URL-safe
+/// base64, possibly with an `n:` prefix; `:` is replaced to keep names that
+/// also read back cleanly in `nft list` text.
+pub fn set_name(id: &IpSetId, v6: bool) -> String {
+    let prefix = if v6 { SET_V6_PREFIX } else { SET_V4_PREFIX };
+    format!("{prefix}{}", id.0.replace(':', "."))
+}
+
+#[derive(Default)]
+struct Renderer {
+    out: Ruleset,
+    objects: Vec<NfListObject<'static>>,
+    rules: Vec<NfListObject<'static>>,
+    /// Policy/profile chains already emitted (shared between endpoints).
+    emitted: HashSet<String>,
+    /// IP sets with at least one member of the family: a rule variant
+    /// needing membership of an empty set can never match and is left out
+    /// (the whole table is re-rendered whenever a set changes).
+    nonempty: HashSet<(IpSetId, Family)>,
+}
+
+fn s(text: &str) -> Expression<'static> {
+    Expression::String(Cow::Owned(text.to_owned()))
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn payload(protocol: &str, field: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Owned(protocol.to_owned()),
+            field: Cow::Owned(field.to_owned()),
+        },
+    )))
+}
+
+fn matches(
+    left: Expression<'static>,
+    op: Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+fn mark_bit(bit: u32) -> Expression<'static> {
+    Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+        meta(MetaKey::Mark),
+        Expression::Number(bit),
+    )))
+}
+
+/// `meta mark & bit != 0` (or `== 0`).
+fn mark_test(bit: u32, set: bool) -> Statement<'static> {
+    let op = if set { Operator::NEQ } else { Operator::EQ };
+    matches(mark_bit(bit), op, Expression::Number(0))
+}
+
+/// `meta mark set meta mark | bit`.
+fn mark_set(bit: u32) -> Statement<'static> {
+    Statement::Mangle(Mangle {
+        key: meta(MetaKey::Mark),
+        value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+            meta(MetaKey::Mark),
+            Expression::Number(bit),
+        ]))),
+    })
+}
+
+/// `meta mark set meta mark & !bits`.
+fn mark_clear(bits: u32) -> Statement<'static> {
+    Statement::Mangle(Mangle {
+        key: meta(MetaKey::Mark),
+        value: Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            meta(MetaKey::Mark),
+            Expression::Number(!bits),
+        ))),
+    })
+}
+
+fn counter() -> Statement<'static> {
+    Statement::Counter(Counter::Anonymous(None))
+}
+
+fn jump(target: &str) -> Statement<'static> {
+    Statement::Jump(JumpTarget {
+        target: Cow::Owned(target.to_owned()),
+    })
+}
+
+fn prefix(net: &IpNet) -> Expression<'static> {
+    let net = net.trunc();
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(&net.addr().to_string())),
+        len: u32::from(net.prefix_len()),
+    }))
+}
+
+fn port_set(ports: &[PortRange]) -> Expression<'static> {
+    let item = |p: &PortRange| {
+        if p.min == p.max {
+            Expression::Number(u32::from(p.min))
+        } else {
+            Expression::Range(Box::new(Range {
+                range: [
+                    Expression::Number(u32::from(p.min)),
+                    Expression::Number(u32::from(p.max)),
+                ],
+            }))
+        }
+    };
+    match ports {
+        [one] => item(one),
+        _ => Expression::Named(NamedExpression::Set(
+            ports.iter().map(|p| SetItem::Element(item(p))).collect(),
+        )),
+    }
+}
+
+fn net_set(nets: &[&IpNet]) -> Expression<'static> {
+    match nets {
+        [one] => prefix(one),
+        _ => Expression::Named(NamedExpression::Set(
+            nets.iter().map(|n| SetItem::Element(prefix(n))).collect(),
+        )),
+    }
+}
+
+/// Address family of one rendered variant of a rule.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn of(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+    fn proto(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+    fn nfproto(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+}
+
+/// Which end of the packet a rule side matches.
+#[derive(Clone, Copy)]
+enum Side {
+    Source,
+    Destination,
+}
+
+impl Side {
+    fn addr_field(self) -> &'static str {
+        match self {
+            Side::Source => "saddr",
+            Side::Destination => "daddr",
+        }
+    }
+    fn port(self) -> Expression<'static> {
+        payload(
+            "th",
+            match self {
+                Side::Source => "sport",
+                Side::Destination => "dport",
+            },
+        )
+    }
+}
+
+impl Renderer {
+    fn rule(&mut self, chain: &str, expr: Vec<Statement<'static>>, comment: String) {
+        self.rules.push(NfListObject::Rule(Rule {
+            family: TABLE_FAMILY,
+            table: TABLE_NAME.into(),
+            chain: Cow::Owned(chain.to_owned()),
+            expr: expr.into(),
+            comment: Some(Cow::Owned(comment)),
+            ..Rule::default()
+        }));
+    }
+
+    fn chain(&mut self, name: &str) {
+        self.objects.push(NfListObject::Chain(Chain {
+            family: TABLE_FAMILY,
+            table: TABLE_NAME.into(),
+            name: Cow::Owned(name.to_owned()),
+            ..Chain::default()
+        }));
+    }
+
+    fn ip_set(&mut self, id: &IpSetId, members: &BTreeSet<IpSetMember>, named_port: bool) {
+        for family in [Family::V4, Family::V6] {
+            let (addr_type, name) = match family {
+                Family::V4 => (SetType::Ipv4Addr, set_name(id, false)),
+                Family::V6 => (SetType::Ipv6Addr, set_name(id, true)),
+            };
+            let elems: Vec<Expression<'static>> = if named_port {
+                // Interval sets reject overlapping elements, so nets are
+                // merged per (protocol, port) before they are listed.
+                let mut by_port: BTreeMap<(u8, u16), Vec<IpNet>> = BTreeMap::new();
+                for m in members {
+                    if let IpSetMember::NamedPort {
+                        net,
+                        protocol,
+                        port,
+                    } = m
+                        && Family::of(net) == family
+                    {
+                        by_port.entry((*protocol, *port)).or_default().push(*net);
+                    }
+                }
+                by_port
+                    .into_iter()
+                    .flat_map(|((proto, port), nets)| {
+                        IpNet::aggregate(&nets).into_iter().map(move |n| {
+                            Expression::Named(NamedExpression::Concat(vec![
+                                prefix(&n),
+                                Expression::Number(u32::from(proto)),
+                                Expression::Number(u32::from(port)),
+                            ]))
+                        })
+                    })
+                    .collect()
+            } else {
+                let nets: Vec<IpNet> = members
+                    .iter()
+                    .filter_map(|m| match m {
+                        IpSetMember::Net(n) if Family::of(n) == family => Some(*n),
+                        _ => None,
+                    })
+                    .collect();
+                IpNet::aggregate(&nets).iter().map(prefix).collect()
+            };
+            let set_type = if named_port {
+                SetTypeValue::Concatenated(
+                    vec![addr_type, SetType::InetProto, SetType::InetService].into(),
+                )
+            } else {
+                SetTypeValue::Single(addr_type)
+            };
+            self.objects.push(NfListObject::Set(Box::new(Set {
+                family: TABLE_FAMILY,
+                table: TABLE_NAME.into(),
+                name: name.into(),
+                set_type,
+                flags: Some(std::collections::HashSet::from([SetFlag::Interval])),
+                elem: (!elems.is_empty()).then(|| elems.into()),
+                comment: Some(Cow::Owned(format!("ipset {id}"))),
+                ..Set::default()
+            })));
+        }
+    }
+
+    fn base_chain(
+        &mut self,
+        endpoints: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
+    ) {
+        self.objects.push(NfListObject::Chain(Chain {
+            family: TABLE_FAMILY,
+            table: TABLE_NAME.into(),
+            name: FORWARD_CHAIN.into(),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Forward),
+            prio: Some(FORWARD_PRIORITY),
+            // Accept: we only police workload interfaces; other tables keep
+            // their own say over everything else.
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }));
+        let ct_state = Expression::Named(NamedExpression::CT(CT {
+            key: "state".into(),
+            family: None,
+            dir: None,
+        }));
+        self.rule(
+            FORWARD_CHAIN,
+            vec![
+                matches(
+                    ct_state.clone(),
+                    Operator::IN,
+                    Expression::List(vec![s("established"), s("related")]),
+                ),
+                Statement::Accept(None),
+            ],
+            "fast path: established or related flow".into(),
+        );
+        self.rule(
+            FORWARD_CHAIN,
+            vec![
+                matches(ct_state, Operator::IN, s("invalid")),
+                counter(),
+                Statement::Drop(None),
+            ],
+            "invalid conntrack state".into(),
+        );
+        let wildcard = format!("{WORKLOAD_IFACE_PREFIX}*");
+        let known = format!("@{KNOWN_IFACES_SET}");
+        for key in [MetaKey::Iifname, MetaKey::Oifname] {
+            self.rule(
+                FORWARD_CHAIN,
+                vec![
+                    matches(meta(key), Operator::EQ, s(&wildcard)),
+                    matches(meta(key), Operator::NEQ, s(&known)),
+                    counter(),
+                    Statement::Drop(None),
+                ],
+                format!(
+                    "fail closed: {} workload interface without an endpoint",
+                    if key == MetaKey::Iifname {
+                        "from"
+                    } else {
+                        "to"
+                    }
+                ),
+            );
+        }
+        // Sender's egress before receiver's ingress, as in Felix.
+        for (iface, program) in endpoints {
+            self.rule(
+                FORWARD_CHAIN,
+                vec![
+                    matches(meta(MetaKey::Iifname), Operator::EQ, s(iface)),
+                    jump(&format!("{FROM_ENDPOINT_PREFIX}{iface}")),
+                ],
+                format!("egress of {}", program.endpoint),
+            );
+        }
+        for (iface, program) in endpoints {
+            self.rule(
+                FORWARD_CHAIN,
+                vec![
+                    matches(meta(MetaKey::Oifname), Operator::EQ, s(iface)),
+                    jump(&format!("{TO_ENDPOINT_PREFIX}{iface}")),
+                ],
+                format!("ingress of {}", program.endpoint),
+            );
+        }
+    }
+
+    fn endpoint_chain(
+        &mut self,
+        iface: &str,
+        endpoint: String,
+        direction: Direction,
+        program: &calico_policy::model::DirectionProgram,
+    ) {
+        let (chain, policy_prefix, profile_prefix) = match direction {
+            Direction::Ingress => (
+                format!("{TO_ENDPOINT_PREFIX}{iface}"),
+                POLICY_INGRESS_PREFIX,
+                PROFILE_INGRESS_PREFIX,
+            ),
+            Direction::Egress => (
+                format!("{FROM_ENDPOINT_PREFIX}{iface}"),
+                POLICY_EGRESS_PREFIX,
+                PROFILE_EGRESS_PREFIX,
+            ),
+        };
+        self.chain(&chain);
+        self.rule(
+            &chain,
+            vec![mark_clear(MARK_ACCEPT | MARK_PASS)],
+            format!("{direction} of {endpoint}: start undecided"),
+        );
+        for tier in &program.tiers {
+            for policy in &tier.policies {
+                let name = policy.display_name();
+                let target = format!("{policy_prefix}{}/{name}", tier.tier);
+                if self.emitted.insert(target.clone()) {
+                    self.chain(&target);
+                    let what = format!("tier {} policy {name}", tier.tier);
+                    self.rules_chain(&target, &what, &policy.rules, true);
+                }
+                // After a Pass the rest of the tier is skipped.
+                self.rule(
+                    &chain,
+                    vec![mark_test(MARK_PASS, false), jump(&target)],
+                    format!("tier {} policy {name}", tier.tier),
+                );
+                self.rule(
+                    &chain,
+                    vec![mark_test(MARK_ACCEPT, true), Statement::Return(None)],
+                    format!("allowed by policy {name}"),
+                );
+            }
+            if tier.end_of_tier == EndOfTier::Deny {
+                self.rule(
+                    &chain,
+                    vec![
+                        mark_test(MARK_PASS, false),
+                        counter(),
+                        Statement::Drop(None),
+                    ],
+                    format!("tier {}: end of tier, no policy decided", tier.tier),
+                );
+            }
+            self.rule(
+                &chain,
+                vec![mark_clear(MARK_PASS)],
+                format!("tier {}: passed", tier.tier),
+            );
+        }
+        for profile in &program.profiles {
+            let target = format!("{profile_prefix}{}", profile.name);
+            if self.emitted.insert(target.clone()) {
+                self.chain(&target);
+                let what = format!("profile {}", profile.name);
+                self.rules_chain(&target, &what, &profile.rules, false);
+            }
+            self.rule(
+                &chain,
+                vec![jump(&target)],
+                format!("profile {}", profile.name),
+            );
+            self.rule(
+                &chain,
+                vec![mark_test(MARK_ACCEPT, true), Statement::Return(None)],
+                format!("allowed by profile {}", profile.name),
+            );
+        }
+        self.rule(
+            &chain,
+            vec![counter(), Statement::Drop(None)],
+            format!("{direction} of {endpoint}: no policy or profile allowed"),
+        );
+    }
+
+    /// Emits a policy's or profile's rules into `chain`; falling off its end
+    /// returns undecided.
+    fn rules_chain(&mut self, chain: &str, what: &str, rules: &[CompiledRule], policy: bool) {
+        for (i, rule) in rules.iter().enumerate() {
+            let comment = format!("{what} rule {i} {}", rule.action);
+            if rule.never_matches() {
+                self.out.skipped_rules.push(format!(
+                    "{what} rule {i}: unsupported {}",
+                    rule.unsupported.join(", ")
+                ));
+                continue;
+            }
+            let verdict: Vec<Statement<'static>> = match rule.action {
+                Action::Allow => vec![mark_set(MARK_ACCEPT), Statement::Return(None)],
+                Action::Deny => vec![Statement::Drop(None)],
+                // In a policy Pass skips to the next tier; in a profile it
+                // leaves for the next profile (upstream's profile chains).
+                Action::Pass if policy => vec![mark_set(MARK_PASS), Statement::Return(None)],
+                Action::Pass => vec![Statement::Return(None)],
+                Action::Log => vec![Statement::Log(Some(Log {
+                    prefix: Some(Cow::Owned(LOG_PREFIX.to_owned())),
+                    ..Log::new(None)
+                }))],
+            };
+            match match_variants(rule, &self.nonempty) {
+                Ok(variants) => {
+                    for mut expr in variants {
+                        expr.push(counter());
+                        expr.extend(verdict.iter().cloned());
+                        self.rule(chain, expr, comment.clone());
+                    }
+                }
+                Err(why) => self
+                    .out
+                    .skipped_rules
+                    .push(format!("{what} rule {i}: {why}")),
+            }
+        }
+    }
+}
+
+/// The match statements of a rule, as alternatives (any one matching means
+/// the rule matches): one per address family the rule needs, times one per
+/// port alternative (numeric ranges, or each named-port set) of each side.
+fn match_variants(
+    rule: &CompiledRule,
+    nonempty: &HashSet<(IpSetId, Family)>,
+) -> Result<Vec<Vec<Statement<'static>>>, String> {
+    let mut common = Vec::new();
+    if let Some(p) = rule.protocol {
+        common.push(matches(
+            meta(MetaKey::L4proto),
+            Operator::EQ,
+            Expression::Number(u32::from(p)),
+        ));
+    }
+    if let Some(p) = rule.not_protocol {
+        common.push(matches(
+            meta(MetaKey::L4proto),
+            Operator::NEQ,
+            Expression::Number(u32::from(p)),
+        ));
+    }
+    for (icmp, op) in [(&rule.icmp, Operator::EQ), (&rule.not_icmp, Operator::NEQ)] {
+        let Some(icmp) = icmp else { continue };
+        let proto = match rule.protocol {
+            Some(1) => "icmp",
+            Some(58) => "icmpv6",
+            _ => return Err("icmp match without protocol ICMP or ICMPv6".into()),
+        };
+        // `!=` on type and code together would mean "not both"; nft cannot
+        // express that in one rule, so a negated pair is not supported yet.
+        if op == Operator::NEQ && icmp.icmp_type.is_some() && icmp.code.is_some() {
+            return Err("notICMP with both type and code is not supported yet".into());
+        }
+        if let Some(t) = icmp.icmp_type {
+            common.push(matches(
+                payload(proto, "type"),
+                op,
+                Expression::Number(u32::from(t)),
+            ));
+        }
+        if let Some(c) = icmp.code {
+            common.push(matches(
+                payload(proto, "code"),
+                op,
+                Expression::Number(u32::from(c)),
+            ));
+        }
+    }
+    let addressed = |e: &EntityMatch| {
+        !e.nets.is_empty()
+            || !e.not_nets.is_empty()
+            || e.selector.is_some()
+            || e.not_selector.is_some()
+            || !e.named_ports.is_empty()
+            || !e.not_named_ports.is_empty()
+    };
+    let families: Vec<Option<Family>> = if addressed(&rule.source) || addressed(&rule.destination) {
+        [Family::V4, Family::V6]
+            .into_iter()
+            .filter(|f| match rule.ip_version {
+                Some(4) => *f == Family::V4,
+                Some(6) => *f == Family::V6,
+                _ => true,
+            })
+            // A side listing only nets of the other family cannot match.
+            .filter(|f| {
+                [&rule.source, &rule.destination].iter().all(|e| {
+                    (e.nets.is_empty() || e.nets.iter().any(|n| Family::of(n) == *f))
+                        && e.selector
+                            .as_ref()
+                            .is_none_or(|r| nonempty.contains(&(r.id.clone(), *f)))
+                })
+            })
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    let mut variants = Vec::new();
+    for family in families {
+        let mut base = common.clone();
+        match (family, rule.ip_version) {
+            (Some(f), _) => base.push(matches(
+                meta(MetaKey::Nfproto),
+                Operator::EQ,
+                s(f.nfproto()),
+            )),
+            (None, Some(4)) => base.push(matches(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4"))),
+            (None, Some(6)) => base.push(matches(meta(MetaKey::Nfproto), Operator::EQ, s("ipv6"))),
+            (None, _) => {}
+        }
+        let mut alternatives = vec![base];
+        for (side, e) in [
+            (Side::Source, &rule.source),
+            (Side::Destination, &rule.destination),
+        ] {
+            let (fixed, ports) = side_matches(side, e, family, nonempty);
+            let mut next = Vec::new();
+            for a in &alternatives {
+                for p in &ports {
+                    let mut v = a.clone();
+                    v.extend(fixed.iter().cloned());
+                    v.extend(p.iter().cloned());
+                    next.push(v);
+                }
+            }
+            alternatives = next;
+        }
+        variants.extend(alternatives);
+    }
+    Ok(variants)
+}
+
+/// One side's conjunctive matches, and its port alternatives (at least one,
+/// possibly empty).
+fn side_matches(
+    side: Side,
+    e: &EntityMatch,
+    family: Option<Family>,
+    nonempty: &HashSet<(IpSetId, Family)>,
+) -> (Vec<Statement<'static>>, Vec<Vec<Statement<'static>>>) {
+    let mut fixed = Vec::new();
+    let mut alternatives = Vec::new();
+    let Some(family) = family else {
+        // No address criteria on either side: only port ranges can remain.
+        if !e.ports.is_empty() {
+            fixed.push(matches(side.port(), Operator::EQ, port_set(&e.ports)));
+        }
+        if !e.not_ports.is_empty() {
+            fixed.push(matches(side.port(), Operator::NEQ, port_set(&e.not_ports)));
+        }
+        return (fixed, vec![Vec::new()]);
+    };
+    let addr = payload(family.proto(), side.addr_field());
+    let v6 = family == Family::V6;
+    let nets: Vec<&IpNet> = e.nets.iter().filter(|n| Family::of(n) == family).collect();
+    if !nets.is_empty() {
+        fixed.push(matches(addr.clone(), Operator::EQ, net_set(&nets)));
+    }
+    let not_nets: Vec<&IpNet> = e
+        .not_nets
+        .iter()
+        .filter(|n| Family::of(n) == family)
+        .collect();
+    if !not_nets.is_empty() {
+        fixed.push(matches(addr.clone(), Operator::NEQ, net_set(&not_nets)));
+    }
+    let set_ref = |r: &IpSetRef| s(&format!("@{}", set_name(&r.id, v6)));
+    if let Some(r) = &e.selector {
+        fixed.push(matches(addr.clone(), Operator::EQ, set_ref(r)));
+    }
+    if let Some(r) = &e.not_selector {
+        fixed.push(matches(addr.clone(), Operator::NEQ, set_ref(r)));
+    }
+    let triple = || {
+        Expression::Named(NamedExpression::Concat(vec![
+            addr.clone(),
+            meta(MetaKey::L4proto),
+            side.port(),
+        ]))
+    };
+    if !e.not_ports.is_empty() {
+        fixed.push(matches(side.port(), Operator::NEQ, port_set(&e.not_ports)));
+    }
+    for r in &e.not_named_ports {
+        fixed.push(matches(triple(), Operator::NEQ, set_ref(r)));
+    }
+    // The port must be in one of the ranges or one of the named-port sets:
+    // a disjunction, so each is its own rule.
+    if !e.ports.is_empty() {
+        alternatives.push(vec![matches(side.port(), Operator::EQ, port_set(&e.ports))]);
+    }
+    for r in &e.named_ports {
+        if !nonempty.contains(&(r.id.clone(), family)) {
+            continue;
+        }
+        alternatives.push(vec![matches(triple(), Operator::EQ, set_ref(r))]);
+    }
+    // Only named ports, all with empty sets: nothing can match.
+    if alternatives.is_empty() && e.named_ports.is_empty() {
+        alternatives.push(Vec::new());
+    }
+    (fixed, alternatives)
+}

@@ -1,0 +1,86 @@
+//! The seed bookstore example, fed through the policy calculator.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+
+use std::collections::BTreeMap;
+
+use calico_api::v3;
+use calico_policy::{EndpointId, PolicyCalculator, Snapshot, Update};
+use serde_json::json;
+
+/// The node the calculator runs on.
+pub const NODE: &str = "node1";
+
+/// (endpoint name, labels, address, host interface).
+pub const ENDPOINTS: [(&str, &str, &str, &str); 3] = [
+    (
+        "bookstore-frontend",
+        r#"{"biz_type":"bookstore"}"#,
+        "10.1.0.1",
+        "calibsfront",
+    ),
+    (
+        "bookstore-server",
+        r#"{"biz_type":"bookstore","role":"server"}"#,
+        "10.1.0.2",
+        "calibsserver",
+    ),
+    (
+        "fruitstore-frontend",
+        r#"{"biz_type":"fruitstore"}"#,
+        "10.1.0.3",
+        "califsfront",
+    ),
+];
+
+fn seed(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(format!(
+        "{}/../../examples/seed/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("seed file");
+    serde_saphyr::from_str(&text).expect("seed YAML")
+}
+
+/// The workload endpoint id of `name` in namespace `default`.
+pub fn workload(name: &str) -> EndpointId {
+    EndpointId::Workload {
+        namespace: "default".to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// The calculator's snapshot for profile `calico`, the bookstore policy and
+/// the three endpoints, and the endpoint → interface map.
+pub fn bookstore() -> (Snapshot, BTreeMap<EndpointId, String>) {
+    let prof = calico_api::parse_resource(seed("profile-calico.yaml")).expect("valid profile");
+    let mut pol = seed("policy-bookstore.yaml");
+    pol["metadata"]["namespace"] = json!("default");
+    let pol = calico_api::parse_resource(pol).expect("valid policy");
+    let mut updates = vec![
+        Update::from_resource(&prof)
+            .expect("profile")
+            .expect("policy kind"),
+        Update::from_resource(&pol)
+            .expect("policy")
+            .expect("policy kind"),
+    ];
+    let mut ifaces = BTreeMap::new();
+    for (name, labels, ip, iface) in ENDPOINTS {
+        let labels: serde_json::Value = serde_json::from_str(labels).expect("labels");
+        let wep: v3::WorkloadEndpoint = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": {"node": NODE, "orchestrator": "mesos", "ipNetworks": [ip], "profiles": ["calico"]}
+        }))
+        .expect("endpoint");
+        updates.push(Update::WorkloadEndpoint(wep));
+        ifaces.insert(workload(name), iface.to_owned());
+    }
+    let mut calc = PolicyCalculator::new(NODE);
+    let (_, errors) = calc.apply_batch(updates);
+    assert!(errors.is_empty(), "{errors:?}");
+    (calc.snapshot(), ifaces)
+}
