@@ -14,7 +14,12 @@ struct Netns(String);
 
 impl Netns {
     fn new() -> Option<Netns> {
-        let name = format!("calico-dp-test-{}", std::process::id());
+        Self::new_named("idem")
+    }
+
+    /// A namespace unique to this process and `tag` (tests run in parallel).
+    fn new_named(tag: &str) -> Option<Netns> {
+        let name = format!("calico-dp-{tag}-{}", std::process::id());
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -162,5 +167,40 @@ fn strip_volatile(v: &mut serde_json::Value) {
             a.iter_mut().for_each(strip_volatile);
         }
         _ => {}
+    }
+}
+
+#[test]
+fn every_rule_shape_loads_into_the_kernel() {
+    if !privileged() {
+        return;
+    }
+    let ns = Netns::new_named("shapes").expect("ip netns add");
+    let (snap, ifaces) = common::every_shape();
+    let rendered = render::render(&snap, &ifaces);
+    assert!(
+        rendered.skipped_rules.is_empty(),
+        "{:?}",
+        rendered.skipped_rules
+    );
+    let mut nft = ns.nft();
+    nft.apply(&batch(&rendered)).expect("apply");
+    let text = ns.nft_text(&["list", "table", "inet", "calico"]);
+    // nft prints `th dport` as `udp dport` after an l4proto match, and
+    // elides the l4proto match an icmp payload implies.
+    for want in [
+        "tier security policy security.gate rule 4 Allow",
+        "udp dport { 53, 1000-2000 } udp dport != 1500",
+        "ip6 saddr 2001:db8::/32",
+        "ip saddr 192.0.2.0/24 ip saddr != 192.0.2.7",
+        "icmp type echo-request icmp code net-unreachable",
+        "icmpv6 type != echo-request",
+        "ip daddr . meta l4proto . tcp dport @ip4-n.",
+        "ip6 daddr . meta l4proto . tcp dport @ip6-n.",
+        "meta nfproto ipv6 counter packets 0 bytes 0 drop",
+        "log prefix \"calico-packet: \"",
+        "elements = { 10.2.0.1 . tcp . 8080,",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }

@@ -84,3 +84,58 @@ pub fn bookstore() -> (Snapshot, BTreeMap<EndpointId, String>) {
     assert!(errors.is_empty(), "{errors:?}");
     (calc.snapshot(), ifaces)
 }
+
+/// A snapshot exercising every rule shape the renderer emits: two tiers
+/// (one ending in Pass), Pass/Log/Deny/Allow, IPv4 and IPv6 nets and
+/// negations, ICMP, port ranges, not-ports, named ports and a profile.
+pub fn every_shape() -> (Snapshot, BTreeMap<EndpointId, String>) {
+    fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).expect("test resource")
+    }
+    let mut updates = vec![
+        Update::Tier(typed(
+            json!({"metadata": {"name": "security"}, "spec": {"order": 10, "defaultAction": "Pass"}}),
+        )),
+        Update::Profile(typed(json!({"metadata": {"name": "calico"}, "spec": {
+            "ingress": [{"action": "Pass"}, {"action": "Allow", "source": {"selector": "has(app)"}}],
+            "egress": [{"action": "Allow"}]}}))),
+        Update::GlobalNetworkPolicy(typed(
+            json!({"metadata": {"name": "security.gate"}, "spec": {
+            "tier": "security", "order": 1, "selector": "all()",
+            "ingress": [
+                {"action": "Log", "protocol": "TCP"},
+                {"action": "Deny", "source": {"nets": ["192.0.2.0/24", "2001:db8::/32"], "notNets": ["192.0.2.7/32"]}},
+                {"action": "Pass", "protocol": "ICMP", "icmp": {"type": 8, "code": 0}},
+                {"action": "Allow", "protocol": "ICMPv6", "notICMP": {"type": 128}},
+                {"action": "Allow", "protocol": "UDP", "destination": {"ports": ["1000:2000", 53], "notPorts": [1500]}}
+            ]}}),
+        )),
+        Update::GlobalNetworkPolicy(typed(json!({"metadata": {"name": "web"}, "spec": {
+            "order": 5, "selector": "app == 'web'",
+            "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": "app == 'client'"},
+                         "destination": {"ports": ["http", 443]}}],
+            "egress": [{"action": "Deny", "ipVersion": 6}, {"action": "Allow", "destination": {"notSelector": "app == 'web'"}}]}}))),
+    ];
+    let mut ifaces = BTreeMap::new();
+    for (name, app, ips, iface) in [
+        ("web", "web", ["10.2.0.1/32", "fd00::1/128"], "caliweb"),
+        (
+            "client",
+            "client",
+            ["10.2.0.2/32", "fd00::2/128"],
+            "caliclient",
+        ),
+    ] {
+        let wep: v3::WorkloadEndpoint = typed(json!({
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+            "spec": {"node": NODE, "orchestrator": "mesos", "ipNetworks": ips, "profiles": ["calico"],
+                     "ports": [{"name": "http", "protocol": "TCP", "port": 8080}]}
+        }));
+        updates.push(Update::WorkloadEndpoint(wep));
+        ifaces.insert(workload(name), iface.to_owned());
+    }
+    let mut calc = PolicyCalculator::new(NODE);
+    let (_, errors) = calc.apply_batch(updates);
+    assert!(errors.is_empty(), "{errors:?}");
+    (calc.snapshot(), ifaces)
+}
