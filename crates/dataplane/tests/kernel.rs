@@ -204,3 +204,205 @@ fn every_rule_shape_loads_into_the_kernel() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
+
+/// Runs `ip args...`, panicking with its error output on failure.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether `cmd` succeeds when run inside `ns`.
+fn succeeds_in(ns: &Netns, cmd: &[&str]) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .args(cmd)
+        .output()
+        .expect("ip netns exec runs")
+        .status
+        .success()
+}
+
+/// A process killed (by its own pid) on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bookstore_traffic_is_enforced() {
+    if !privileged() {
+        return;
+    }
+    // Felix-style wiring: a host netns with one `cali*` veth per workload
+    // (proxy ARP, /32 routes) and a workload netns behind each.
+    let host = Netns::new_named("host").expect("host netns");
+    ip(&["-n", &host.0, "link", "set", "lo", "up"]);
+    // An "uplink" (a veth whose peer stays in the host; no dummy module
+    // is needed).
+    ip(&[
+        "-n",
+        &host.0,
+        "link",
+        "add",
+        "uplink",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "uplink-peer",
+    ]);
+    ip(&["-n", &host.0, "link", "set", "uplink-peer", "up"]);
+    ip(&["-n", &host.0, "link", "set", "uplink", "up"]);
+    ip(&[
+        "-n",
+        &host.0,
+        "addr",
+        "add",
+        "192.168.255.1/24",
+        "dev",
+        "uplink",
+    ]);
+    // Proxy ARP only answers for 169.254.1.1 when the host has a route to it.
+    ip(&[
+        "-n",
+        &host.0,
+        "route",
+        "add",
+        "default",
+        "via",
+        "192.168.255.254",
+        "dev",
+        "uplink",
+    ]);
+    assert!(succeeds_in(
+        &host,
+        &["sysctl", "-qw", "net.ipv4.ip_forward=1"]
+    ));
+    let mut workloads = Vec::new();
+    let unknown = ("unknown", "", "10.1.0.9", "caliunknown");
+    for (_, _, addr, iface) in common::ENDPOINTS.into_iter().chain([unknown]) {
+        let w = Netns::new_named(iface).expect("workload netns");
+        ip(&[
+            "link", "add", iface, "netns", &host.0, "type", "veth", "peer", "name", "eth0",
+            "netns", &w.0,
+        ]);
+        ip(&["-n", &host.0, "link", "set", iface, "up"]);
+        for key in [
+            format!("net.ipv4.conf.{iface}.proxy_arp=1"),
+            format!("net.ipv4.neigh.{iface}.proxy_delay=0"),
+            format!("net.ipv4.conf.{iface}.forwarding=1"),
+        ] {
+            assert!(succeeds_in(&host, &["sysctl", "-qw", &key]));
+        }
+        ip(&[
+            "-n",
+            &host.0,
+            "route",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            iface,
+        ]);
+        ip(&["-n", &w.0, "link", "set", "lo", "up"]);
+        ip(&["-n", &w.0, "link", "set", "eth0", "up"]);
+        ip(&[
+            "-n",
+            &w.0,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&[
+            "-n",
+            &w.0,
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        ip(&[
+            "-n",
+            &w.0,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ]);
+        workloads.push(w);
+    }
+    let [front, server, fruit, unknown] = &workloads[..] else {
+        unreachable!("four workloads")
+    };
+    let www = std::env::temp_dir().join(format!("calico-dp-www-{}", std::process::id()));
+    std::fs::create_dir_all(&www).expect("www dir");
+    std::fs::write(www.join("index.html"), "books\n").expect("index");
+    let _httpd = Child(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &server.0, "busybox", "httpd", "-f", "-p", "80", "-h",
+            ])
+            .arg(&www)
+            .spawn()
+            .expect("httpd"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // An HTTP GET with bash's /dev/tcp: busybox wget segfaults on this host.
+    let get = |from: &Netns| {
+        let script = "exec 3<>/dev/tcp/10.1.0.2/80 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q books <&3";
+        succeeds_in(from, &["timeout", "2", "bash", "-c", script])
+    };
+    let ping = |from: &Netns, to: &str| succeeds_in(from, &["busybox", "ping", "-c1", "-W1", to]);
+
+    // Without our table everything flows: the lab itself works.
+    assert!(
+        ping(fruit, "10.1.0.2"),
+        "baseline: fruitstore pings the server"
+    );
+    assert!(get(fruit), "baseline: fruitstore reaches the server");
+    assert!(
+        ping(unknown, "10.1.0.1"),
+        "baseline: unknown workload reaches the frontend"
+    );
+
+    let (snap, ifaces) = common::bookstore();
+    host.nft()
+        .apply(&batch(&render::render(&snap, &ifaces)))
+        .expect("apply");
+    assert!(
+        get(front),
+        "bookstore frontend -> server:80 is allowed (policy rule 0)"
+    );
+    assert!(
+        !get(fruit),
+        "fruitstore frontend -> server:80 is denied (policy rule 1)"
+    );
+    assert!(
+        !ping(front, "10.1.0.2"),
+        "ICMP to the server hits the end of tier"
+    );
+    assert!(
+        ping(server, "10.1.0.1"),
+        "the profile allows ingress from calico members"
+    );
+    assert!(
+        !ping(unknown, "10.1.0.1"),
+        "an interface with no endpoint is dropped"
+    );
+    let _ = std::fs::remove_dir_all(&www);
+}
