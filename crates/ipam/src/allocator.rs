@@ -434,9 +434,14 @@ impl<'a> Ipam<'a> {
         let bkey = model::block_key(net);
         let handle_id = attr.handle_id.clone().unwrap_or_default();
         let doing = || format!("allocating from block {net} for {handle_id}");
-        for attempt in 0..MAX_ATTEMPTS {
+        // The handle is created optimistically in the batch (one read less); a batch that
+        // fails because it exists already is retried at once, reading it first.
+        let mut read_handle = false;
+        let mut attempt = 0;
+        while attempt < MAX_ATTEMPTS {
             pause(attempt);
-            let Some(bkv) = self.ds.get(&bkey).map_err(|e| IpamError::ds(doing(), e))? else {
+            attempt += 1;
+            let Some(mut bkv) = self.ds.get(&bkey).map_err(|e| IpamError::ds(doing(), e))? else {
                 return Ok(Vec::new());
             };
             // A full block is skipped without decoding it.
@@ -448,35 +453,59 @@ impl<'a> Ipam<'a> {
             if full {
                 return Ok(Vec::new());
             }
-            let mut b: Block = decode(&bkv)?;
-            let allowed = match affine_to {
-                Some(node) => b.spec.affine_node() == Some(node),
-                None => !b.spec.strict_affinity,
+            // The common shape is changed in place (no decoding into a typed block and
+            // encoding again); anything unusual goes through the typed model.
+            let (ords, value) =
+                match model::allocate_in_value(&mut bkv.value, net, n, attr, reserved, affine_to) {
+                    model::InPlace::Skip => return Ok(Vec::new()),
+                    model::InPlace::Done(ords) => (ords, std::mem::take(&mut bkv.value)),
+                    model::InPlace::Unusual => {
+                        let mut b: Block = decode(&bkv)?;
+                        let allowed = match affine_to {
+                            Some(node) => b.spec.affine_node() == Some(node),
+                            None => !b.spec.strict_affinity,
+                        };
+                        if !allowed || b.spec.deleted {
+                            return Ok(Vec::new());
+                        }
+                        let ords = b.spec.allocate_ordinals(n, attr.clone(), reserved, net);
+                        if ords.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        (ords, b.to_value())
+                    }
+                };
+            let handle_op = if read_handle {
+                self.handle_add_op(&handle_id, net, ords.len() as u64)?
+            } else {
+                handle_create_op(&handle_id, net, ords.len() as u64)
             };
-            if !allowed || b.spec.deleted {
-                return Ok(Vec::new());
-            }
-            let ips = b.spec.allocate(net, n, attr.clone(), reserved);
-            if ips.is_empty() {
-                return Ok(Vec::new());
-            }
-            let handle_op = self.handle_add_op(&handle_id, net, ips.len() as u64)?;
             let ops = vec![
                 WriteOp::Update {
                     key: bkey.clone(),
-                    value: b.to_value(),
+                    value,
                     expected_revision: Some(bkv.mod_revision),
                 },
                 handle_op,
             ];
             match self.ds.write_batch(ops) {
                 Ok(_) => {
-                    return Ok(ips
+                    return Ok(ords
                         .into_iter()
-                        .map(|ip| Assignment { ip, block: *net })
+                        .map(|o| Assignment {
+                            ip: cidr::ip_at(net, o),
+                            block: *net,
+                        })
                         .collect());
                 }
-                Err(e) if is_race(&e) => continue,
+                Err(DatastoreError::Batch { index: 1, source })
+                    if !read_handle && matches!(*source, DatastoreError::AlreadyExists { .. }) =>
+                {
+                    // The handle exists: not contention, retry at once reading it.
+                    read_handle = true;
+                    attempt -= 1;
+                }
+                Err(e) if is_race(&e) => read_handle = true,
                 Err(e) => return Err(IpamError::ds(doing(), e)),
             }
         }
@@ -503,17 +532,7 @@ impl<'a> Ipam<'a> {
                     expected_revision: Some(kv.mod_revision),
                 }
             }
-            None => {
-                let spec = HandleSpec {
-                    handle_id: handle_id.to_owned(),
-                    block: BTreeMap::from([(net.to_string(), count)]),
-                    deleted: false,
-                };
-                WriteOp::Create {
-                    key,
-                    value: Object::new(KIND_HANDLE, handle_id.to_owned(), spec).to_value(),
-                }
-            }
+            None => handle_create_op(handle_id, net, count),
         })
     }
 
@@ -897,6 +916,19 @@ impl<'a> Ipam<'a> {
             doing: doing(),
             attempts: MAX_ATTEMPTS,
         })
+    }
+}
+
+/// The write creating handle `handle_id` with `count` addresses in block `net`.
+fn handle_create_op(handle_id: &str, net: &IpNet, count: u64) -> WriteOp {
+    let spec = HandleSpec {
+        handle_id: handle_id.to_owned(),
+        block: BTreeMap::from([(net.to_string(), count)]),
+        deleted: false,
+    };
+    WriteOp::Create {
+        key: model::handle_key(handle_id),
+        value: Object::new(KIND_HANDLE, handle_id.to_owned(), spec).to_value(),
     }
 }
 

@@ -343,6 +343,20 @@ impl BlockSpec {
         attr: AllocationAttribute,
         reserved: &Reservations,
     ) -> Vec<IpAddr> {
+        self.allocate_ordinals(n, attr, reserved, net)
+            .iter()
+            .map(|&o| cidr::ip_at(net, o))
+            .collect()
+    }
+
+    /// [`BlockSpec::allocate`], returning the ordinals.
+    pub(crate) fn allocate_ordinals(
+        &mut self,
+        n: usize,
+        attr: AllocationAttribute,
+        reserved: &Reservations,
+        net: &IpNet,
+    ) -> Vec<usize> {
         let mut picked = Vec::with_capacity(n);
         let mut keep = Vec::with_capacity(self.unallocated.len());
         for &ord in &self.unallocated {
@@ -357,7 +371,7 @@ impl BlockSpec {
             }
         }
         if picked.is_empty() {
-            return Vec::new();
+            return picked;
         }
         self.unallocated = keep;
         let idx = self.find_or_add_attribute(attr);
@@ -367,7 +381,7 @@ impl BlockSpec {
             self.sequence_number_for_allocation
                 .insert(ord.to_string(), self.sequence_number);
         }
-        picked.iter().map(|&o| cidr::ip_at(net, o)).collect()
+        picked
     }
 
     /// Allocate one specific ordinal; false when it is taken.
@@ -444,6 +458,139 @@ impl BlockSpec {
     }
 }
 
+/// Outcome of [`allocate_in_value`].
+pub(crate) enum InPlace {
+    /// Nothing to take from this block (not allowed, deleted or no free address).
+    Skip,
+    /// These ordinals were allocated in the value.
+    Done(Vec<usize>),
+    /// The value is not in the usual shape: use the typed model.
+    Unusual,
+}
+
+/// [`BlockSpec::allocate_ordinals`] applied directly to a stored `IPAMBlock` value, with the
+/// affinity checks of allocation (`affine_to`: only from that node's block; otherwise never
+/// from a strict-affinity block). The value is left untouched unless `Done` is returned; the
+/// result is what the typed model would store, field for field.
+pub(crate) fn allocate_in_value(
+    value: &mut serde_json::Value,
+    net: &IpNet,
+    n: usize,
+    attr: &AllocationAttribute,
+    reserved: &Reservations,
+    affine_to: Option<&str>,
+) -> InPlace {
+    use serde_json::Value;
+    let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) else {
+        return InPlace::Unusual;
+    };
+    let affinity = match spec.get("affinity") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return InPlace::Unusual,
+    };
+    let flag = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => None,
+    };
+    let (Some(strict), Some(deleted)) =
+        (flag(spec.get("strictAffinity")), flag(spec.get("deleted")))
+    else {
+        return InPlace::Unusual;
+    };
+    let allowed = match affine_to {
+        Some(node) => affinity.and_then(|a| a.strip_prefix("host:")) == Some(node),
+        None => !strict,
+    };
+    if !allowed || deleted {
+        return InPlace::Skip;
+    }
+    // Pick, without changing anything yet.
+    let (Some(Value::Array(allocs)), Some(Value::Array(unalloc))) =
+        (spec.get("allocations"), spec.get("unallocated"))
+    else {
+        return InPlace::Unusual;
+    };
+    let mut picked = Vec::with_capacity(n);
+    for (i, o) in unalloc.iter().enumerate() {
+        let Some(ord) = o.as_u64().and_then(|o| usize::try_from(o).ok()) else {
+            return InPlace::Unusual;
+        };
+        if picked.len() < n
+            && allocs.get(ord).is_some_and(Value::is_null)
+            && !reserved.contains(cidr::ip_at(net, ord))
+        {
+            picked.push((i, ord));
+        }
+    }
+    if picked.is_empty() {
+        return InPlace::Skip;
+    }
+    let Some(seq) = spec
+        .get("sequenceNumber")
+        .and_then(Value::as_u64)
+        .and_then(|s| s.checked_add(1))
+    else {
+        return InPlace::Unusual;
+    };
+    let attr_value = serde_json::to_value(attr).unwrap_or_default();
+    let idx = match spec.get("attributes") {
+        Some(Value::Array(attrs)) => {
+            // Only attributes that decode as such count (as in the typed model).
+            let mut found = None;
+            for (i, a) in attrs.iter().enumerate() {
+                if !a.is_object() {
+                    return InPlace::Unusual;
+                }
+                if *a == attr_value {
+                    found = Some(i);
+                    break;
+                }
+            }
+            found.unwrap_or(attrs.len())
+        }
+        _ => return InPlace::Unusual,
+    };
+    if !matches!(
+        spec.get("sequenceNumberForAllocation"),
+        Some(Value::Object(_))
+    ) {
+        return InPlace::Unusual;
+    }
+    // Commit the change.
+    if let Some(Value::Array(unalloc)) = spec.get_mut("unallocated") {
+        let mut k = 0;
+        let mut i = 0;
+        unalloc.retain(|_| {
+            let drop = picked.get(k).is_some_and(|&(pi, _)| pi == i);
+            if drop {
+                k += 1;
+            }
+            i += 1;
+            !drop
+        });
+    }
+    if let Some(Value::Array(allocs)) = spec.get_mut("allocations") {
+        for &(_, ord) in &picked {
+            allocs[ord] = Value::from(idx);
+        }
+    }
+    if let Some(Value::Array(attrs)) = spec.get_mut("attributes")
+        && idx == attrs.len()
+    {
+        attrs.push(attr_value);
+    }
+    spec.insert("sequenceNumber".into(), Value::from(seq));
+    if let Some(Value::Object(m)) = spec.get_mut("sequenceNumberForAllocation") {
+        for &(_, ord) in &picked {
+            m.insert(ord.to_string(), Value::from(seq));
+        }
+        m.sort_keys();
+    }
+    InPlace::Done(picked.into_iter().map(|(_, o)| o).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,5 +642,38 @@ mod tests {
         assert_eq!(v["spec"]["allocations"], serde_json::json!([0, null]));
         assert_eq!(v["spec"]["unallocated"], serde_json::json!([1]));
         assert_eq!(v["spec"]["attributes"][0]["handle_id"], "h");
+    }
+
+    #[test]
+    fn in_place_allocation_matches_the_typed_model() {
+        let net: IpNet = "10.0.0.0/29".parse().unwrap();
+        let res = Reservations::new(vec!["10.0.0.1/32".parse().unwrap()]);
+        let mut typed = BlockSpec::new(&net, Some("n1"), false);
+        let mut value = Object::new(KIND_BLOCK, cidr::cidr_to_name(&net), typed.clone()).to_value();
+        let mut a = attr("a");
+        a.secondary.insert("node".into(), "n1".into());
+        for (h, n) in [
+            (&a, 2),
+            (&attr("b"), 1),
+            (&a, 1),
+            (&attr("c"), 9),
+            (&attr("d"), 1),
+        ] {
+            let want = typed.allocate_ordinals(n, h.clone(), &res, &net);
+            let got = match allocate_in_value(&mut value, &net, n, h, &res, Some("n1")) {
+                InPlace::Done(o) => o,
+                InPlace::Skip => Vec::new(),
+                InPlace::Unusual => panic!("usual block seen as unusual"),
+            };
+            assert_eq!(got, want);
+            let expect =
+                Object::new(KIND_BLOCK, cidr::cidr_to_name(&net), typed.clone()).to_value();
+            assert_eq!(value, expect);
+            assert_eq!(value.to_string(), expect.to_string());
+        }
+        assert!(matches!(
+            allocate_in_value(&mut value, &net, 1, &a, &res, Some("n2")),
+            InPlace::Skip
+        ));
     }
 }
