@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use calico_datastore::{Datastore, DatastoreError, KeyValue, Revision, WriteOp};
 use ipnet::IpNet;
@@ -91,15 +92,35 @@ struct Env {
     labels: BTreeMap<String, String>,
 }
 
-/// The allocator: stateless, everything is read from the datastore on each call.
+/// The allocator: everything is read from the datastore on each call, except a hint of the
+/// block a node last allocated from, which is only ever a first guess: the block itself (its
+/// affinity, read and then compare-and-swapped) decides whether it may be used.
 pub struct Ipam<'a> {
     ds: &'a dyn Datastore,
+    recent: Mutex<Option<(String, IpNet)>>,
 }
 
 impl<'a> Ipam<'a> {
     /// An allocator on `ds`.
     pub fn new(ds: &'a dyn Datastore) -> Self {
-        Self { ds }
+        Self {
+            ds,
+            recent: Mutex::new(None),
+        }
+    }
+
+    /// The block `node` last allocated from through this allocator, if any.
+    fn recent_block(&self, node: &str) -> Option<IpNet> {
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.as_ref().filter(|(n, _)| n == node).map(|(_, net)| *net)
+    }
+
+    fn remember_block(&self, node: &str, net: IpNet) {
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        match r.as_mut() {
+            Some((n, b)) if n == node => *b = net,
+            _ => *r = Some((node.to_owned(), net)),
+        }
     }
 
     /// The datastore.
@@ -175,6 +196,17 @@ impl<'a> Ipam<'a> {
         let node = args.node.as_str();
         let mut got: Vec<Assignment> = Vec::with_capacity(n);
         let max_blocks = env.config.max_blocks_per_host;
+        // Fast path: the block this node allocated from last time, without listing every
+        // affinity. Only taken while the block still names the node as its affine host.
+        if let Some(net) = self.recent_block(node)
+            && pools.iter().any(|p| p.net.contains(&net))
+        {
+            let more = self.assign_from_block(&net, n, &attr, Some(node), &env.reserved)?;
+            got.extend(more);
+            if got.len() == n {
+                return Ok(got);
+            }
+        }
         for _ in 0..MAX_CLAIM_ROUNDS {
             let affs = self.host_affinities(node, pools)?;
             let mut affine = 0u32;
@@ -192,6 +224,9 @@ impl<'a> Ipam<'a> {
                 }
                 let more =
                     self.assign_from_block(net, n - got.len(), &attr, Some(node), &env.reserved)?;
+                if !more.is_empty() {
+                    self.remember_block(node, *net);
+                }
                 got.extend(more);
                 if got.len() == n {
                     return Ok(got);
