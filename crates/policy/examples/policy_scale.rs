@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 use calico_api::v3::{self, ObjectMeta};
 use calico_policy::{Delta, PolicyCalculator, Update};
 
+// The allocator the agent binary uses: glibc malloc's frees were a fifth of (a).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NODE: &str = "node-0";
 
 fn meta(name: String, namespace: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
