@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 
-use crate::{Error, Link, Neighbour, Netlink, Netns, Result, Route, Sysctl, VethSpec};
+use crate::{
+    Error, FdbEntry, Link, Neighbour, Netlink, Netns, Result, Route, Sysctl, VethSpec, VxlanSpec,
+};
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,16 @@ pub enum Call {
     AddNeighbour(String, IpAddr, Vec<u8>),
     /// `delete_link`.
     DeleteLink(String),
+    /// `create_vxlan`.
+    CreateVxlan(VxlanSpec),
+    /// `delete_route`.
+    DeleteRoute(IpAddr, u8),
+    /// `delete_neighbour`.
+    DeleteNeighbour(String, IpAddr),
+    /// `add_fdb`.
+    AddFdb(String, FdbEntry),
+    /// `delete_fdb`.
+    DeleteFdb(String, FdbEntry),
 }
 
 /// An in-memory namespace that records requests.
@@ -44,6 +56,8 @@ pub struct FakeNetlink {
     pub route_table: Vec<Route>,
     /// Neighbours.
     pub neighs: Vec<Neighbour>,
+    /// Forwarding entries by link name.
+    pub fdbs: BTreeMap<String, Vec<FdbEntry>>,
     /// Operation names (`create_veth`, `add_route`, ...) that fail with EPERM.
     pub fail: Vec<&'static str>,
     next_index: u32,
@@ -169,6 +183,8 @@ impl Netlink for FakeNetlink {
             .push(Call::AddNeighbour(link.to_owned(), ip, mac.to_vec()));
         self.check("add_neighbour")?;
         let ifindex = self.index(link, "add_neighbour")?;
+        self.neighs
+            .retain(|n| !(n.ifindex == ifindex && n.ip == ip));
         self.neighs.push(Neighbour {
             ifindex,
             ip,
@@ -186,6 +202,7 @@ impl Netlink for FakeNetlink {
                 self.route_table.retain(|r| r.oif != l.index);
                 self.neighs.retain(|n| n.ifindex != l.index);
                 self.addrs.remove(name);
+                self.fdbs.remove(name);
                 Ok(true)
             }
             None => Ok(false),
@@ -213,6 +230,69 @@ impl Netlink for FakeNetlink {
             .filter(|n| n.ifindex == index)
             .cloned()
             .collect())
+    }
+
+    fn links(&mut self) -> Result<Vec<Link>> {
+        Ok(self.links.values().cloned().collect())
+    }
+
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        self.calls.push(Call::CreateVxlan(spec.clone()));
+        self.check("create_vxlan")?;
+        if self.links.contains_key(&spec.name) {
+            return Err(Error::Kernel {
+                doing: format!("fake create_vxlan {}", spec.name),
+                source: std::io::Error::from_raw_os_error(17),
+            });
+        }
+        self.insert_link(&spec.name, spec.mtu, spec.mac.to_vec());
+        Ok(())
+    }
+
+    fn delete_route(&mut self, route: &Route) -> Result<bool> {
+        self.calls
+            .push(Call::DeleteRoute(route.dst, route.prefix_len));
+        self.check("delete_route")?;
+        let before = self.route_table.len();
+        self.route_table
+            .retain(|x| !(x.dst == route.dst && x.prefix_len == route.prefix_len));
+        Ok(self.route_table.len() < before)
+    }
+
+    fn delete_neighbour(&mut self, link: &str, ip: IpAddr) -> Result<bool> {
+        self.calls.push(Call::DeleteNeighbour(link.to_owned(), ip));
+        self.check("delete_neighbour")?;
+        let ifindex = self.index(link, "delete_neighbour")?;
+        let before = self.neighs.len();
+        self.neighs
+            .retain(|n| !(n.ifindex == ifindex && n.ip == ip));
+        Ok(self.neighs.len() < before)
+    }
+
+    fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<()> {
+        self.calls
+            .push(Call::AddFdb(link.to_owned(), entry.clone()));
+        self.check("add_fdb")?;
+        self.index(link, "add_fdb")?;
+        let entries = self.fdbs.entry(link.to_owned()).or_default();
+        entries.retain(|e| e.mac != entry.mac);
+        entries.push(entry.clone());
+        Ok(())
+    }
+
+    fn fdb(&mut self, link: &str) -> Result<Vec<FdbEntry>> {
+        self.index(link, "fdb")?;
+        Ok(self.fdbs.get(link).cloned().unwrap_or_default())
+    }
+
+    fn delete_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<bool> {
+        self.calls
+            .push(Call::DeleteFdb(link.to_owned(), entry.clone()));
+        self.check("delete_fdb")?;
+        let entries = self.fdbs.entry(link.to_owned()).or_default();
+        let before = entries.len();
+        entries.retain(|e| e != entry);
+        Ok(entries.len() < before)
     }
 }
 

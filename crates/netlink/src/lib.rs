@@ -129,6 +129,43 @@ pub struct Route {
     pub scope: Scope,
     /// The gateway is on the link even without a covering route (`onlink`).
     pub onlink: bool,
+    /// Routing protocol number: who installed the route ([`PROTO_BOOT`] for
+    /// the CNI plugin's, [`PROTO_FELIX`] for felix's).
+    pub protocol: u8,
+}
+
+/// `proto boot`: the kernel's default for administratively added routes.
+pub const PROTO_BOOT: u8 = 3;
+/// Felix's routes carry this protocol (Calico's own choice, `proto 80`), so
+/// after a restart it finds exactly the routes it owns and sweeps stale ones.
+pub const PROTO_FELIX: u8 = 80;
+
+/// A VXLAN device to create (learning off: felix programs every peer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanSpec {
+    /// Device name (`vxlan.calico`).
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// UDP destination port.
+    pub port: u16,
+    /// Underlay source address.
+    pub local: Option<std::net::Ipv4Addr>,
+    /// Underlay device the tunnel sends through.
+    pub parent: Option<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// MAC address of the device.
+    pub mac: [u8; 6],
+}
+
+/// A bridge forwarding entry of a VXLAN device: frames for `mac` go to `dst`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// The remote VTEP's MAC.
+    pub mac: Vec<u8>,
+    /// The remote host's underlay address.
+    pub dst: IpAddr,
 }
 
 impl Route {
@@ -142,6 +179,7 @@ impl Route {
             link: link.to_owned(),
             scope: Scope::Link,
             onlink: false,
+            protocol: PROTO_BOOT,
         }
     }
 
@@ -159,6 +197,22 @@ impl Route {
             link: link.to_owned(),
             scope: Scope::Universe,
             onlink: true,
+            protocol: PROTO_BOOT,
+        }
+    }
+
+    /// `dst/prefix_len via gateway dev link onlink proto 80`: felix's route
+    /// to a remote host's block through a tunnel device.
+    pub fn via_tunnel(dst: IpAddr, prefix_len: u8, gateway: IpAddr, link: &str) -> Self {
+        Self {
+            dst,
+            prefix_len,
+            gateway: Some(gateway),
+            oif: 0,
+            link: link.to_owned(),
+            scope: Scope::Universe,
+            onlink: true,
+            protocol: PROTO_FELIX,
         }
     }
 }
@@ -200,6 +254,20 @@ pub trait Netlink {
     fn routes(&mut self) -> Result<Vec<Route>>;
     /// The neighbour entries of a link.
     fn neighbours(&mut self, link: &str) -> Result<Vec<Neighbour>>;
+    /// Every link of the namespace.
+    fn links(&mut self) -> Result<Vec<Link>>;
+    /// Create a VXLAN device (down; set it up separately).
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()>;
+    /// Delete a route from the main table. Ok(false) if it was gone.
+    fn delete_route(&mut self, route: &Route) -> Result<bool>;
+    /// Delete a neighbour entry. Ok(false) if it was gone.
+    fn delete_neighbour(&mut self, link: &str, ip: IpAddr) -> Result<bool>;
+    /// Add (or replace) a permanent forwarding entry on a VXLAN device.
+    fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<()>;
+    /// The forwarding entries of a VXLAN device that name a remote address.
+    fn fdb(&mut self, link: &str) -> Result<Vec<FdbEntry>>;
+    /// Delete a forwarding entry. Ok(false) if it was gone.
+    fn delete_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<bool>;
 }
 
 /// A network namespace handle.

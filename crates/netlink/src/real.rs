@@ -13,10 +13,10 @@ use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage as Rt;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
@@ -24,7 +24,10 @@ use netlink_packet_route::route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use crate::{Error, Link, Neighbour, Netlink, Netns, Result, Route, Scope, Sysctl, VethSpec};
+use crate::{
+    Error, FdbEntry, Link, Neighbour, Netlink, Netns, Result, Route, Scope, Sysctl, VethSpec,
+    VxlanSpec,
+};
 
 fn io_err(doing: impl Into<String>, source: std::io::Error) -> Error {
     Error::Kernel {
@@ -239,7 +242,7 @@ impl Netlink for NetlinkSocket {
         m.header.address_family = family(&route.dst);
         m.header.destination_prefix_length = route.prefix_len;
         m.header.table = RouteHeader::RT_TABLE_MAIN;
-        m.header.protocol = RouteProtocol::Boot;
+        m.header.protocol = RouteProtocol::from(route.protocol);
         m.header.kind = RouteType::Unicast;
         m.header.scope = match route.scope {
             Scope::Universe => RouteScope::Universe,
@@ -359,6 +362,7 @@ impl Netlink for NetlinkSocket {
                         Scope::Universe
                     },
                     onlink: m.header.flags.contains(RouteFlags::Onlink),
+                    protocol: u8::from(m.header.protocol),
                 };
                 for a in &m.attributes {
                     match a {
@@ -416,6 +420,177 @@ impl Netlink for NetlinkSocket {
             })
             .collect())
     }
+
+    fn links(&mut self) -> Result<Vec<Link>> {
+        let doing = || "listing links".to_owned();
+        let replies = self.request(Rt::GetLink(LinkMessage::default()), NLM_F_DUMP, &doing)?;
+        Ok(replies.into_iter().filter_map(to_link).collect())
+    }
+
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        let doing = || {
+            format!(
+                "creating vxlan {} (vni {}, port {}, mtu {})",
+                spec.name, spec.vni, spec.port, spec.mtu
+            )
+        };
+        let mut data = vec![
+            InfoVxlan::Id(spec.vni),
+            InfoVxlan::Port(spec.port),
+            InfoVxlan::Learning(false),
+        ];
+        if let Some(local) = spec.local {
+            data.push(InfoVxlan::Local(local));
+        }
+        if let Some(parent) = &spec.parent {
+            data.push(InfoVxlan::Link(self.index(parent, &doing)?));
+        }
+        let mut m = link_named(&spec.name);
+        m.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        m.attributes.push(LinkAttribute::Address(spec.mac.to_vec()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(data)),
+        ]));
+        self.request(
+            Rt::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &doing,
+        )
+        .map(drop)
+    }
+
+    fn delete_route(&mut self, route: &Route) -> Result<bool> {
+        let doing = || format!("deleting route {}/{}", route.dst, route.prefix_len);
+        let mut m = RouteMessage::default();
+        m.header.address_family = family(&route.dst);
+        m.header.destination_prefix_length = route.prefix_len;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::from(route.protocol);
+        m.header.scope = RouteScope::NoWhere;
+        if route.prefix_len > 0 {
+            m.attributes
+                .push(RouteAttribute::Destination(RouteAddress::from(route.dst)));
+        }
+        if route.oif != 0 {
+            m.attributes.push(RouteAttribute::Oif(route.oif));
+        }
+        match self.request(Rt::DelRoute(m), NLM_F_ACK, &doing) {
+            Ok(_) => Ok(true),
+            // ESRCH: no such route.
+            Err(e) if e.errno() == Some(3) || e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete_neighbour(&mut self, link: &str, ip: IpAddr) -> Result<bool> {
+        let doing = || format!("deleting neighbour {ip} dev {link}");
+        let index = self.index(link, &doing)?;
+        let mut m = NeighbourMessage::default();
+        m.header.family = family(&ip);
+        m.header.ifindex = index;
+        let dst = match ip {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        };
+        m.attributes.push(NeighbourAttribute::Destination(dst));
+        match self.request(Rt::DelNeighbour(m), NLM_F_ACK, &doing) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<()> {
+        let doing = || {
+            format!(
+                "adding fdb {} dst {} dev {link}",
+                crate::format_mac(&entry.mac),
+                entry.dst
+            )
+        };
+        let m = fdb_message(self.index(link, &doing)?, entry);
+        self.request(
+            Rt::NewNeighbour(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            &doing,
+        )
+        .map(drop)
+    }
+
+    fn fdb(&mut self, link: &str) -> Result<Vec<FdbEntry>> {
+        let doing = || format!("listing fdb of {link}");
+        let index = self.index(link, &doing)?;
+        let mut req = NeighbourMessage::default();
+        req.header.family = AddressFamily::Bridge;
+        let replies = self.request(Rt::GetNeighbour(req), NLM_F_DUMP, &doing)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| {
+                let Rt::NewNeighbour(m) = r else { return None };
+                if m.header.ifindex != index {
+                    return None;
+                }
+                let mut dst = None;
+                let mut mac = Vec::new();
+                for a in &m.attributes {
+                    match a {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                            dst = Some(IpAddr::V4(*a));
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                            dst = Some(IpAddr::V6(*a));
+                        }
+                        // The bridge family's addresses are not parsed by family.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                            dst = match b.len() {
+                                4 => <[u8; 4]>::try_from(&b[..]).ok().map(IpAddr::from),
+                                16 => <[u8; 16]>::try_from(&b[..]).ok().map(IpAddr::from),
+                                _ => None,
+                            };
+                        }
+                        NeighbourAttribute::LinkLayerAddress(l) => mac.clone_from(l),
+                        _ => {}
+                    }
+                }
+                Some(FdbEntry { mac, dst: dst? })
+            })
+            .collect())
+    }
+
+    fn delete_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<bool> {
+        let doing = || {
+            format!(
+                "deleting fdb {} dst {} dev {link}",
+                crate::format_mac(&entry.mac),
+                entry.dst
+            )
+        };
+        let m = fdb_message(self.index(link, &doing)?, entry);
+        match self.request(Rt::DelNeighbour(m), NLM_F_ACK, &doing) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A bridge-family neighbour message for a VXLAN forwarding entry
+/// (`bridge fdb ... self permanent`).
+fn fdb_message(ifindex: u32, entry: &FdbEntry) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = ifindex;
+    m.header.state = NeighbourState::Permanent;
+    m.header.flags = NeighbourFlags::Own;
+    let dst = match entry.dst {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    };
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(entry.mac.clone()));
+    m.attributes.push(NeighbourAttribute::Destination(dst));
+    m
 }
 
 fn route_ip(a: &RouteAddress) -> Option<IpAddr> {

@@ -5,7 +5,10 @@
 use std::net::IpAddr;
 
 use calico_netlink::real::{NetlinkSocket, NetnsFile, ProcSysctl};
-use calico_netlink::{CALICO_GATEWAY_V4, CALICO_HOST_MAC, Netlink, Netns, Route, Sysctl, VethSpec};
+use calico_netlink::{
+    CALICO_GATEWAY_V4, CALICO_HOST_MAC, FdbEntry, Netlink, Netns, PROTO_FELIX, Route, Sysctl,
+    VethSpec, VxlanSpec,
+};
 
 /// Move the calling thread into a new network namespace; false (after saying why) if not
 /// permitted.
@@ -143,4 +146,78 @@ fn move_link_by_fd_and_missing_link_errors() {
         .add_address("nope0", "10.0.0.1".parse().unwrap(), 32)
         .unwrap_err();
     assert!(err.to_string().contains("nope0"), "{err}");
+}
+
+#[test]
+fn vxlan_device_fdb_neighbour_and_owned_routes() {
+    if !enter_fresh_netns("vxlan_device") {
+        return;
+    }
+    let mut nl = NetlinkSocket::new().unwrap();
+    nl.set_link_up("lo").unwrap();
+    // An underlay interface for the tunnel to send through.
+    let underlay = VethSpec {
+        name: "ul0".into(),
+        peer_name: "ul1".into(),
+        mtu: 1500,
+        mac: None,
+    };
+    nl.create_veth(&underlay, None).unwrap();
+    nl.set_link_up("ul0").unwrap();
+    nl.add_address("ul0", "172.30.0.1".parse().unwrap(), 24)
+        .unwrap();
+    let spec = VxlanSpec {
+        name: "vxlan.calico".into(),
+        vni: 4096,
+        port: 4789,
+        local: Some("172.30.0.1".parse().unwrap()),
+        parent: Some("ul0".into()),
+        mtu: 1450,
+        mac: [0x66, 0xc0, 0, 0, 0, 1],
+    };
+    nl.create_vxlan(&spec).unwrap();
+    assert!(nl.create_vxlan(&spec).unwrap_err().is_exists());
+    nl.set_link_up("vxlan.calico").unwrap();
+    let link = nl.link("vxlan.calico").unwrap().unwrap();
+    assert_eq!((link.mtu, link.mac.as_slice()), (1450, &spec.mac[..]));
+    assert!(nl.links().unwrap().iter().any(|l| l.name == "vxlan.calico"));
+
+    let peer_mac = vec![0x66, 0xc0, 0, 0, 0, 2];
+    let vtep: IpAddr = "10.65.2.0".parse().unwrap();
+    nl.add_neighbour("vxlan.calico", vtep, &peer_mac).unwrap();
+    let entry = FdbEntry {
+        mac: peer_mac.clone(),
+        dst: "172.30.0.2".parse().unwrap(),
+    };
+    nl.add_fdb("vxlan.calico", &entry).unwrap();
+    nl.add_fdb("vxlan.calico", &entry).unwrap(); // replace is idempotent
+    assert_eq!(nl.fdb("vxlan.calico").unwrap(), vec![entry.clone()]);
+    let route = Route::via_tunnel("10.65.2.0".parse().unwrap(), 26, vtep, "vxlan.calico");
+    nl.add_route(&route).unwrap();
+    let ours: Vec<Route> = nl
+        .routes()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.protocol == PROTO_FELIX)
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(
+        (
+            ours[0].dst,
+            ours[0].prefix_len,
+            ours[0].gateway,
+            ours[0].onlink
+        ),
+        (route.dst, 26, Some(vtep), true)
+    );
+    assert_eq!(ours[0].oif, link.index);
+
+    assert!(nl.delete_route(&ours[0]).unwrap());
+    assert!(!nl.delete_route(&ours[0]).unwrap());
+    assert!(nl.delete_fdb("vxlan.calico", &entry).unwrap());
+    assert!(!nl.delete_fdb("vxlan.calico", &entry).unwrap());
+    assert!(nl.fdb("vxlan.calico").unwrap().is_empty());
+    assert!(nl.delete_neighbour("vxlan.calico", vtep).unwrap());
+    assert!(!nl.delete_neighbour("vxlan.calico", vtep).unwrap());
+    assert!(nl.delete_link("vxlan.calico").unwrap());
 }
