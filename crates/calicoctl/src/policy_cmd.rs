@@ -12,24 +12,12 @@ use calico_api::{Kind, Resource};
 use calico_datastore::Datastore;
 use calico_policy::eval::RuleSource;
 use calico_policy::{
-    Decision, Direction, EndpointId, Packet, PolicyCalculator, Trace, Update, Verdict,
+    Decision, Direction, EndpointId, INPUT_KINDS, Packet, PolicyCalculator, Trace, Update, Verdict,
 };
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::commands::CommandError;
-
-/// The kinds the policy calculation reads.
-const POLICY_KINDS: [Kind; 8] = [
-    Kind::Profile,
-    Kind::Tier,
-    Kind::GlobalNetworkPolicy,
-    Kind::NetworkPolicy,
-    Kind::GlobalNetworkSet,
-    Kind::NetworkSet,
-    Kind::WorkloadEndpoint,
-    Kind::HostEndpoint,
-];
 
 /// Everything the policy calculation reads, loaded once.
 pub struct PolicyInputs {
@@ -40,7 +28,7 @@ impl PolicyInputs {
     /// Read every policy-relevant resource from the datastore.
     pub fn load(ds: &dyn Datastore) -> Result<Self, CommandError> {
         let mut resources = Vec::new();
-        for kind in POLICY_KINDS {
+        for kind in INPUT_KINDS {
             let listed = ds
                 .list(kind.as_str(), None)
                 .map_err(|e| CommandError::new(format!("listing {}: {e}", kind.plural())))?;

@@ -6,7 +6,9 @@
 //! - [`apply`] turns them into the batch and runs it through an [`Nft`].
 
 pub mod apply;
+pub mod nat;
 pub mod render;
 
 pub use apply::{Error, Nft, NftCli, RecordingNft, batch};
+pub use nat::add_nat_outgoing;
 pub use render::{Ruleset, render};

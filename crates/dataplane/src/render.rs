@@ -183,7 +183,7 @@ struct Renderer {
     nonempty: HashSet<(IpSetId, Family)>,
 }
 
-fn s(text: &str) -> Expression<'static> {
+pub(crate) fn s(text: &str) -> Expression<'static> {
     Expression::String(Cow::Owned(text.to_owned()))
 }
 
@@ -191,7 +191,7 @@ fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
-fn payload(protocol: &str, field: &str) -> Expression<'static> {
+pub(crate) fn payload(protocol: &str, field: &str) -> Expression<'static> {
     Expression::Named(NamedExpression::Payload(Payload::PayloadField(
         PayloadField {
             protocol: Cow::Owned(protocol.to_owned()),
@@ -200,7 +200,7 @@ fn payload(protocol: &str, field: &str) -> Expression<'static> {
     )))
 }
 
-fn matches(
+pub(crate) fn matches(
     left: Expression<'static>,
     op: Operator,
     right: Expression<'static>,
@@ -243,7 +243,7 @@ fn mark_clear(bits: u32) -> Statement<'static> {
     })
 }
 
-fn counter() -> Statement<'static> {
+pub(crate) fn counter() -> Statement<'static> {
     Statement::Counter(Counter::Anonymous(None))
 }
 
@@ -253,7 +253,7 @@ fn jump(target: &str) -> Statement<'static> {
     })
 }
 
-fn prefix(net: &IpNet) -> Expression<'static> {
+pub(crate) fn prefix(net: &IpNet) -> Expression<'static> {
     let net = net.trunc();
     Expression::Named(NamedExpression::Prefix(Prefix {
         addr: Box::new(s(&net.addr().to_string())),

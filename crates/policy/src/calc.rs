@@ -105,6 +105,19 @@ pub enum Update {
     },
 }
 
+/// The kinds the policy calculation reads (what [`Update::from_resource`]
+/// turns into updates): the agent and `calicoctl policy trace` load these.
+pub const INPUT_KINDS: [Kind; 8] = [
+    Kind::Profile,
+    Kind::Tier,
+    Kind::GlobalNetworkPolicy,
+    Kind::NetworkPolicy,
+    Kind::GlobalNetworkSet,
+    Kind::NetworkSet,
+    Kind::WorkloadEndpoint,
+    Kind::HostEndpoint,
+];
+
 impl Update {
     /// The add/replace update for a validated resource document; `None` for
     /// kinds that do not affect policy.

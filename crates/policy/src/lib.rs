@@ -17,7 +17,7 @@ pub mod eval;
 pub mod labelindex;
 pub mod model;
 
-pub use calc::{Delta, PolicyCalculator, Snapshot, Update};
+pub use calc::{Delta, INPUT_KINDS, PolicyCalculator, Snapshot, Update};
 pub use eval::{Decision, IpSetView, Packet, Step, Trace, Verdict, evaluate};
 pub use labelindex::{Error, LabelIndex, MatchEvent, MatchSink};
 pub use model::{Direction, EndpointId, EndpointProgram};

@@ -1,0 +1,346 @@
+//! What felix knows of the cluster beyond policy: hosts (underlay and VXLAN
+//! tunnel addresses), IP pools, IPAM blocks and their host affinity, and
+//! this host's workload endpoints (interface and addresses).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use calico_api::v3;
+use calico_policy::EndpointId;
+use ipnet::IpNet;
+use serde_json::Value;
+
+/// Datastore kind of hosts.
+pub const KIND_NODE: &str = "Node";
+/// Datastore kind of IP pools.
+pub const KIND_POOL: &str = "IPPool";
+/// Datastore kind of IPAM blocks.
+pub const KIND_BLOCK: &str = "IPAMBlock";
+/// Datastore kind of workload endpoints.
+pub const KIND_WEP: &str = "WorkloadEndpoint";
+/// The kinds [`Cluster`] reads (besides the policy calculation's).
+pub const KINDS: [&str; 4] = [KIND_NODE, KIND_POOL, KIND_BLOCK, KIND_WEP];
+
+/// A datastore value felix could not use.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {kind} {name} from the datastore: {reason}")]
+pub struct Error {
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// One host as felix needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// Underlay address (the Node's `bgp.ipv4Address` without its prefix).
+    pub underlay: Option<IpAddr>,
+    /// Address of its VXLAN device.
+    pub vtep: Option<Ipv4Addr>,
+    /// MAC of its VXLAN device.
+    pub vtep_mac: Option<[u8; 6]>,
+}
+
+/// One IP pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Its CIDR.
+    pub cidr: IpNet,
+    /// Traffic to outside every pool is masqueraded.
+    pub nat_outgoing: bool,
+    /// Its `vxlanMode` (`Always`, `CrossSubnet` or `Never`).
+    pub vxlan_mode: String,
+}
+
+/// A workload endpoint of this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEndpoint {
+    /// Its id in the policy calculation.
+    pub id: EndpointId,
+    /// Host side of its veth.
+    pub iface: String,
+    /// Its addresses.
+    pub nets: Vec<IpNet>,
+}
+
+/// Hosts, pools, blocks and local endpoints, kept from datastore events.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    /// Hosts by name.
+    pub hosts: BTreeMap<String, Host>,
+    /// Pools by name.
+    pub pools: BTreeMap<String, Pool>,
+    /// Blocks by stored name: CIDR and the host it is affine to.
+    pub blocks: BTreeMap<String, (IpNet, Option<String>)>,
+    /// This host's workload endpoints by `namespace/name`.
+    pub local: BTreeMap<String, LocalEndpoint>,
+}
+
+fn err(kind: &str, name: &str, reason: impl Into<String>) -> Error {
+    Error {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+impl Cluster {
+    /// Applies one datastore value (`None`: deleted) of one of [`KINDS`];
+    /// other kinds are ignored. `node` is this host's name.
+    pub fn apply(
+        &mut self,
+        node: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        value: Option<&Value>,
+    ) -> Result<(), Error> {
+        match (kind, value) {
+            (KIND_NODE, None) => {
+                self.hosts.remove(name);
+            }
+            (KIND_NODE, Some(v)) => {
+                let n: v3::Node = serde_json::from_value(v.clone())
+                    .map_err(|e| err(kind, name, e.to_string()))?;
+                let underlay = n
+                    .spec
+                    .bgp
+                    .as_ref()
+                    .map(|b| b.ipv4_address.as_str())
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.split('/')
+                            .next()
+                            .unwrap_or(a)
+                            .parse::<IpAddr>()
+                            .map_err(|e| {
+                                err(kind, name, format!("spec.bgp.ipv4Address {a:?}: {e}"))
+                            })
+                    })
+                    .transpose()?;
+                let vtep = Some(n.spec.ipv4_vxlan_tunnel_addr.as_str())
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse::<Ipv4Addr>().map_err(|e| {
+                            err(kind, name, format!("spec.ipv4VXLANTunnelAddr {a:?}: {e}"))
+                        })
+                    })
+                    .transpose()?;
+                let mac_text = n.spec.vxlan_tunnel_mac_addr.as_str();
+                let vtep_mac = if mac_text.is_empty() {
+                    None
+                } else {
+                    Some(parse_mac(mac_text).ok_or_else(|| {
+                        err(
+                            kind,
+                            name,
+                            format!("spec.vxlanTunnelMACAddr {mac_text:?} is not a MAC"),
+                        )
+                    })?)
+                };
+                self.hosts.insert(
+                    name.to_owned(),
+                    Host {
+                        underlay,
+                        vtep,
+                        vtep_mac,
+                    },
+                );
+            }
+            (KIND_POOL, None) => {
+                self.pools.remove(name);
+            }
+            (KIND_POOL, Some(v)) => {
+                let p: v3::IPPool = serde_json::from_value(v.clone())
+                    .map_err(|e| err(kind, name, e.to_string()))?;
+                let cidr =
+                    p.spec.cidr.parse::<IpNet>().map_err(|e| {
+                        err(kind, name, format!("spec.cidr {:?}: {e}", p.spec.cidr))
+                    })?;
+                self.pools.insert(
+                    name.to_owned(),
+                    Pool {
+                        cidr: cidr.trunc(),
+                        nat_outgoing: p.spec.nat_outgoing,
+                        vxlan_mode: p.spec.vxlan_mode,
+                    },
+                );
+            }
+            (KIND_BLOCK, None) => {
+                self.blocks.remove(name);
+            }
+            (KIND_BLOCK, Some(v)) => {
+                // Only the CIDR and affinity matter here: the allocations
+                // (most of a block's size) are not decoded.
+                let cidr_text = v
+                    .pointer("/spec/cidr")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let cidr = cidr_text
+                    .parse::<IpNet>()
+                    .map_err(|e| err(kind, name, format!("spec.cidr {cidr_text:?}: {e}")))?;
+                let host = v
+                    .pointer("/spec/affinity")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.strip_prefix("host:"))
+                    .map(str::to_owned);
+                self.blocks.insert(name.to_owned(), (cidr, host));
+            }
+            (KIND_WEP, value) => {
+                let ns = namespace.unwrap_or("default");
+                let key = format!("{ns}/{name}");
+                let local = match value {
+                    None => None,
+                    Some(v) => {
+                        let w: v3::WorkloadEndpoint = serde_json::from_value(v.clone())
+                            .map_err(|e| err(kind, &key, e.to_string()))?;
+                        (w.spec.node == node).then(|| LocalEndpoint {
+                            id: EndpointId::Workload {
+                                namespace: ns.to_owned(),
+                                name: name.to_owned(),
+                            },
+                            iface: w.spec.interface_name.clone(),
+                            nets: w
+                                .spec
+                                .ip_networks
+                                .iter()
+                                .filter_map(|n| n.parse::<IpNet>().ok())
+                                .collect(),
+                        })
+                    }
+                };
+                match local {
+                    Some(l) => {
+                        self.local.insert(key, l);
+                    }
+                    None => {
+                        self.local.remove(&key);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Endpoint -> host-side interface, for the nftables renderer.
+    pub fn interfaces(&self) -> BTreeMap<EndpointId, String> {
+        self.local
+            .values()
+            .filter(|l| !l.iface.is_empty())
+            .map(|l| (l.id.clone(), l.iface.clone()))
+            .collect()
+    }
+
+    /// (pools with natOutgoing, every pool).
+    pub fn nat_pools(&self) -> (Vec<IpNet>, Vec<IpNet>) {
+        let all: Vec<IpNet> = self.pools.values().map(|p| p.cidr).collect();
+        let masq = self
+            .pools
+            .values()
+            .filter(|p| p.nat_outgoing)
+            .map(|p| p.cidr)
+            .collect();
+        (masq, all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hosts_pools_blocks_and_local_endpoints() {
+        let mut c = Cluster::default();
+        c.apply(
+            "h1",
+            KIND_NODE,
+            None,
+            "h2",
+            Some(
+                &json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                "metadata": {"name": "h2"},
+                "spec": {"bgp": {"ipv4Address": "172.30.0.2/24"},
+                         "ipv4VXLANTunnelAddr": "10.65.2.0",
+                         "vxlanTunnelMACAddr": "66:c0:00:00:00:02"}}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            c.hosts["h2"],
+            Host {
+                underlay: Some("172.30.0.2".parse().unwrap()),
+                vtep: Some("10.65.2.0".parse().unwrap()),
+                vtep_mac: Some([0x66, 0xc0, 0, 0, 0, 2]),
+            }
+        );
+        let bad = c.apply(
+            "h1",
+            KIND_NODE,
+            None,
+            "h3",
+            Some(&json!({"metadata": {"name": "h3"}, "spec": {"vxlanTunnelMACAddr": "nope"}})),
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("spec.vxlanTunnelMACAddr \"nope\""),
+            "errors name the field and value"
+        );
+        c.apply(
+            "h1",
+            KIND_BLOCK,
+            None,
+            "10-65-2-0-26",
+            Some(&json!({"spec": {"cidr": "10.65.2.0/26", "affinity": "host:h2"}})),
+        )
+        .unwrap();
+        assert_eq!(
+            c.blocks["10-65-2-0-26"],
+            ("10.65.2.0/26".parse().unwrap(), Some("h2".to_owned()))
+        );
+        c.apply(
+            "h1",
+            KIND_POOL,
+            None,
+            "default",
+            Some(&json!({"metadata": {"name": "default"},
+                "spec": {"cidr": "172.29.0.0/16", "natOutgoing": true, "vxlanMode": "Always"}})),
+        )
+        .unwrap();
+        assert_eq!(
+            c.nat_pools(),
+            (
+                vec!["172.29.0.0/16".parse().unwrap()],
+                vec!["172.29.0.0/16".parse().unwrap()]
+            )
+        );
+        let wep = |node: &str| {
+            json!({"metadata": {"name": "w1", "namespace": "default"},
+                "spec": {"node": node, "interfaceName": "cali123", "ipNetworks": ["172.29.1.2/32"]}})
+        };
+        c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h1")))
+            .unwrap();
+        assert_eq!(c.interfaces().values().collect::<Vec<_>>(), ["cali123"]);
+        // Moving to another host makes it non-local.
+        c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h2")))
+            .unwrap();
+        assert!(c.local.is_empty());
+        c.apply("h1", KIND_NODE, None, "h2", None).unwrap();
+        assert!(!c.hosts.contains_key("h2"));
+    }
+}

@@ -1,0 +1,18 @@
+//! felix for calico-rs: the agent loop of every host.
+//!
+//! It lists and then watches the datastore, keeps the policy calculation
+//! ([`calico_policy`]) and a small model of the cluster's hosts, pools and
+//! blocks ([`cluster`]) up to date, and programs the kernel: one nftables
+//! table through [`calico_dataplane`] and routes, the VXLAN device and its
+//! peers through [`calico_netlink`] ([`routes`]). [`agent::Felix`] ties
+//! them together: nothing is changed before the first complete sync, every
+//! change is one atomic nftables batch, drift is repaired periodically, and
+//! a datastore outage leaves the last state in force.
+
+pub mod agent;
+pub mod cluster;
+pub mod metrics;
+pub mod routes;
+
+pub use agent::{Config, Felix, Status, VxlanConfig};
+pub use metrics::Metrics;

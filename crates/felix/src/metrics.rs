@@ -1,0 +1,83 @@
+//! Prometheus metrics of the agent loop (served by calico-node on its
+//! metrics port).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The agent's metrics; clones share the same series.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Seconds from a datastore change being seen to the kernel being programmed.
+    pub programming_seconds: Histogram,
+    /// Rules in the nftables table.
+    pub rules: Gauge,
+    /// IP sets referenced by policy.
+    pub ip_sets: Gauge,
+    /// Local endpoints with a program.
+    pub endpoints: Gauge,
+    /// Errors met programming the kernel or reading the datastore.
+    pub errors: Counter,
+    /// Full resyncs with the datastore (start-up, after an outage or compaction).
+    pub resyncs: Counter,
+    /// Repairs of drift (our table or routes changed behind our back).
+    pub drift_repairs: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            // 1 ms .. ~16 s.
+            programming_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            rules: Gauge::default(),
+            ip_sets: Gauge::default(),
+            endpoints: Gauge::default(),
+            errors: Counter::default(),
+            resyncs: Counter::default(),
+            drift_repairs: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every series under `felix_`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("felix");
+        r.register(
+            "programming_seconds",
+            "Time from a datastore change to the kernel programmed",
+            self.programming_seconds.clone(),
+        );
+        r.register(
+            "nft_rules",
+            "Rules in the owned nftables table",
+            self.rules.clone(),
+        );
+        r.register(
+            "ip_sets",
+            "IP sets referenced by policy",
+            self.ip_sets.clone(),
+        );
+        r.register(
+            "active_local_endpoints",
+            "Local endpoints with a policy program",
+            self.endpoints.clone(),
+        );
+        r.register(
+            "errors",
+            "Errors programming the kernel or reading the datastore",
+            self.errors.clone(),
+        );
+        r.register(
+            "resyncs",
+            "Full resyncs with the datastore",
+            self.resyncs.clone(),
+        );
+        r.register(
+            "drift_repairs",
+            "Repairs of kernel state changed behind felix's back",
+            self.drift_repairs.clone(),
+        );
+    }
+}

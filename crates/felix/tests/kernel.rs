@@ -1,0 +1,189 @@
+//! felix against the real kernel and `nft`, in a fresh network namespace per
+//! test: it programs its table (policy and NAT), the VXLAN device, its peers
+//! and routes from an embedded datastore, and repairs them when they are
+//! removed behind its back. Without the privilege to create namespaces the
+//! tests print why and skip; under `CI=true` they fail instead.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use calico_dataplane::NftCli;
+use calico_datastore::sqlite::SqliteDatastore;
+use calico_datastore::{Datastore, Key};
+use calico_felix::{Config, Felix, VxlanConfig};
+use calico_netlink::real::NetlinkSocket;
+use calico_netlink::{Netlink, PROTO_FELIX, VethSpec};
+use serde_json::json;
+
+fn enter_fresh_netns(test: &str) -> bool {
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test}: cannot create a network namespace ({e}); CI must run as root"
+            );
+            eprintln!("SKIPPED {test}: cannot create a network namespace ({e}); run as root");
+            false
+        }
+    }
+}
+
+/// `nft list table inet calico` as text ("" when absent). Children inherit
+/// the test thread's namespace.
+fn nft_table() -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", "calico"])
+        .output()
+        .expect("nft runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn put(ds: &dyn Datastore, key: Key, value: serde_json::Value) {
+    ds.write_batch(vec![calico_datastore::WriteOp::Upsert { key, value }])
+        .unwrap();
+}
+
+fn seed(ds: &dyn Datastore) {
+    for (i, name) in [(1, "h1"), (2, "h2")] {
+        put(
+            ds,
+            Key::global("Node", name),
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                "metadata": {"name": name},
+                "spec": {"bgp": {"ipv4Address": format!("172.30.0.{i}/24")},
+                         "ipv4VXLANTunnelAddr": format!("10.65.{i}.0"),
+                         "vxlanTunnelMACAddr": format!("66:c0:00:00:00:0{i}")}}),
+        );
+        put(
+            ds,
+            Key::global("IPAMBlock", format!("10-65-{i}-0-26")),
+            json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMBlock",
+                "metadata": {"name": format!("10-65-{i}-0-26")},
+                "spec": {"cidr": format!("10.65.{i}.0/26"), "affinity": format!("host:{name}")}}),
+        );
+    }
+    put(
+        ds,
+        Key::global("IPPool", "default-ipv4-ippool"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+            "metadata": {"name": "default-ipv4-ippool"},
+            "spec": {"cidr": "10.65.0.0/16", "natOutgoing": true, "vxlanMode": "Always"}}),
+    );
+    put(
+        ds,
+        Key::global("Profile", "calico"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
+            "metadata": {"name": "calico"},
+            "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
+                     "labelsToApply": {"calico": ""}}}),
+    );
+    put(
+        ds,
+        Key::namespaced("WorkloadEndpoint", "default", "h1-mesos-w1-eth0"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": "h1-mesos-w1-eth0", "namespace": "default",
+                         "labels": {"app": "web"}},
+            "spec": {"node": "h1", "orchestrator": "mesos", "workload": "w1",
+                     "endpoint": "eth0", "interfaceName": "caliw1",
+                     "ipNetworks": ["10.65.1.2/32"], "profiles": ["calico"]}}),
+    );
+}
+
+#[test]
+fn programs_table_tunnel_and_routes_then_repairs_drift() {
+    if !enter_fresh_netns("felix programs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    seed(ds.as_ref());
+    let mut nl = NetlinkSocket::new().unwrap();
+    nl.set_link_up("lo").unwrap();
+    // The workload's host-side interface, as the CNI plugin leaves it.
+    nl.create_veth(
+        &VethSpec {
+            name: "caliw1".into(),
+            peer_name: "w1peer".into(),
+            mtu: 1500,
+            mac: None,
+        },
+        None,
+    )
+    .unwrap();
+    nl.set_link_up("caliw1").unwrap();
+    let mut cfg = Config::new("h1");
+    cfg.vxlan = Some(VxlanConfig {
+        vni: 4096,
+        port: 4789,
+        mtu: 1450,
+    });
+    let mut felix = Felix::new(
+        cfg,
+        ds.clone(),
+        NetlinkSocket::new().unwrap(),
+        NftCli::default(),
+    );
+    assert!(nft_table().is_empty(), "nothing before the first sync");
+    let _watch = felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+
+    let table = nft_table();
+    for want in [
+        "iifname \"caliw1\" jump from-caliw1",
+        "oifname \"caliw1\" jump to-caliw1",
+        "masquerade",
+        "hook postrouting",
+        "10.65.0.0/16",
+    ] {
+        assert!(table.contains(want), "table lacks {want:?}:\n{table}");
+    }
+    let link = nl.link("vxlan.calico").unwrap().expect("vxlan.calico");
+    assert_eq!((link.mtu, link.up), (1450, true));
+    assert_eq!(link.mac, [0x66, 0xc0, 0, 0, 0, 1]);
+    let ours = |nl: &mut NetlinkSocket| -> Vec<String> {
+        let mut v: Vec<String> = nl
+            .routes()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.protocol == PROTO_FELIX)
+            .map(|r| format!("{}/{} via {:?}", r.dst, r.prefix_len, r.gateway))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ours(&mut nl),
+        ["10.65.1.2/32 via None", "10.65.2.0/26 via Some(10.65.2.0)"]
+    );
+    assert_eq!(nl.fdb("vxlan.calico").unwrap().len(), 1);
+
+    // Someone deletes our table and a route: both come back.
+    assert!(
+        Command::new("nft")
+            .args(["delete", "table", "inet", "calico"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let route = nl
+        .routes()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.protocol == PROTO_FELIX && r.prefix_len == 26)
+        .unwrap();
+    assert!(nl.delete_route(&route).unwrap());
+    felix.repair_drift();
+    assert_eq!(nft_table(), table, "table restored exactly");
+    assert_eq!(ours(&mut nl).len(), 2);
+
+    // The remote host leaves the cluster: its route and tunnel peer go.
+    ds.delete(&Key::global("IPAMBlock", "10-65-2-0-26"), None)
+        .unwrap();
+    ds.delete(&Key::global("Node", "h2"), None).unwrap();
+    let _watch = felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+    assert_eq!(ours(&mut nl), ["10.65.1.2/32 via None"]);
+    assert!(nl.fdb("vxlan.calico").unwrap().is_empty());
+    assert!(nl.neighbours("vxlan.calico").unwrap().is_empty());
+}
