@@ -1,8 +1,9 @@
 //! The real `calico` binary with the real `calico-ipam` binary, a real embedded datastore in a
 //! temporary directory, and real network namespaces: each test moves its own thread into a
 //! fresh "host" namespace (so nothing touches the machine's), and creates a "container"
-//! namespace beside it. Without the privilege to create namespaces the tests say why and
-//! skip; under `CI=true` they fail instead.
+//! namespace beside it. Without the privilege to create namespaces, or without an external
+//! program a test drives (portmap, iptables, podman, runc), the tests say why and skip; under
+//! `CI=true` they fail instead.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -214,6 +215,40 @@ impl Host {
             .into_iter()
             .map(|kv| kv.value)
             .collect()
+    }
+
+    /// A client namespace on its own link to the host (198.51.100.2 -> host 198.51.100.1),
+    /// with the host forwarding between its interfaces as a Calico node does: what reaches a
+    /// host port from outside.
+    fn client(&mut self) -> NetnsFile {
+        ProcSysctl.set("net/ipv4/conf/all/forwarding", "1").unwrap();
+        let client = new_netns();
+        self.nl
+            .create_veth(
+                &VethSpec {
+                    name: "cl0".into(),
+                    peer_name: "eth0".into(),
+                    mtu: 1500,
+                    mac: None,
+                },
+                Some(calico_netlink::Netns::fd(&client)),
+            )
+            .unwrap();
+        self.nl
+            .add_address("cl0", "198.51.100.1".parse().unwrap(), 24)
+            .unwrap();
+        self.nl.set_link_up("cl0").unwrap();
+        let mut cl = NetlinkSocket::new_in(&client).unwrap();
+        cl.set_link_up("lo").unwrap();
+        cl.add_address("eth0", "198.51.100.2".parse().unwrap(), 24)
+            .unwrap();
+        cl.set_link_up("eth0").unwrap();
+        cl.add_route(&Route::default_via_onlink(
+            "198.51.100.1".parse().unwrap(),
+            "eth0",
+        ))
+        .unwrap();
+        client
     }
 
     /// Routes left to workload addresses.
@@ -560,6 +595,16 @@ fn fetch(ns: &str, url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// [`fetch`], retried for up to 5 s while a server starts listening.
+fn fetch_when_up(ns: &str, url: &str) -> Option<String> {
+    (0..25).find_map(|_| {
+        fetch(ns, url).or_else(|| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            None
+        })
+    })
+}
+
 /// A process a test started (an HTTP server in a namespace): killed and reaped on drop.
 struct Background(std::process::Child);
 
@@ -683,35 +728,8 @@ fn conflist_with_portmap_serves_the_host_port() {
         return;
     };
     h.pool("10.65.0.0/16");
-    // The host forwards between its interfaces, as a Calico node does.
-    ProcSysctl.set("net/ipv4/conf/all/forwarding", "1").unwrap();
-    // A client namespace on its own link to the host: 198.51.100.2 -> host 198.51.100.1.
-    let client = new_netns();
+    let client = h.client();
     let client_path = ns_path(&client);
-    h.nl.create_veth(
-        &VethSpec {
-            name: "cl0".into(),
-            peer_name: "eth0".into(),
-            mtu: 1500,
-            mac: None,
-        },
-        Some(calico_netlink::Netns::fd(&client)),
-    )
-    .unwrap();
-    h.nl.add_address("cl0", "198.51.100.1".parse().unwrap(), 24)
-        .unwrap();
-    h.nl.set_link_up("cl0").unwrap();
-    let mut cl = NetlinkSocket::new_in(&client).unwrap();
-    cl.set_link_up("lo").unwrap();
-    cl.add_address("eth0", "198.51.100.2".parse().unwrap(), 24)
-        .unwrap();
-    cl.set_link_up("eth0").unwrap();
-    cl.add_route(&Route::default_via_onlink(
-        "198.51.100.1".parse().unwrap(),
-        "eth0",
-    ))
-    .unwrap();
-
     let mut calico = h.conf();
     calico["capabilities"] = json!({"portMappings": true});
     for k in ["name", "cniVersion"] {
@@ -762,13 +780,7 @@ fn conflist_with_portmap_serves_the_host_port() {
         .unwrap(),
     );
     let url = "http://198.51.100.1:8080/";
-    // The server needs a moment to listen; give it up to 5 s.
-    let body = (0..25).find_map(|_| {
-        fetch(&client_path, url).or_else(|| {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            None
-        })
-    });
+    let body = fetch_when_up(&client_path, url);
     assert_eq!(
         body.as_deref(),
         Some("hello from web-1"),
@@ -848,4 +860,199 @@ fn static_address_from_cni_args() {
     assert_eq!(r["ips"][0]["address"], "10.65.3.9/32");
     h.run_env("DEL", "other", &p2, &h.conf(), &args).ok();
     assert_eq!(h.pod_routes(), 0);
+}
+
+/// podman (Debian's, CNI backend, runc) with its state in one temporary directory.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let d = |p: &str| self.dir.join(p).to_str().unwrap().to_owned();
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", d("containers.conf"))
+            .args(["--root", &d("storage"), "--runroot", &d("runroot")])
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        c
+    }
+
+    /// stdout of a podman command that must succeed.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "podman {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Podman {
+    /// Best effort: every container goes (and with it its namespace and CNI attachment).
+    fn drop(&mut self) {
+        match self.cmd(&["rm", "-af", "-t", "0"]).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!("podman rm -af: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => eprintln!("podman rm -af: {e}"),
+        }
+    }
+}
+
+#[test]
+fn podman_runs_a_container_on_the_calico_network() {
+    const TEST: &str = "podman";
+    if !have(TEST, "/usr/bin/podman", "podman")
+        || !have(TEST, "/usr/sbin/runc", "runc")
+        || !have(TEST, "/usr/lib/cni/portmap", "containernetworking-plugins")
+        || !have(TEST, "/bin/busybox", "busybox-static")
+        || !have(TEST, "/usr/bin/nsenter", "util-linux")
+    {
+        return;
+    }
+    let Some(mut h) = Host::new(TEST) else {
+        return;
+    };
+    h.pool("10.65.0.0/16");
+    let client = h.client();
+    let client_path = ns_path(&client);
+    let host_ns = NetnsFile::current().unwrap();
+    let host_path = ns_path(&host_ns);
+    let w = h.dir.path().to_owned();
+    let bin = w.join("cni-bin");
+    std::fs::create_dir(&bin).unwrap();
+    for (name, dir) in [
+        ("calico", plugin_dir()),
+        ("calico-ipam", plugin_dir()),
+        ("portmap", PathBuf::from(SYSTEM_CNI_DIR)),
+    ] {
+        std::os::unix::fs::symlink(dir.join(name), bin.join(name)).unwrap();
+    }
+    std::fs::create_dir(w.join("net.d")).unwrap();
+    std::fs::write(
+        w.join("containers.conf"),
+        format!(
+            r#"[containers]
+netns = "private"
+# The sandbox's hard limits are below podman's defaults; runc refuses to raise them.
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{w}/events.log"
+# crun fails in this sandbox; runc works.
+runtime = "runc"
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["{w}/cni-bin"]
+network_config_dir = "{w}/net.d"
+default_network = "calico"
+"#,
+            w = w.display()
+        ),
+    )
+    .unwrap();
+    let mut calico = h.conf();
+    calico["capabilities"] = json!({"portMappings": true});
+    calico["mtu"] = json!(1450);
+    for k in ["name", "cniVersion"] {
+        calico.as_object_mut().unwrap().remove(k);
+    }
+    let list = json!({"cniVersion": "1.0.0", "name": "calico", "plugins": [
+        calico, {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}]});
+    std::fs::write(w.join("net.d/calico.conflist"), list.to_string()).unwrap();
+
+    // The image: busybox-static and a web page, imported from a tarball (no registry).
+    let rootfs = w.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("www")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ip", "httpd"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(rootfs.join("www/index.html"), "hello from podman\n").unwrap();
+    let tarball = w.join("busybox.tar");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success(), "tar of the image root");
+    let podman = Podman { dir: w.clone() };
+    podman.run(&[
+        "import",
+        tarball.to_str().unwrap(),
+        "localhost/calico-test-busybox:1",
+    ]);
+
+    let id = podman.run(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "calico",
+        "-p",
+        "8080:80",
+        "localhost/calico-test-busybox:1",
+        "/bin/httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let addr = podman.run(&["exec", "web", "/bin/ip", "-4", "-o", "addr", "show", "eth0"]);
+    let ip = addr
+        .split_whitespace()
+        .find_map(|f| f.strip_suffix("/32"))
+        .unwrap_or_else(|| panic!("no /32 address on the container's eth0: {addr}"))
+        .to_owned();
+    assert!(ip.starts_with("10.65."), "{ip} is not from the pool");
+    let mtu = podman.run(&["exec", "web", "/bin/ip", "-o", "link", "show", "eth0"]);
+    assert!(mtu.contains(" mtu 1450 "), "{mtu}");
+    let routes = podman.run(&["exec", "web", "/bin/ip", "route"]);
+    assert!(routes.contains("default via 169.254.1.1"), "{routes}");
+
+    let weps = h.weps();
+    assert_eq!(weps.len(), 1, "{weps:?}");
+    assert_eq!(weps[0]["spec"]["ipNetworks"], json!([format!("{ip}/32")]));
+    assert_eq!(weps[0]["spec"]["orchestrator"], "mesos");
+    assert_eq!(weps[0]["spec"]["containerID"], id.as_str());
+    assert_eq!(weps[0]["spec"]["ports"][0]["hostPort"], 8080);
+    assert!(h.ipam_holds(&id));
+    assert!(ping(&ip), "host cannot ping the container at {ip}");
+    assert_eq!(
+        fetch_when_up(&host_path, &format!("http://{ip}/")).as_deref(),
+        Some("hello from podman"),
+        "the host cannot fetch from the container: podman ps: {} logs: {:?}",
+        podman.run(&["ps", "-a"]),
+        podman.cmd(&["logs", "web"]).output().map(|o| o.stderr)
+    );
+    assert_eq!(
+        fetch(&client_path, "http://198.51.100.1:8080/").as_deref(),
+        Some("hello from podman"),
+        "host port 8080 does not answer from the client namespace"
+    );
+
+    podman.run(&["rm", "-f", "-t", "0", "web"]);
+    let veth = calico_cni::labels::veth_name("default", &id);
+    assert!(h.nl.link(&veth).unwrap().is_none(), "{veth} left behind");
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains(": cali"), "veths left behind: {links}");
+    assert!(h.weps().is_empty(), "endpoint left behind");
+    assert!(!h.ipam_holds(&id), "address still allocated");
+    assert_eq!(h.pod_routes(), 0);
+    assert_eq!(
+        nat_rules_with(&ip),
+        Vec::<String>::new(),
+        "port mapping left behind"
+    );
 }
