@@ -3,7 +3,10 @@
 # Rust toolchain (cargo 1.85+). Idempotent; skips apt when everything is already present.
 set -euo pipefail
 
-packages=(build-essential pkg-config ca-certificates time iproute2 busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client)
+# containernetworking-plugins + iptables: the CNI kernel test chains calico with the reference
+# portmap plugin; podman + runc: the CNI test under podman (crun fails in this sandbox).
+packages=(build-essential pkg-config ca-certificates time iproute2 busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client
+  containernetworking-plugins iptables podman runc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

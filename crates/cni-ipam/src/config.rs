@@ -2,14 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 
+use calico_cni_common::{invalid_config as invalid, opt_str, parse_cni_args, require_env};
 use serde_json::Value;
 
 use crate::cni::{self, CniError};
-
-/// Default file holding the node name, as calico-node writes it.
-pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
 
 /// What the plugin was asked, parsed and checked.
 #[derive(Debug, Clone)]
@@ -77,10 +74,6 @@ impl Request {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> CniError {
-    CniError::new(cni::CODE_INVALID_CONFIG, msg)
-}
-
 /// A boolean written as JSON `true`/`false` or as the strings `"true"`/`"false"` (upstream's
 /// `assign_ipv4` is a string).
 fn flag(v: Option<&Value>, field: &str, default: bool) -> Result<bool, CniError> {
@@ -115,99 +108,11 @@ fn string_list(v: Option<&Value>, field: &str) -> Result<Vec<String>, CniError> 
     }
 }
 
-fn opt_str<'a>(conf: &'a Value, field: &str) -> Result<Option<&'a str>, CniError> {
-    match conf.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim())),
-        Some(other) => Err(invalid(format!("{field} is {other}, expected a string"))),
-    }
-}
-
 fn parse_ip(s: &str, origin: &str) -> Result<IpAddr, CniError> {
     let s = s.trim();
     let addr = s.split('/').next().unwrap_or(s);
     addr.parse()
         .map_err(|_| invalid(format!("{origin}: {s:?} is not an IP address")))
-}
-
-/// `CNI_ARGS`: `K=V;K=V`.
-fn parse_cni_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
-    let mut out = BTreeMap::new();
-    for pair in s.split(';').filter(|p| !p.trim().is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            CniError::new(
-                cni::CODE_INVALID_ENV,
-                format!("CNI_ARGS: {pair:?} is not KEY=VALUE"),
-            )
-        })?;
-        out.insert(k.trim().to_owned(), v.trim().to_owned());
-    }
-    Ok(out)
-}
-
-/// The node name: `nodename` in the configuration, else `NODENAME`, else the node name file,
-/// else the host name.
-fn determine_node(conf: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<String, CniError> {
-    if let Some(n) = opt_str(conf, "nodename")? {
-        return Ok(n.to_owned());
-    }
-    if let Some(n) = env("NODENAME").filter(|n| !n.trim().is_empty()) {
-        return Ok(n.trim().to_owned());
-    }
-    let file = opt_str(conf, "nodename_file")?.unwrap_or(DEFAULT_NODENAME_FILE);
-    if let Ok(n) = std::fs::read_to_string(Path::new(file))
-        && !n.trim().is_empty()
-    {
-        return Ok(n.trim().to_owned());
-    }
-    for f in ["/proc/sys/kernel/hostname", "/etc/hostname"] {
-        if let Ok(n) = std::fs::read_to_string(f)
-            && !n.trim().is_empty()
-        {
-            return Ok(n.trim().to_owned());
-        }
-    }
-    Err(invalid(
-        "cannot determine the node name: set nodename in the network configuration or NODENAME",
-    ))
-}
-
-/// The datastore: settings in the network configuration (`datastore_type`, `datastore_path`,
-/// `etcd_endpoints`, `etcd_ca_cert_file`, `etcd_cert_file`, `etcd_key_file`) win over the
-/// environment and `/etc/calico/calicoctl.cfg`, as upstream's plugin exports them to its
-/// environment.
-fn datastore_config(
-    conf: &Value,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<calico_datastore::DatastoreConfig, CniError> {
-    let mut overrides: BTreeMap<&str, String> = BTreeMap::new();
-    for (field, var) in [
-        ("datastore_type", "DATASTORE_TYPE"),
-        ("datastore_path", "CALICO_DATASTORE_PATH"),
-        ("etcd_endpoints", "ETCD_ENDPOINTS"),
-        ("etcd_ca_cert_file", "ETCD_CA_CERT_FILE"),
-        ("etcd_cert_file", "ETCD_CERT_FILE"),
-        ("etcd_key_file", "ETCD_KEY_FILE"),
-    ] {
-        if let Some(v) = opt_str(conf, field)? {
-            overrides.insert(var, v.to_owned());
-        }
-    }
-    let lookup = |name: &str| {
-        let bare = name.strip_prefix("CALICO_").unwrap_or(name);
-        overrides
-            .get(name)
-            .or_else(|| overrides.get(bare))
-            .cloned()
-            .or_else(|| env(name))
-    };
-    calico_datastore::DatastoreConfig::load_with(
-        None,
-        Some(Path::new(calico_datastore::config::DEFAULT_CONFIG_PATH)),
-        &lookup,
-    )
-    .map_err(|e| invalid(format!("datastore configuration: {e}")))
 }
 
 /// Parse the configuration `stdin` for `command` with the environment `env`.
@@ -216,31 +121,11 @@ pub fn parse(
     command: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Request, CniError> {
-    let conf: Value = serde_json::from_slice(stdin).map_err(|e| {
-        CniError::new(
-            cni::CODE_DECODE,
-            format!("decoding network configuration: {e}"),
-        )
-    })?;
-    if !conf.is_object() {
-        return Err(CniError::new(
-            cni::CODE_DECODE,
-            "decoding network configuration: not a JSON object",
-        ));
-    }
+    let conf = calico_cni_common::decode(stdin)?;
     let cni_version = opt_str(&conf, "cniVersion")?
         .ok_or_else(|| invalid("cniVersion is missing"))?
         .to_owned();
-    if !cni::SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
-        return Err(CniError::new(
-            cni::CODE_INCOMPATIBLE_VERSION,
-            format!("incompatible CNI version {cni_version}"),
-        )
-        .with_details(format!(
-            "supported versions: {}",
-            cni::SUPPORTED_VERSIONS.join(", ")
-        )));
-    }
+    cni::VERSIONS.require(&cni_version)?;
     let network = opt_str(&conf, "name")?
         .ok_or_else(|| invalid("name (the network name) is missing"))?
         .to_owned();
@@ -261,19 +146,11 @@ pub fn parse(
     let ipv4_pools = string_list(ipam.get("ipv4_pools"), "ipam.ipv4_pools")?;
     let ipv6_pools = string_list(ipam.get("ipv6_pools"), "ipam.ipv6_pools")?;
 
-    let need = |name: &str| {
-        env(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-            CniError::new(
-                cni::CODE_INVALID_ENV,
-                format!("required environment variable {name} is missing"),
-            )
-        })
-    };
-    let container_id = need("CNI_CONTAINERID")?;
+    let container_id = require_env(env, "CNI_CONTAINERID")?;
     let ifname = if command == "DEL" {
         env("CNI_IFNAME").unwrap_or_default()
     } else {
-        need("CNI_IFNAME")?
+        require_env(env, "CNI_IFNAME")?
     };
     let args = parse_cni_args(&env("CNI_ARGS").unwrap_or_default())?;
 
@@ -299,8 +176,8 @@ pub fn parse(
     }
 
     Ok(Request {
-        node: determine_node(&conf, env)?,
-        datastore: datastore_config(&conf, env)?,
+        node: calico_cni_common::node_name(&conf, env)?,
+        datastore: calico_cni_common::datastore_config(&conf, env)?,
         cni_version,
         network,
         assign_ipv4,

@@ -6,53 +6,22 @@
 //! supported versions. Errors are CNI error documents on stdout with a non-zero exit status. No
 //! network namespace is needed: the plugin only talks to the datastore.
 
-use std::io::{Read, Write};
-
+use calico_cni_common::open_store;
 use calico_ipam::{AssignArgs, Ipam};
 use serde_json::Value;
 
 mod cni;
 mod config;
 
-use cni::CniError;
+use cni::{CniError, ipam_error};
 use config::Request;
 
 fn main() {
-    std::process::exit(run());
-}
-
-fn run() -> i32 {
-    let env = |name: &str| std::env::var(name).ok();
-    let mut stdin = Vec::new();
-    let read = std::io::stdin().read_to_end(&mut stdin);
-    // The version errors are reported in: the request's, when it can be read.
-    let version = serde_json::from_slice::<Value>(&stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| cni::DEFAULT_VERSION.to_owned());
-    let result = match read {
-        Err(e) => Err(CniError::new(cni::CODE_IO, format!("reading stdin: {e}"))),
-        Ok(_) => dispatch(&stdin, &env, &version),
-    };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match result {
-        Ok(Some(doc)) => {
-            let _ = writeln!(out, "{doc}");
-            0
-        }
-        Ok(None) => 0,
-        Err(e) => {
-            let _ = writeln!(out, "{}", e.to_json(&version));
-            let _ = out.flush();
-            eprintln!("calico-ipam: {}", e.msg);
-            1
-        }
-    }
+    std::process::exit(calico_cni_common::run(
+        "calico-ipam",
+        &cni::VERSIONS,
+        dispatch,
+    ));
 }
 
 fn dispatch(
@@ -60,23 +29,8 @@ fn dispatch(
     env: &dyn Fn(&str) -> Option<String>,
     version: &str,
 ) -> Result<Option<Value>, CniError> {
-    let command = env("CNI_COMMAND")
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            CniError::new(
-                cni::CODE_INVALID_ENV,
-                "required environment variable CNI_COMMAND is missing",
-            )
-        })?;
-    match command.as_str() {
-        "VERSION" => {
-            let v = if cni::SUPPORTED_VERSIONS.contains(&version) {
-                version
-            } else {
-                cni::DEFAULT_VERSION
-            };
-            Ok(Some(cni::version_result(v)))
-        }
+    match calico_cni_common::command(env)?.as_str() {
+        "VERSION" => Ok(Some(cni::VERSIONS.result(version))),
         "ADD" => add(&config::parse(stdin, "ADD", env)?).map(Some),
         "DEL" => del(&config::parse(stdin, "DEL", env)?).map(|()| None),
         "CHECK" => check(&config::parse(stdin, "CHECK", env)?).map(|()| None),
@@ -87,44 +41,12 @@ fn dispatch(
     }
 }
 
-/// The datastore, left open when the process exits: closing the last connection to the
-/// embedded store checkpoints its write-ahead log and fsyncs, which would cost a short-lived
-/// plugin process far more than its whole allocation. Exiting without closing is as safe as a
-/// crash, which the store's WAL mode handles; SQLite still checkpoints as the log grows.
-struct Store(Option<Box<dyn calico_datastore::Datastore>>);
-
-impl Store {
-    fn get(&self) -> &dyn calico_datastore::Datastore {
-        self.0.as_deref().expect("the store is present until drop")
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Some(ds) = self.0.take() {
-            std::mem::forget(ds);
-        }
-    }
-}
-
-fn open(req: &Request) -> Result<Store, CniError> {
-    calico_datastore::open(&req.datastore)
-        .map(|ds| Store(Some(ds)))
-        .map_err(|e| {
-            let code = match e {
-                calico_datastore::DatastoreError::Unsupported(_) => cni::CODE_INVALID_CONFIG,
-                _ => cni::CODE_TRY_AGAIN,
-            };
-            CniError::new(code, format!("opening the datastore: {e}"))
-        })
-}
-
 fn add(req: &Request) -> Result<Value, CniError> {
-    let ds = open(req)?;
+    let ds = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
     let ipam = Ipam::new(ds.get());
     let handle = req.handle_id();
     // A repeated ADD for the same attachment gets the same addresses back, never a second set.
-    let existing = ipam.ips_by_handle(&handle)?;
+    let existing = ipam.ips_by_handle(&handle).map_err(ipam_error)?;
     if !existing.is_empty() {
         return Ok(cni::add_result(&req.cni_version, &existing));
     }
@@ -139,7 +61,7 @@ fn add(req: &Request) -> Result<Value, CniError> {
             attrs: req.attributes(),
             use_: calico_ipam::pools::Use::Workload,
         };
-        ipam.auto_assign(&args)?.ips()
+        ipam.auto_assign(&args).map_err(ipam_error)?.ips()
     } else {
         let mut ips = Vec::with_capacity(req.static_ips.len());
         for ip in &req.static_ips {
@@ -147,7 +69,7 @@ fn add(req: &Request) -> Result<Value, CniError> {
                 Ok(a) => ips.push(a.ip),
                 Err(e) => {
                     let _ = ipam.release_by_handle(&handle);
-                    return Err(e.into());
+                    return Err(ipam_error(e));
                 }
             }
         }
@@ -157,13 +79,15 @@ fn add(req: &Request) -> Result<Value, CniError> {
 }
 
 fn del(req: &Request) -> Result<(), CniError> {
-    let ds = open(req)?;
-    Ipam::new(ds.get()).release_by_handle(&req.handle_id())?;
+    let ds = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
+    Ipam::new(ds.get())
+        .release_by_handle(&req.handle_id())
+        .map_err(ipam_error)?;
     Ok(())
 }
 
 fn check(req: &Request) -> Result<(), CniError> {
-    if cni::before_check(&req.cni_version) {
+    if !cni::has_check(&req.cni_version) {
         return Err(CniError::new(
             cni::CODE_INCOMPATIBLE_VERSION,
             format!(
@@ -172,9 +96,11 @@ fn check(req: &Request) -> Result<(), CniError> {
             ),
         ));
     }
-    let ds = open(req)?;
+    let ds = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
     let handle = req.handle_id();
-    let held = Ipam::new(ds.get()).ips_by_handle(&handle)?;
+    let held = Ipam::new(ds.get())
+        .ips_by_handle(&handle)
+        .map_err(ipam_error)?;
     if held.is_empty() {
         return Err(CniError::new(
             cni::CODE_ALLOCATION_MISSING,
@@ -182,7 +108,7 @@ fn check(req: &Request) -> Result<(), CniError> {
         ));
     }
     if let Some(prev) = &req.prev_result {
-        for ip in cni::prev_result_ips(prev) {
+        for ip in cni::result_ips(prev) {
             if !held.contains(&ip) {
                 return Err(CniError::new(
                     cni::CODE_ALLOCATION_MISSING,

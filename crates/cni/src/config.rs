@@ -1,20 +1,20 @@
 //! The plugin's inputs: the network configuration on stdin (a single plugin configuration,
 //! or a conflist whose `calico` entry is used) and the CNI environment.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use calico_cni_common::{env_missing, invalid_config as invalid};
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cni::{self, CniError};
 
-/// Default file holding the node name, as calico-node writes it.
-pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
 /// MTU when the configuration sets none.
 pub const DEFAULT_MTU: u32 = 1500;
 
-/// The network configuration keys this plugin reads.
+/// The network configuration keys this plugin reads (besides the node name and datastore
+/// settings, which `calico-cni-common` reads from the JSON as calico-ipam does).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct NetConf {
     /// CNI version of the configuration and of the result.
@@ -35,36 +35,12 @@ pub struct NetConf {
     /// The IPAM plugin's configuration (`type` names the plugin to exec).
     #[serde(rename = "ipam", default)]
     pub ipam: Option<Value>,
-    /// The node name.
-    #[serde(rename = "nodename", default)]
-    pub nodename: Option<String>,
-    /// File holding the node name.
-    #[serde(rename = "nodename_file", default)]
-    pub nodename_file: Option<String>,
     /// Log level (`debug`, `info`, `warning`, `error`); diagnostics go to stderr.
     #[serde(rename = "log_level", default)]
     pub log_level: Option<String>,
     /// The profile to apply (default: the network name).
     #[serde(rename = "profile", default)]
     pub profile: Option<String>,
-    /// Datastore type (`embedded`, `etcdv3`).
-    #[serde(rename = "datastore_type", default)]
-    pub datastore_type: Option<String>,
-    /// The embedded datastore's file.
-    #[serde(rename = "datastore_path", default)]
-    pub datastore_path: Option<String>,
-    /// etcd endpoints, comma-separated.
-    #[serde(rename = "etcd_endpoints", default)]
-    pub etcd_endpoints: Option<String>,
-    /// etcd CA certificate file.
-    #[serde(rename = "etcd_ca_cert_file", default)]
-    pub etcd_ca_cert_file: Option<String>,
-    /// etcd client certificate file.
-    #[serde(rename = "etcd_cert_file", default)]
-    pub etcd_cert_file: Option<String>,
-    /// etcd client key file.
-    #[serde(rename = "etcd_key_file", default)]
-    pub etcd_key_file: Option<String>,
     /// Runtime arguments (Mesos passes `org.apache.mesos` here).
     #[serde(rename = "args", default)]
     pub args: Option<Value>,
@@ -186,17 +162,6 @@ pub struct Request {
     pub datastore: calico_datastore::DatastoreConfig,
 }
 
-fn invalid(msg: impl Into<String>) -> CniError {
-    CniError::new(cni::CODE_INVALID_CONFIG, msg)
-}
-
-fn env_missing(name: &str) -> CniError {
-    CniError::new(
-        cni::CODE_INVALID_ENV,
-        format!("required environment variable {name} is missing"),
-    )
-}
-
 fn mtu_value(v: Option<&Value>, field: &str) -> Result<Option<u32>, CniError> {
     let n = match v {
         None | Some(Value::Null) => return Ok(None),
@@ -217,18 +182,7 @@ fn mtu_value(v: Option<&Value>, field: &str) -> Result<Option<u32>, CniError> {
 /// Decode stdin: JSON syntax errors are code 6; a conflist yields its `calico` entry with the
 /// list's `name` and `cniVersion`.
 pub fn decode(stdin: &[u8]) -> Result<Value, CniError> {
-    let mut conf: Value = serde_json::from_slice(stdin).map_err(|e| {
-        CniError::new(
-            cni::CODE_DECODE,
-            format!("decoding network configuration: {e}"),
-        )
-    })?;
-    if !conf.is_object() {
-        return Err(CniError::new(
-            cni::CODE_DECODE,
-            "decoding network configuration: not a JSON object",
-        ));
-    }
+    let mut conf = calico_cni_common::decode(stdin)?;
     if let Some(plugins) = conf.get("plugins").and_then(Value::as_array) {
         let mut entry = plugins
             .iter()
@@ -245,12 +199,6 @@ pub fn decode(stdin: &[u8]) -> Result<Value, CniError> {
     Ok(conf)
 }
 
-/// The configuration's `cniVersion` when it is a string (for error documents).
-pub fn version_of(stdin: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(stdin).ok()?;
-    v.get("cniVersion")?.as_str().map(str::to_owned)
-}
-
 /// Parse the request for `command`.
 pub fn parse(
     stdin: &[u8],
@@ -265,16 +213,7 @@ pub fn parse(
         .clone()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| invalid("cniVersion is missing"))?;
-    if !cni::SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
-        return Err(CniError::new(
-            cni::CODE_INCOMPATIBLE_VERSION,
-            format!("incompatible CNI version {cni_version}"),
-        )
-        .with_details(format!(
-            "supported versions: {}",
-            cni::SUPPORTED_VERSIONS.join(", ")
-        )));
-    }
+    cni::VERSIONS.require(&cni_version)?;
     let network = conf
         .name
         .clone()
@@ -376,8 +315,8 @@ pub fn parse(
         .unwrap_or_else(|| network.clone());
     Ok(Request {
         command: command.to_owned(),
-        node: determine_node(&conf, env)?,
-        datastore: datastore_config(&conf, env)?,
+        node: calico_cni_common::node_name(&value, env)?,
+        datastore: calico_cni_common::datastore_config(&value, env)?,
         conf_bytes: serde_json::to_vec(&value).unwrap_or_else(|_| stdin.to_vec()),
         cni_version,
         network,
@@ -393,78 +332,11 @@ pub fn parse(
     })
 }
 
-/// The node name: `nodename` in the configuration, else `NODENAME`, else the node name file,
-/// else the host name.
-fn determine_node(
-    conf: &NetConf,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, CniError> {
-    if let Some(n) = conf
-        .nodename
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-    {
-        return Ok(n.to_owned());
-    }
-    if let Some(n) = env("NODENAME").filter(|n| !n.trim().is_empty()) {
-        return Ok(n.trim().to_owned());
-    }
-    let file = conf
-        .nodename_file
-        .as_deref()
-        .unwrap_or(DEFAULT_NODENAME_FILE);
-    for f in [file, "/proc/sys/kernel/hostname", "/etc/hostname"] {
-        if let Ok(n) = std::fs::read_to_string(Path::new(f))
-            && !n.trim().is_empty()
-        {
-            return Ok(n.trim().to_owned());
-        }
-    }
-    Err(invalid(
-        "cannot determine the node name: set nodename in the network configuration or NODENAME",
-    ))
-}
-
-/// The datastore: settings in the network configuration win over the environment and
-/// `/etc/calico/calicoctl.cfg` (as upstream's plugin exports them to its environment).
-fn datastore_config(
-    conf: &NetConf,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<calico_datastore::DatastoreConfig, CniError> {
-    let mut overrides: BTreeMap<&str, String> = BTreeMap::new();
-    for (value, var) in [
-        (&conf.datastore_type, "DATASTORE_TYPE"),
-        (&conf.datastore_path, "CALICO_DATASTORE_PATH"),
-        (&conf.etcd_endpoints, "ETCD_ENDPOINTS"),
-        (&conf.etcd_ca_cert_file, "ETCD_CA_CERT_FILE"),
-        (&conf.etcd_cert_file, "ETCD_CERT_FILE"),
-        (&conf.etcd_key_file, "ETCD_KEY_FILE"),
-    ] {
-        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            overrides.insert(var, v.to_owned());
-        }
-    }
-    let lookup = |name: &str| {
-        let bare = name.strip_prefix("CALICO_").unwrap_or(name);
-        overrides
-            .get(name)
-            .or_else(|| overrides.get(bare))
-            .cloned()
-            .or_else(|| env(name))
-    };
-    calico_datastore::DatastoreConfig::load_with(
-        None,
-        Some(Path::new(calico_datastore::config::DEFAULT_CONFIG_PATH)),
-        &lookup,
-    )
-    .map_err(|e| invalid(format!("datastore configuration: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn env(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let mut m: BTreeMap<String, String> = [

@@ -17,6 +17,7 @@ use crate::cni::{self, AddResult, CniError};
 use crate::config::Request;
 use crate::dataplane::{self, Plan};
 use crate::labels;
+use calico_cni_common::open_store;
 
 /// The WorkloadEndpoint kind.
 const WEP_KIND: &str = "WorkloadEndpoint";
@@ -53,36 +54,6 @@ pub fn names(req: &Request) -> Result<Names, CniError> {
         labels,
         wep,
     })
-}
-
-/// The datastore, left open at exit: closing the embedded store checkpoints and fsyncs,
-/// which would cost a short-lived plugin more than its work (as calico-ipam does).
-struct Store(Option<Box<dyn Datastore>>);
-
-impl Store {
-    fn get(&self) -> &dyn Datastore {
-        self.0.as_deref().expect("the store is present until drop")
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Some(ds) = self.0.take() {
-            std::mem::forget(ds);
-        }
-    }
-}
-
-fn open_store(req: &Request, unavailable_code: u32) -> Result<Store, CniError> {
-    calico_datastore::open(&req.datastore)
-        .map(|ds| Store(Some(ds)))
-        .map_err(|e| {
-            let code = match e {
-                DatastoreError::Unsupported(_) => cni::CODE_INVALID_CONFIG,
-                _ => unavailable_code,
-            };
-            CniError::new(code, format!("opening the datastore: {e}"))
-        })
 }
 
 fn ds_err(doing: &str, e: &DatastoreError) -> CniError {
@@ -272,7 +243,7 @@ pub fn add(req: &Request) -> Result<Value, CniError> {
     let n = names(req)?;
     // Everything that can fail without side effects comes first.
     let netns = open_netns(req)?;
-    let store = open_store(req, cni::CODE_TRY_AGAIN)?;
+    let store = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
     let mut host = NetlinkSocket::new().map_err(|e| cni::kernel(&e))?;
     if host
         .link(&n.host_veth)
@@ -365,7 +336,7 @@ pub fn del(req: &Request) -> Result<(), CniError> {
         Ok(_) => {}
         Err(e) => errors.push(cni::kernel(&e)),
     }
-    match open_store(req, cni::CODE_TRY_AGAIN) {
+    match open_store(&req.datastore, cni::CODE_TRY_AGAIN) {
         Ok(store) => {
             match store
                 .get()
@@ -415,7 +386,7 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     })?;
     let n = names(req)?;
     let ips = cni::result_ips(prev);
-    let store = open_store(req, cni::CODE_TRY_AGAIN)?;
+    let store = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
     let key = Key::namespaced(WEP_KIND, &n.namespace, &n.wep);
     let wep = store
         .get()
@@ -481,7 +452,7 @@ pub fn status(req: &Request) -> Result<(), CniError> {
             ),
         ));
     }
-    let store = open_store(req, cni::CODE_PLUGIN_NOT_AVAILABLE)?;
+    let store = open_store(&req.datastore, cni::CODE_PLUGIN_NOT_AVAILABLE)?;
     store.get().revision().map_err(|e| {
         CniError::new(
             cni::CODE_PLUGIN_NOT_AVAILABLE,
@@ -515,7 +486,7 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
             )
         })
         .collect();
-    let store = open_store(req, cni::CODE_TRY_AGAIN)?;
+    let store = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
     let list = store
         .get()
         .list(WEP_KIND, None)
