@@ -1,0 +1,217 @@
+//! Start-up writes: the default pool and profile, and this host's Node.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use calico_datastore::{Datastore, DatastoreError, Key, WriteOp};
+use calico_ipam::pools::Use;
+use calico_ipam::{AssignArgs, Ipam};
+use ipnet::IpNet;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::params::Params;
+
+/// Name of the pool created from `calico_network_cidr`.
+pub const DEFAULT_POOL: &str = "default-ipv4-ippool";
+/// The profile every endpoint without another gets.
+pub const DEFAULT_PROFILE: &str = "calico";
+
+/// Why start-up could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A datastore read or write failed.
+    #[error("{doing}: {source}")]
+    Datastore {
+        /// What was being done.
+        doing: String,
+        /// The cause.
+        source: Box<DatastoreError>,
+    },
+    /// The tunnel address could not be allocated.
+    #[error("allocating the VXLAN tunnel address of {node}: {source}")]
+    Ipam {
+        /// This host.
+        node: String,
+        /// The cause.
+        source: Box<calico_ipam::IpamError>,
+    },
+}
+
+fn ds_err(doing: impl Into<String>) -> impl FnOnce(DatastoreError) -> Error {
+    let doing = doing.into();
+    move |source| Error::Datastore {
+        doing,
+        source: Box::new(source),
+    }
+}
+
+/// Creates `value` at `key` unless something is there already (an
+/// operator's edits are never overwritten).
+fn create_if_missing(ds: &dyn Datastore, key: Key, value: Value) -> Result<bool, Error> {
+    match ds.create(&key, value) {
+        Ok(_) => Ok(true),
+        Err(DatastoreError::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(ds_err(format!("creating {key}"))(e)),
+    }
+}
+
+/// The default pool and profile, when missing. Returns what was created.
+pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String>, Error> {
+    let mut created = Vec::new();
+    let (vxlan, ipip) = if params.vxlan_enabled {
+        ("Always", "Never")
+    } else {
+        ("Never", "Always")
+    };
+    let pool = json!({
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "IPPool",
+        "metadata": {"name": DEFAULT_POOL},
+        "spec": {
+            "cidr": params.network_cidr.to_string(),
+            "blockSize": 26,
+            "vxlanMode": vxlan,
+            "ipipMode": ipip,
+            "natOutgoing": true,
+            "nodeSelector": "all()",
+        }
+    });
+    if create_if_missing(ds, Key::global("IPPool", DEFAULT_POOL), pool)? {
+        created.push(format!("IPPool {DEFAULT_POOL} ({})", params.network_cidr));
+    }
+    let profile = json!({
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Profile",
+        "metadata": {"name": DEFAULT_PROFILE},
+        "spec": {
+            "ingress": [{"action": "Allow"}],
+            "egress": [{"action": "Allow"}],
+            "labelsToApply": {"calico": ""},
+        }
+    });
+    if create_if_missing(ds, Key::global("Profile", DEFAULT_PROFILE), profile)? {
+        created.push(format!("Profile {DEFAULT_PROFILE}"));
+    }
+    Ok(created)
+}
+
+/// The tunnel MAC of `node`: stable across restarts (derived from the name),
+/// locally administered and unicast.
+pub fn tunnel_mac(node: &str) -> [u8; 6] {
+    let h = Sha256::digest(node.as_bytes());
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&h[..6]);
+    mac[0] = (mac[0] | 0x02) & 0xfe;
+    mac
+}
+
+/// Handle of a node's VXLAN tunnel address, as Calico names it.
+pub fn tunnel_handle(node: &str) -> String {
+    format!("vxlan-tunnel-addr-{node}")
+}
+
+/// Registers this host: its Node with `address` (underlay, with prefix) and,
+/// with VXLAN on, a tunnel address from IPAM (kept across restarts) and
+/// MAC. Returns the tunnel address.
+pub fn register_node(
+    ds: &dyn Datastore,
+    node: &str,
+    address: IpNet,
+    params: &Params,
+) -> Result<Option<Ipv4Addr>, Error> {
+    let key = Key::global("Node", node);
+    let existing = ds
+        .get(&key)
+        .map_err(ds_err(format!("reading Node {node}")))?;
+    let mut value = existing.map(|kv| kv.value).unwrap_or_else(|| {
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+               "metadata": {"name": node}, "spec": {}})
+    });
+    value["spec"]["bgp"]["ipv4Address"] = json!(address.to_string());
+    write_node(ds, &key, value.clone())?;
+
+    let mut tunnel = None;
+    if params.vxlan_enabled {
+        let ipam = Ipam::new(ds);
+        let handle = tunnel_handle(node);
+        let held = ipam.ips_by_handle(&handle).map_err(|source| Error::Ipam {
+            node: node.to_owned(),
+            source: Box::new(source),
+        })?;
+        let ip = match held.iter().find_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }) {
+            Some(a) => a,
+            None => {
+                let mut args = AssignArgs::new(handle, node);
+                args.use_ = Use::Tunnel;
+                args.attrs.insert("node".into(), node.to_owned());
+                args.attrs
+                    .insert("type".into(), "vxlanTunnelAddress".into());
+                let assigned = ipam.auto_assign(&args).map_err(|source| Error::Ipam {
+                    node: node.to_owned(),
+                    source: Box::new(source),
+                })?;
+                match assigned.v4.first().map(|a| a.ip) {
+                    Some(IpAddr::V4(a)) => a,
+                    _ => unreachable!("one IPv4 address was asked for"),
+                }
+            }
+        };
+        value["spec"]["ipv4VXLANTunnelAddr"] = json!(ip.to_string());
+        value["spec"]["vxlanTunnelMACAddr"] = json!(calico_netlink::format_mac(&tunnel_mac(node)));
+        tunnel = Some(ip);
+    } else if let Some(spec) = value["spec"].as_object_mut() {
+        spec.remove("ipv4VXLANTunnelAddr");
+        spec.remove("vxlanTunnelMACAddr");
+    }
+    write_node(ds, &key, value)?;
+    Ok(tunnel)
+}
+
+fn write_node(ds: &dyn Datastore, key: &Key, value: Value) -> Result<(), Error> {
+    ds.write_batch(vec![WriteOp::Upsert {
+        key: key.clone(),
+        value,
+    }])
+    .map(drop)
+    .map_err(ds_err(format!("writing {key}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calico_datastore::sqlite::SqliteDatastore;
+
+    #[test]
+    fn defaults_and_node_registration_are_idempotent() {
+        let dir = std::env::temp_dir().join(format!("calico-node-startup-{}", std::process::id()));
+        let ds = SqliteDatastore::open(&dir.join("c.db")).unwrap();
+        let params = Params::default();
+        let created = ensure_defaults(&ds, &params).unwrap();
+        assert_eq!(created.len(), 2);
+        assert!(ensure_defaults(&ds, &params).unwrap().is_empty());
+        let pool = ds
+            .get(&Key::global("IPPool", DEFAULT_POOL))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pool.value["spec"]["vxlanMode"], "Always");
+        assert_eq!(pool.value["spec"]["natOutgoing"], true);
+
+        let addr: IpNet = "172.30.0.1/24".parse().unwrap();
+        let t1 = register_node(&ds, "h1", addr, &params).unwrap().unwrap();
+        assert!(params.network_cidr.contains(&t1));
+        let t1_again = register_node(&ds, "h1", addr, &params).unwrap().unwrap();
+        assert_eq!(t1, t1_again, "the tunnel address survives a restart");
+        let t2 = register_node(&ds, "h2", "172.30.0.2/24".parse().unwrap(), &params)
+            .unwrap()
+            .unwrap();
+        assert_ne!(t1, t2);
+        let node = ds.get(&Key::global("Node", "h1")).unwrap().unwrap().value;
+        assert_eq!(node["spec"]["bgp"]["ipv4Address"], "172.30.0.1/24");
+        assert_eq!(node["spec"]["ipv4VXLANTunnelAddr"], t1.to_string());
+        assert_eq!(tunnel_mac("h1")[0] & 0x03, 0x02, "local, unicast");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
