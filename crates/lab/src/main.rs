@@ -1,0 +1,141 @@
+//! `calico-lab`: bring up a multi-host Calico cluster in network namespaces,
+//! run Marathon apps on it, and run the seed's demo.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use calico_lab::{App, Lab};
+use clap::{Parser, Subcommand};
+
+/// A Calico cluster on one machine.
+#[derive(Debug, Parser)]
+#[command(name = "calico-lab", version)]
+struct Args {
+    /// Prefix of every namespace the lab makes.
+    #[arg(long, default_value = "cl", global = true)]
+    prefix: String,
+    /// The lab's directory (state, datastore, logs); default /run/calico-lab-PREFIX.
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    /// Where calico-node, calico, calico-ipam and calicoctl are (default:
+    /// next to this program).
+    #[arg(long, global = true)]
+    bin: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create the hosts and start calico-node on each.
+    Up {
+        /// Number of hosts.
+        #[arg(long, default_value_t = 3)]
+        hosts: u8,
+    },
+    /// Start a Marathon app's instances (its JSON definition).
+    App {
+        /// The app definition.
+        file: PathBuf,
+        /// Pin its tasks to this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Run a command in a task's network namespace (TASK: task id or app name).
+    Exec {
+        /// The task.
+        task: String,
+        /// The command.
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show hosts and tasks.
+    Status,
+    /// Restart calico-node on a host (kill, start, wait until ready).
+    Restart {
+        /// The host.
+        host: String,
+    },
+    /// Remove everything the lab made.
+    Down,
+    /// The seed's demo end to end on 3 hosts; exit 0 only if it all held.
+    Demo {
+        /// Directory with the seed's apps/*.json and policy-bookstore.yaml.
+        #[arg(long, default_value = "examples/seed")]
+        seed: PathBuf,
+        /// Leave the lab up afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn main() {
+    match run(Args::parse()) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("calico-lab: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    let bin = match args.bin {
+        Some(b) => b,
+        None => std::env::current_exe()?
+            .parent()
+            .context("locating this program's directory")?
+            .to_owned(),
+    };
+    let lab = Lab {
+        dir: args
+            .dir
+            .unwrap_or_else(|| PathBuf::from(format!("/run/calico-lab-{}", args.prefix))),
+        prefix: args.prefix,
+        bin,
+        verbose: true,
+    };
+    match args.command {
+        Cmd::Up { hosts } => lab.up(hosts)?,
+        Cmd::App { file, host } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let app: App = serde_json::from_str(&text)
+                .with_context(|| format!("parsing Marathon app {}", file.display()))?;
+            for t in lab.add_app(&app, host.as_deref())? {
+                println!("{} on {} at {}", t.id, t.host, t.ip);
+            }
+        }
+        Cmd::Exec { task, command } => {
+            let out = lab.exec(&task, &command)?;
+            use std::io::Write as _;
+            std::io::stdout().write_all(&out.stdout)?;
+            std::io::stderr().write_all(&out.stderr)?;
+            return Ok(out.status.code().unwrap_or(1));
+        }
+        Cmd::Status => {
+            let s = lab.state()?;
+            if s.hosts.is_empty() {
+                println!("lab {} is down", lab.prefix);
+            }
+            for h in &s.hosts {
+                println!("host {} netns {} {}", h.name, h.netns, h.ip);
+            }
+            for t in &s.tasks {
+                println!("task {} on {} at {} netns {}", t.id, t.host, t.ip, t.netns);
+            }
+        }
+        Cmd::Restart { host } => lab.restart_node(&host)?,
+        Cmd::Down => lab.down()?,
+        Cmd::Demo { seed, keep } => {
+            lab.down()?;
+            lab.up(3)?;
+            let held = calico_lab::demo::run(&lab, &seed);
+            if !keep {
+                lab.down()?;
+            }
+            return Ok(if held? { 0 } else { 1 });
+        }
+    }
+    Ok(0)
+}
