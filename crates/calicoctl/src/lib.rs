@@ -25,33 +25,72 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
+            // clap's own printing: colours on a terminal, plain text otherwise.
             let _ = e.print();
             return code;
         }
     };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    execute(
+        cli,
+        &|name| std::env::var(name).ok(),
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+/// [`run`] with the environment read through `env` and output written to `out` and `err`, so
+/// that other programs' tests can run calicoctl in-process against a chosen datastore without
+/// touching the process environment, which concurrent tests share.
+pub fn run_with<I, T>(
+    args: I,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match cli::Cli::try_parse_from(args) {
+        Ok(cli) => execute(cli, env, out, err),
+        Err(e) => {
+            // Help and version are successes on stdout, usage errors failures on stderr.
+            if e.use_stderr() {
+                let _ = write!(err, "{}", e.render());
+                1
+            } else {
+                let _ = write!(out, "{}", e.render());
+                0
+            }
+        }
+    }
+}
+
+fn execute(
+    cli: cli::Cli,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
     let config_path = cli.config.clone();
     let open = move || -> Result<Box<dyn calico_datastore::Datastore>, commands::CommandError> {
-        let cfg = calico_datastore::DatastoreConfig::load(config_path.as_deref()).map_err(|e| {
-            commands::CommandError {
+        let cfg = calico_datastore::DatastoreConfig::load_with_env(config_path.as_deref(), env)
+            .map_err(|e| commands::CommandError {
                 message: format!("Failed to create Calico API client: {e}"),
-            }
-        })?;
+            })?;
         calico_datastore::open(&cfg).map_err(|e| commands::CommandError {
             message: format!("Failed to create Calico API client: {e}"),
         })
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut ctx = commands::Context {
-        open: &open,
-        out: &mut out,
-    };
+    let mut ctx = commands::Context { open: &open, out };
     let result = commands::run(cli.command, &mut ctx);
-    let _ = out.flush();
+    let _ = ctx.out.flush();
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{e}");
+            let _ = writeln!(err, "{e}");
             1
         }
     }

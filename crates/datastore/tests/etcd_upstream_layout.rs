@@ -2,7 +2,7 @@
 //! upstream calicoctl / libcalico-go write them read back through the `Datastore` API, and
 //! what this backend writes lands at upstream's keys in upstream's encoding.
 
-use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip};
+use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip, upstream};
 use calico_datastore::etcd::{EtcdDatastore, EtcdTls};
 use calico_datastore::{Datastore, Key, WatchFilter};
 use serde_json::{Value, json};
@@ -43,12 +43,6 @@ impl Raw {
     }
 }
 
-const UPSTREAM_POLICY: &str = r#"{"kind":"NetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"allow-tcp-6379","namespace":"production","uid":"2b3a4c5d-1111-4222-8333-444455556666","creationTimestamp":"2024-03-01T10:00:00Z"},"spec":{"tier":"default","order":100,"ingress":[{"action":"Allow","protocol":"TCP","source":{"selector":"role == 'frontend'"},"destination":{"ports":[6379]}}],"selector":"role == 'database'","types":["Ingress"]}}"#;
-
-const UPSTREAM_POOL: &str = r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool","uid":"9f8e7d6c-2222-4333-8444-555566667777","creationTimestamp":"2024-03-01T09:00:00Z"},"spec":{"cidr":"192.168.0.0/16","vxlanMode":"Never","ipipMode":"Always","natOutgoing":true,"blockSize":26,"nodeSelector":"all()","allowedUses":["Workload","Tunnel"]}}"#;
-
-const UPSTREAM_BLOCK: &str = r#"{"cidr":"192.168.10.0/26","affinity":"host:node-1","strictAffinity":false,"allocations":[0,null,1,null],"unallocated":[1,3],"attributes":[{"handle_id":"ipip-tunnel-addr-node-1","secondary":{"node":"node-1","type":"ipipTunnelAddress"}},{"handle_id":"k8s-pod-network.abc123","secondary":{"namespace":"default","node":"node-1","pod":"web-0","timestamp":"2024-03-01 10:00:00 +0000 UTC"}}],"deleted":false,"sequenceNumber":2,"sequenceNumberForAllocation":{"0":0,"2":1}}"#;
-
 #[test]
 fn upstream_data_reads_back() {
     let Some(bin) = etcd_or_skip("upstream_data_reads_back") else {
@@ -56,26 +50,8 @@ fn upstream_data_reads_back() {
     };
     let server = EtcdServer::single(&bin);
     let raw = Raw::connect(&server.endpoints());
-    let policy_rev = raw.put(
-        "/calico/resources/v3/projectcalico.org/networkpolicies/production/allow-tcp-6379",
-        UPSTREAM_POLICY,
-    );
-    let pool_rev = raw.put(
-        "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
-        UPSTREAM_POOL,
-    );
-    raw.put(
-        "/calico/ipam/v2/assignment/ipv4/block/192.168.10.0-26",
-        UPSTREAM_BLOCK,
-    );
-    raw.put(
-        "/calico/ipam/v2/host/node-1/ipv4/block/192.168.10.0-26",
-        r#"{"state":"confirmed","deleted":false}"#,
-    );
-    raw.put(
-        "/calico/ipam/v2/handle/k8s-pod-network.abc123",
-        r#"{"block":{"192.168.10.0/26":1},"deleted":false}"#,
-    );
+    let revs: Vec<i64> = upstream::ALL.iter().map(|(k, v)| raw.put(k, v)).collect();
+    let (policy_rev, pool_rev) = (revs[0], revs[2]);
     raw.put(
         "/calico/ipam/v2/config",
         r#"{"strict_affinity":true,"auto_allocate_blocks":true}"#,
@@ -109,26 +85,25 @@ fn upstream_data_reads_back() {
     assert_eq!(pools.items.len(), 1);
     assert_eq!(pools.items[0].key.name, "default-ipv4-ippool");
     assert_eq!(pools.items[0].mod_revision, pool_rev);
-    assert_eq!(pools.items[0].value["spec"]["cidr"], "192.168.0.0/16");
+    assert_eq!(pools.items[0].value["spec"]["cidr"], "10.0.0.0/16");
 
     let block = store
-        .get(&Key::global("IPAMBlock", "192-168-10-0-26"))
+        .get(&Key::global("IPAMBlock", "10-0-0-0-26"))
         .unwrap()
         .expect("block");
     assert_eq!(block.value["kind"], "IPAMBlock");
-    assert_eq!(block.value["spec"]["cidr"], "192.168.10.0/26");
+    assert_eq!(block.value["spec"]["cidr"], "10.0.0.0/26");
     assert_eq!(block.value["spec"]["affinity"], "host:node-1");
-    assert_eq!(
-        block.value["spec"]["allocations"],
-        json!([0, null, 1, null])
-    );
+    let allocations = block.value["spec"]["allocations"].as_array().unwrap();
+    assert_eq!(allocations.len(), 64);
+    assert_eq!(allocations[..3], [json!(0), json!(1), json!(null)]);
     assert_eq!(
         block.value["spec"]["attributes"][1]["handle_id"],
         "k8s-pod-network.abc123"
     );
     let aff = store.list("BlockAffinity", None).unwrap().items;
     assert_eq!(aff.len(), 1);
-    assert_eq!(aff[0].key.name, "node-1-192-168-10-0-26");
+    assert_eq!(aff[0].key.name, "node-1-10-0-0-0-26");
     assert_eq!(aff[0].value["spec"]["node"], "node-1");
     assert_eq!(aff[0].value["spec"]["state"], "confirmed");
     let handle = store
@@ -136,7 +111,7 @@ fn upstream_data_reads_back() {
         .unwrap()
         .expect("handle");
     assert_eq!(handle.value["spec"]["handleID"], "k8s-pod-network.abc123");
-    assert_eq!(handle.value["spec"]["block"]["192.168.10.0/26"], 1);
+    assert_eq!(handle.value["spec"]["block"]["10.0.0.0/26"], 1);
     let cfg = store
         .get(&Key::global("IPAMConfig", "default"))
         .unwrap()
@@ -154,9 +129,13 @@ fn upstream_data_reads_back() {
         kinds,
         [
             "NetworkPolicy",
+            "GlobalNetworkPolicy",
             "IPPool",
+            "Profile",
+            "WorkloadEndpoint",
             "IPAMBlock",
             "BlockAffinity",
+            "IPAMHandle",
             "IPAMHandle",
             "IPAMConfig"
         ]
@@ -166,9 +145,7 @@ fn upstream_data_reads_back() {
     let mut v = pol.value.clone();
     v["spec"]["order"] = json!(200);
     let updated = store.update(&pol.key, v, Some(pol.mod_revision)).unwrap();
-    let (stored, rev) = raw
-        .get("/calico/resources/v3/projectcalico.org/networkpolicies/production/allow-tcp-6379")
-        .unwrap();
+    let (stored, rev) = raw.get(upstream::POLICY_KEY).unwrap();
     assert_eq!(rev, updated.mod_revision);
     assert_eq!(stored["spec"]["order"], 200);
     assert_eq!(stored["metadata"].get("resourceVersion"), None);

@@ -6,6 +6,8 @@
 //! `etcd-server`). When it is missing, [`etcd_or_skip`] prints a SKIP line and lets the test
 //! pass, except under `CI=true`, where a missing etcd is a setup bug and the test fails.
 
+pub mod upstream;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
