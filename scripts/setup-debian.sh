@@ -5,7 +5,7 @@ set -euo pipefail
 
 # containernetworking-plugins + iptables: the CNI kernel test chains calico with the reference
 # portmap plugin; podman + runc: the CNI test under podman (crun fails in this sandbox).
-packages=(build-essential pkg-config ca-certificates time iproute2 busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client
+packages=(build-essential pkg-config ca-certificates time iproute2 nftables busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client iperf3
   containernetworking-plugins iptables podman runc)
 missing=()
 for p in "${packages[@]}"; do
