@@ -69,6 +69,10 @@ pub const SET_V6_PREFIX: &str = "ip6-";
 pub const MARK_ACCEPT: u32 = 0x1_0000;
 /// Packet mark bit: a policy passed the packet to the next tier.
 pub const MARK_PASS: u32 = 0x2_0000;
+/// Bits of the conntrack mark holding the policy generation a flow was last
+/// allowed under: established flows skip policy only while it is current,
+/// so a policy change is enforced on existing connections too.
+pub const CT_GENERATION_MASK: u32 = 0xffff_0000;
 /// Log prefix of `Log` rules (nft truncates prefixes at 127 bytes).
 pub const LOG_PREFIX: &str = "calico-packet: ";
 
@@ -88,7 +92,10 @@ pub struct Ruleset {
 /// Renders `snapshot` for the endpoints in `ifaces` (endpoint → host-side
 /// interface name).
 pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> Ruleset {
-    let mut r = Renderer::default();
+    let mut r = Renderer {
+        generation: generation(snapshot, ifaces),
+        ..Renderer::default()
+    };
     let named_port_sets = named_port_set_ids(snapshot);
     for (id, members) in &snapshot.ip_sets {
         r.ip_set(id, members, named_port_sets.contains(id));
@@ -139,6 +146,22 @@ pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> Rul
     out
 }
 
+/// The policy generation of an input, in [`CT_GENERATION_MASK`]'s bits:
+/// a hash of everything that decides verdicts, never 0 (the mark of flows
+/// never seen by this dataplane).
+fn generation(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> u32 {
+    use std::hash::{Hash as _, Hasher as _};
+    // DefaultHasher::new() has fixed keys: the same input gives the same
+    // generation in every process, so a restart re-validates nothing.
+    let mut h = std::hash::DefaultHasher::new();
+    serde_json::to_string(snapshot)
+        .unwrap_or_default()
+        .hash(&mut h);
+    ifaces.hash(&mut h);
+    let g = (h.finish() as u32) & CT_GENERATION_MASK;
+    if g == 0 { 1 << 16 } else { g }
+}
+
 /// Ids of the sets whose members are (address, protocol, port) triples.
 fn named_port_set_ids(snapshot: &Snapshot) -> HashSet<IpSetId> {
     let mut ids = HashSet::new();
@@ -172,6 +195,8 @@ pub fn set_name(id: &IpSetId, v6: bool) -> String {
 
 #[derive(Default)]
 struct Renderer {
+    /// The policy generation (see [`CT_GENERATION_MASK`]).
+    generation: u32,
     out: Ruleset,
     objects: Vec<NfListObject<'static>>,
     rules: Vec<NfListObject<'static>>,
@@ -449,26 +474,57 @@ impl Renderer {
             family: None,
             dir: None,
         }));
+        let ct = |key: &str| {
+            Expression::Named(NamedExpression::CT(CT {
+                key: key.to_owned().into(),
+                family: None,
+                dir: None,
+            }))
+        };
+        let established = || {
+            matches(
+                ct_state.clone(),
+                Operator::IN,
+                Expression::List(vec![s("established"), s("related")]),
+            )
+        };
+        let ct_generation = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            ct("mark"),
+            Expression::Number(CT_GENERATION_MASK),
+        )));
         self.rule(
             FORWARD_CHAIN,
             vec![
+                established(),
                 matches(
-                    ct_state.clone(),
-                    Operator::IN,
-                    Expression::List(vec![s("established"), s("related")]),
+                    ct_generation,
+                    Operator::EQ,
+                    Expression::Number(self.generation),
                 ),
                 Statement::Accept(None),
             ],
-            "fast path: established or related flow".into(),
+            "fast path: flow allowed under the current policy".into(),
         );
         self.rule(
             FORWARD_CHAIN,
             vec![
-                matches(ct_state, Operator::IN, s("invalid")),
+                matches(ct_state.clone(), Operator::IN, s("invalid")),
                 counter(),
                 Statement::Drop(None),
             ],
             "invalid conntrack state".into(),
+        );
+        // Replies of a flow allowed under an older policy pass; its original
+        // direction is judged again below, so a flow the new policy denies
+        // stops there.
+        self.rule(
+            FORWARD_CHAIN,
+            vec![
+                established(),
+                matches(ct("direction"), Operator::EQ, s("reply")),
+                Statement::Accept(None),
+            ],
+            "reply of an established flow".into(),
         );
         let wildcard = format!("{WORKLOAD_IFACE_PREFIX}*");
         let known = format!("@{KNOWN_IFACES_SET}");
@@ -512,6 +568,21 @@ impl Renderer {
                 format!("ingress of {}", program.endpoint),
             );
         }
+        // Reached only by what every endpoint chain allowed.
+        self.rule(
+            FORWARD_CHAIN,
+            vec![Statement::Mangle(Mangle {
+                key: ct("mark"),
+                value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+                    Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                        ct("mark"),
+                        Expression::Number(!CT_GENERATION_MASK),
+                    ))),
+                    Expression::Number(self.generation),
+                ]))),
+            })],
+            "remember the policy generation the flow was allowed under".into(),
+        );
     }
 
     fn endpoint_chain(

@@ -88,8 +88,9 @@ fn forward_chain_dispatch_order() {
     assert_eq!(
         comments(&r, render::FORWARD_CHAIN),
         [
-            "fast path: established or related flow",
+            "fast path: flow allowed under the current policy",
             "invalid conntrack state",
+            "reply of an established flow",
             "fail closed: from workload interface without an endpoint",
             "fail closed: to workload interface without an endpoint",
             "egress of workloadendpoint default/bookstore-frontend",
@@ -98,6 +99,7 @@ fn forward_chain_dispatch_order() {
             "ingress of workloadendpoint default/bookstore-frontend",
             "ingress of workloadendpoint default/bookstore-server",
             "ingress of workloadendpoint default/fruitstore-frontend",
+            "remember the policy generation the flow was allowed under",
         ]
     );
     // The profile allows ingress only from members of `has(calico)`.

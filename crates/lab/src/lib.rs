@@ -583,6 +583,23 @@ impl Lab {
             .env_remove("DATASTORE_TYPE"))
     }
 
+    /// `calicoctl apply` of YAML text (written to a file in the lab's directory).
+    pub fn apply_yaml(&self, yaml: &str) -> anyhow::Result<String> {
+        let path = self.dir.join("apply.yaml");
+        std::fs::write(&path, yaml)?;
+        self.calicoctl(&["apply", "-f", &path.to_string_lossy()])
+    }
+
+    /// The namespace of host `name`.
+    pub fn host_netns(&self, name: &str) -> anyhow::Result<String> {
+        self.state()?
+            .hosts
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.netns.clone())
+            .with_context(|| format!("no host {name}"))
+    }
+
     /// Stops a task: CNI DEL, then its namespace goes.
     pub fn remove_task(&self, what: &str) -> anyhow::Result<()> {
         let t = self.task(what)?;

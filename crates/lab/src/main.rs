@@ -58,6 +58,24 @@ enum Cmd {
     },
     /// Remove everything the lab made.
     Down,
+    /// Test helper (run inside a task): accept one TCP connection on PORT and
+    /// append what arrives to FILE, as it arrives.
+    #[command(hide = true)]
+    TcpSink {
+        /// Port to listen on.
+        port: u16,
+        /// File to append to.
+        file: PathBuf,
+    },
+    /// Test helper (run inside a task): connect to ADDR:PORT and send a
+    /// line every 50 ms until the connection fails.
+    #[command(hide = true)]
+    TcpSource {
+        /// Address.
+        addr: std::net::IpAddr,
+        /// Port.
+        port: u16,
+    },
     /// The seed's demo end to end on 3 hosts; exit 0 only if it all held.
     Demo {
         /// Directory with the seed's apps/*.json and policy-bookstore.yaml.
@@ -76,6 +94,33 @@ fn main() {
             eprintln!("calico-lab: {e:#}");
             std::process::exit(1);
         }
+    }
+}
+
+fn tcp_sink(port: u16, file: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
+    let (mut conn, _) = listener.accept()?;
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])?;
+    }
+}
+
+fn tcp_source(addr: std::net::IpAddr, port: u16) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut conn = std::net::TcpStream::connect((addr, port))?;
+    loop {
+        conn.write_all(b"line\n")?;
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -126,6 +171,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
             }
         }
         Cmd::Restart { host } => lab.restart_node(&host)?,
+        Cmd::TcpSink { port, file } => tcp_sink(port, &file)?,
+        Cmd::TcpSource { addr, port } => tcp_source(addr, port)?,
         Cmd::Down => lab.down()?,
         Cmd::Demo { seed, keep } => {
             lab.down()?;
