@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Tests drive the real binaries of other packages (calico-lab runs calico-node, calico, calicoctl):
+# build them all first, nextest only builds the test targets.
+cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --no-fail-fast
 echo "== conformance (vendored corpus, or \$CALICO_CONFORMANCE_DIR) =="
 cargo test --locked -q -p calico-selector -p calico-api --test conformance -- --nocapture 2>&1 \
