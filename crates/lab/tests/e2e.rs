@@ -149,6 +149,50 @@ fn same_host_and_cross_host_connectivity_and_bulk_transfer() {
         String::from_utf8_lossy(&out.stdout).trim(),
         (4 << 20).to_string()
     );
+
+    // natOutgoing: the underlay router has no route to the pool, so only a
+    // masqueraded request gets an answer.
+    let www = lab.dir.join("www-underlay");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("id"), "underlay\n").unwrap();
+    let ul = format!("{}-ul", lab.prefix);
+    let ok = Command::new("ip")
+        .args(["netns", "exec", &ul, "busybox", "httpd", "-p", "8080", "-h"])
+        .arg(&www)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_eq!(
+        lab.fetch(&a[0].id, "http://172.30.0.254:8080/id")
+            .as_deref(),
+        Ok("underlay"),
+        "workload to outside the pools is masqueraded"
+    );
+
+    // Health and metrics of calico-node.
+    let h1 = lab.host_netns("h1").unwrap();
+    let get = |url: &str| {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &h1, "timeout", "3", "busybox", "wget", "-q", "-O", "-", url,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(get("http://127.0.0.1:9099/liveness").trim(), "ok");
+    assert_eq!(get("http://127.0.0.1:9099/readiness").trim(), "ok");
+    let metrics = get("http://127.0.0.1:9091/metrics");
+    for series in [
+        "felix_nft_rules ",
+        "felix_programming_seconds_count ",
+        "felix_active_local_endpoints 2",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "metrics lack {series:?}:\n{metrics}"
+        );
+    }
 }
 
 #[test]
