@@ -62,7 +62,13 @@ pub struct State {
     pub tasks: Vec<Task>,
     /// Tasks ever started (numbers namespaces).
     pub started: u32,
+    /// The etcd client URL when the lab runs on etcd (else the embedded store).
+    #[serde(default)]
+    pub etcd: Option<String>,
 }
+
+/// Where the etcd of a lab listens: the underlay router, reachable from every host.
+pub const LAB_ETCD: &str = "http://172.30.0.254:2379";
 
 /// A lab: its prefix, directory and the binaries it runs.
 #[derive(Debug, Clone)]
@@ -178,8 +184,10 @@ impl Lab {
     }
 
     /// Creates `n` hosts on an underlay bridge and starts calico-node on
-    /// each; returns once every node reports ready.
-    pub fn up(&self, n: u8) -> anyhow::Result<()> {
+    /// each; returns once every node reports ready. With `etcd`, the
+    /// datastore is an etcd server on the underlay (Debian's `etcd-server`)
+    /// instead of the embedded file.
+    pub fn up(&self, n: u8, etcd: bool) -> anyhow::Result<()> {
         if !self.state()?.hosts.is_empty() {
             bail!("the lab {} is already up: run down first", self.prefix);
         }
@@ -202,6 +210,11 @@ impl Lab {
         ip(&["-n", &ul, "link", "set", "br-ul", "up"])?;
         ip(&["-n", &ul, "addr", "add", "172.30.0.254/24", "dev", "br-ul"])?;
         let mut state = State::default();
+        if etcd {
+            self.start_etcd(&ul)?;
+            state.etcd = Some(LAB_ETCD.to_owned());
+        }
+        self.save(&state)?;
         for i in 1..=n {
             let name = format!("h{i}");
             let ns = format!("{}-{name}", self.prefix);
@@ -236,6 +249,101 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts etcd in the underlay namespace and waits until it answers.
+    fn start_etcd(&self, ul: &str) -> anyhow::Result<()> {
+        self.say(format!("starting etcd on the underlay ({LAB_ETCD})"));
+        let log = std::fs::File::create(self.dir.join("etcd.log"))?;
+        Command::new("ip")
+            .args(["netns", "exec", ul, "etcd", "--name", "lab"])
+            .arg("--data-dir")
+            .arg(self.dir.join("etcd"))
+            .args([
+                "--listen-client-urls",
+                LAB_ETCD,
+                "--advertise-client-urls",
+                LAB_ETCD,
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-cluster",
+                "lab=http://127.0.0.1:2380",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting etcd (Debian package etcd-server)")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let healthy = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    ul,
+                    "etcdctl",
+                    "--endpoints",
+                    LAB_ETCD,
+                    "endpoint",
+                    "health",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if healthy {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "etcd did not become healthy; see {}",
+                    self.dir.join("etcd.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Datastore settings as environment variables, for calico-node and calicoctl.
+    fn datastore_env(&self, state: &State) -> Vec<(&'static str, String)> {
+        match &state.etcd {
+            Some(url) => vec![
+                ("DATASTORE_TYPE", "etcdv3".into()),
+                ("ETCD_ENDPOINTS", url.clone()),
+            ],
+            None => vec![
+                ("DATASTORE_TYPE", "embedded".into()),
+                (
+                    "CALICO_DATASTORE_PATH",
+                    self.datastore().display().to_string(),
+                ),
+            ],
+        }
+    }
+
+    /// A CNI network configuration naming the lab's datastore.
+    fn cni_conf(&self, state: &State, node: &str) -> Value {
+        let mut conf = json!({
+            "cniVersion": "1.0.0",
+            "name": "calico",
+            "type": "calico",
+            "nodename": node,
+            "ipam": {"type": "calico-ipam"},
+        });
+        match &state.etcd {
+            Some(url) => {
+                conf["datastore_type"] = json!("etcdv3");
+                conf["etcd_endpoints"] = json!(url);
+            }
+            None => {
+                conf["datastore_type"] = json!("embedded");
+                conf["datastore_path"] = json!(self.datastore());
+            }
+        }
+        conf
+    }
+
     fn start_node(&self, node_bin: &Path, h: &Host) -> anyhow::Result<()> {
         let log = self.dir.join(format!("calico-node-{}.log", h.name));
         let log = std::fs::OpenOptions::new()
@@ -248,8 +356,7 @@ impl Lab {
             .args(["netns", "exec", &h.netns])
             .arg(node_bin)
             .args(["--node", &h.name, "--ip", &h.ip, "--leak-grace", "15m"])
-            .env("CALICO_DATASTORE_PATH", self.datastore())
-            .env_remove("DATASTORE_TYPE")
+            .envs(self.datastore_env(&self.state()?))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -395,19 +502,11 @@ impl Lab {
             .iter()
             .map(|(k, v)| json!({"key": k, "value": v}))
             .collect();
-        let conf = json!({
-            "cniVersion": "1.0.0",
+        let mut conf = self.cni_conf(&self.state()?, &h.name);
+        conf["args"] = json!({"org.apache.mesos": {"network_info": {
             "name": "calico",
-            "type": "calico",
-            "nodename": h.name,
-            "datastore_type": "embedded",
-            "datastore_path": self.datastore(),
-            "ipam": {"type": "calico-ipam"},
-            "args": {"org.apache.mesos": {"network_info": {
-                "name": "calico",
-                "labels": {"labels": mesos_labels}
-            }}}
-        });
+            "labels": {"labels": mesos_labels}
+        }}});
         let container_id = container_id(id);
         let result = self.cni(h, "ADD", &container_id, &netns, &conf)?;
         let addr = result["ips"][0]["address"]
@@ -577,10 +676,17 @@ impl Lab {
 
     /// Runs the lab's `calicoctl` against its datastore.
     pub fn calicoctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        run(Command::new(self.binary("calicoctl")?)
-            .args(args)
-            .env("CALICO_DATASTORE_PATH", self.datastore())
-            .env_remove("DATASTORE_TYPE"))
+        let state = self.state()?;
+        let mut cmd = if state.etcd.is_some() {
+            // etcd listens on the underlay, reachable from its namespace.
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.underlay()]);
+            c.arg(self.binary("calicoctl")?);
+            c
+        } else {
+            Command::new(self.binary("calicoctl")?)
+        };
+        run(cmd.args(args).envs(self.datastore_env(&state)))
     }
 
     /// `calicoctl apply` of YAML text (written to a file in the lab's directory).
@@ -610,9 +716,7 @@ impl Lab {
             .find(|h| h.name == t.host)
             .cloned()
             .context("task's host is gone")?;
-        let conf = json!({"cniVersion": "1.0.0", "name": "calico", "type": "calico",
-            "nodename": h.name, "datastore_type": "embedded",
-            "datastore_path": self.datastore(), "ipam": {"type": "calico-ipam"}});
+        let conf = self.cni_conf(&state, &h.name);
         self.cni(&h, "DEL", &t.container_id, &t.netns, &conf)?;
         kill_netns(&t.netns)?;
         state.tasks.retain(|x| x.id != t.id);

@@ -32,6 +32,9 @@ enum Cmd {
         /// Number of hosts.
         #[arg(long, default_value_t = 3)]
         hosts: u8,
+        /// Run the datastore as etcd on the underlay instead of the embedded file.
+        #[arg(long)]
+        etcd: bool,
     },
     /// Start a Marathon app's instances (its JSON definition).
     App {
@@ -84,6 +87,9 @@ enum Cmd {
         /// Leave the lab up afterwards.
         #[arg(long)]
         keep: bool,
+        /// Run on etcd instead of the embedded datastore.
+        #[arg(long)]
+        etcd: bool,
     },
 }
 
@@ -141,7 +147,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         verbose: true,
     };
     match args.command {
-        Cmd::Up { hosts } => lab.up(hosts)?,
+        Cmd::Up { hosts, etcd } => lab.up(hosts, etcd)?,
         Cmd::App { file, host } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -174,9 +180,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Cmd::TcpSink { port, file } => tcp_sink(port, &file)?,
         Cmd::TcpSource { addr, port } => tcp_source(addr, port)?,
         Cmd::Down => lab.down()?,
-        Cmd::Demo { seed, keep } => {
+        Cmd::Demo { seed, keep, etcd } => {
             lab.down()?;
-            lab.up(3)?;
+            lab.up(3, etcd)?;
             let held = calico_lab::demo::run(&lab, &seed);
             if !keep {
                 lab.down()?;

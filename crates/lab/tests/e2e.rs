@@ -29,6 +29,10 @@ impl std::ops::Deref for TestLab {
 }
 
 fn lab(prefix: &str, hosts: u8) -> Option<TestLab> {
+    lab_on(prefix, hosts, false)
+}
+
+fn lab_on(prefix: &str, hosts: u8, etcd: bool) -> Option<TestLab> {
     if !nix_is_root() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -56,7 +60,7 @@ fn lab(prefix: &str, hosts: u8) -> Option<TestLab> {
     // A previous run killed half-way may have left it behind.
     l.down().unwrap();
     let l = TestLab(l);
-    l.up(hosts).unwrap();
+    l.up(hosts, etcd).unwrap();
     Some(l)
 }
 
@@ -200,6 +204,56 @@ fn bookstore_scenario_of_the_seed() {
     let Some(lab) = lab("e2ebook", 3) else { return };
     let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed");
     assert!(calico_lab::demo::run(&lab, &seed).unwrap(), "demo matrix");
+}
+
+#[test]
+fn bookstore_scenario_on_etcd() {
+    if calico_datastore_etcd_missing() {
+        return;
+    }
+    let Some(lab) = lab_on("e2eetcd", 3, true) else {
+        return;
+    };
+    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed");
+    assert!(
+        calico_lab::demo::run(&lab, &seed).unwrap(),
+        "demo matrix on etcd"
+    );
+    // The data is in etcd under upstream's layout.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-ul", lab.prefix), "etcdctl"])
+        .args([
+            "--endpoints",
+            calico_lab::LAB_ETCD,
+            "get",
+            "--prefix",
+            "--keys-only",
+        ])
+        .arg("/calico/resources/v3/projectcalico.org/networkpolicies/")
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        keys.contains("/calico/resources/v3/projectcalico.org/networkpolicies/default/allow-bookstore-cliient-to-server"),
+        "{keys}"
+    );
+}
+
+/// Whether etcd is missing here (said visibly; a failure under `CI=true`).
+fn calico_datastore_etcd_missing() -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join("etcd").is_file() && d.join("etcdctl").is_file())
+    });
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "etcd and etcdctl are missing; CI installs etcd-server and etcd-client"
+        );
+        eprintln!(
+            "SKIPPED bookstore_scenario_on_etcd: etcd/etcdctl not installed (apt-get install etcd-server etcd-client)"
+        );
+    }
+    !found
 }
 
 #[test]
