@@ -15,7 +15,7 @@ use crate::cluster::{self, Cluster};
 use crate::metrics::Metrics;
 use crate::routes::{self, Desired};
 
-pub use crate::routes::VxlanParams as VxlanConfig;
+pub use crate::routes::{Encap, VxlanParams as VxlanConfig};
 
 /// Why a sync or a programming pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +36,8 @@ pub enum Error {
 pub struct Config {
     /// This host's name (its `Node` resource).
     pub node: String,
-    /// VXLAN settings; `None` when VXLAN is off.
-    pub vxlan: Option<VxlanConfig>,
+    /// How traffic to other hosts is carried (VXLAN, IP-in-IP or none).
+    pub encap: Encap,
     /// How often the kernel is checked for drift (our table or routes
     /// changed behind our back).
     pub resync_interval: Duration,
@@ -48,11 +48,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for host `node`: VXLAN off, drift check every 2 s, retry every second.
+    /// Defaults for host `node`: no encapsulation, drift check every 2 s, retry every second.
     pub fn new(node: impl Into<String>) -> Self {
         Config {
             node: node.into(),
-            vxlan: None,
+            encap: Encap::None,
             resync_interval: Duration::from_secs(2),
             retry_interval: Duration::from_secs(1),
             batch_window: Duration::from_millis(100),
@@ -112,6 +112,8 @@ pub struct Felix<N: Netlink, F: Nft> {
     applied: Option<Applied>,
     status: Arc<Status>,
     metrics: Metrics,
+    /// Route errors last reported, so a lasting one (e.g. no ipip module) is said once.
+    reported: Vec<String>,
 }
 
 fn policy_kind(kind: &str) -> Option<Kind> {
@@ -130,6 +132,7 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
             applied: None,
             status: Arc::new(Status::default()),
             metrics: Metrics::default(),
+            reported: Vec::new(),
         }
     }
 
@@ -290,7 +293,7 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
             .iter()
             .filter(|o| matches!(o, nftables::schema::NfListObject::Rule(_)))
             .count();
-        let routes = routes::desired(&self.cfg.node, self.cfg.vxlan.as_ref(), &state.cluster);
+        let routes = routes::desired(&self.cfg.node, &self.cfg.encap, &state.cluster);
         self.metrics
             .endpoints
             .set(i64::try_from(snapshot.programs.len()).unwrap_or(i64::MAX));
@@ -324,10 +327,7 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
             }
         }
         let report = routes::reconcile(&mut self.nl, &routes);
-        for e in &report.errors {
-            eprintln!("felix: programming routes: {e}");
-            self.metrics.errors.inc();
-        }
+        self.report_route_errors(&report);
         if let Some(a) = self.applied.as_mut() {
             a.routes = routes;
         }
@@ -378,10 +378,19 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
             eprintln!("felix: repaired routes: {}", report.changes.join("; "));
             self.metrics.drift_repairs.inc();
         }
-        for e in &report.errors {
-            eprintln!("felix: repairing routes: {e}");
+        self.report_route_errors(&report);
+    }
+
+    /// Counts every route error and prints the ones not printed last time.
+    fn report_route_errors(&mut self, report: &routes::Report) {
+        let now: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        for e in &now {
             self.metrics.errors.inc();
+            if !self.reported.contains(e) {
+                eprintln!("felix: programming routes: {e}");
+            }
         }
+        self.reported = now;
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Host {
     pub vtep: Option<Ipv4Addr>,
     /// MAC of its VXLAN device.
     pub vtep_mac: Option<[u8; 6]>,
+    /// Address of its IP-in-IP device (`spec.bgp.ipv4IPIPTunnelAddr`).
+    pub ipip: Option<Ipv4Addr>,
 }
 
 /// One IP pool.
@@ -151,12 +153,29 @@ impl Cluster {
                         )
                     })?)
                 };
+                let ipip = n
+                    .spec
+                    .bgp
+                    .as_ref()
+                    .map(|b| b.ipv4_ipip_tunnel_addr.as_str())
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse::<Ipv4Addr>().map_err(|e| {
+                            err(
+                                kind,
+                                name,
+                                format!("spec.bgp.ipv4IPIPTunnelAddr {a:?}: {e}"),
+                            )
+                        })
+                    })
+                    .transpose()?;
                 self.hosts.insert(
                     name.to_owned(),
                     Host {
                         underlay,
                         vtep,
                         vtep_mac,
+                        ipip,
                     },
                 );
             }
@@ -286,6 +305,7 @@ mod tests {
                 underlay: Some("172.30.0.2".parse().unwrap()),
                 vtep: Some("10.65.2.0".parse().unwrap()),
                 vtep_mac: Some([0x66, 0xc0, 0, 0, 0, 2]),
+                ipip: None,
             }
         );
         let bad = c.apply(

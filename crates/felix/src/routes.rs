@@ -15,6 +15,8 @@ use crate::cluster::Cluster;
 
 /// Name of the VXLAN device, as Calico's.
 pub const VXLAN_DEVICE: &str = "vxlan.calico";
+/// Name of the IP-in-IP device, as Calico's (the kernel's fallback device).
+pub const IPIP_DEVICE: &str = "tunl0";
 
 /// The VXLAN settings of this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +45,21 @@ pub struct Desired {
     pub tunnel: Option<Tunnel>,
     /// Remote tunnel ends.
     pub peers: Vec<Peer>,
+    /// The IP-in-IP device, when IP-in-IP is on: its MTU and address.
+    pub ipip: Option<(u32, Option<Ipv4Addr>)>,
     /// Routes felix owns (protocol [`PROTO_FELIX`]).
     pub routes: Vec<Route>,
+}
+
+/// How traffic to other hosts' blocks is carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encap {
+    /// VXLAN through `vxlan.calico`.
+    Vxlan(VxlanParams),
+    /// IP-in-IP through `tunl0`, with this MTU.
+    Ipip(u32),
+    /// No encapsulation: only local routes.
+    None,
 }
 
 /// VXLAN parameters of the host.
@@ -59,7 +74,7 @@ pub struct VxlanParams {
 }
 
 /// Computes the desired kernel state of host `node` from `cluster`.
-pub fn desired(node: &str, vxlan: Option<&VxlanParams>, cluster: &Cluster) -> Desired {
+pub fn desired(node: &str, encap: &Encap, cluster: &Cluster) -> Desired {
     let mut out = Desired::default();
     // Routes to local workloads, replacing the CNI plugin's so that felix
     // restores them if they are removed.
@@ -73,8 +88,29 @@ pub fn desired(node: &str, vxlan: Option<&VxlanParams>, cluster: &Cluster) -> De
             out.routes.push(r);
         }
     }
-    let Some(params) = vxlan else {
-        return out;
+    let params = match encap {
+        Encap::Vxlan(p) => p,
+        Encap::Ipip(mtu) => {
+            out.ipip = Some((*mtu, cluster.hosts.get(node).and_then(|h| h.ipip)));
+            for (cidr, owner) in cluster.blocks.values() {
+                let Some(owner) = owner.as_deref().filter(|o| *o != node) else {
+                    continue;
+                };
+                if let Some(underlay) = cluster.hosts.get(owner).and_then(|h| h.underlay)
+                    && cidr.addr().is_ipv4()
+                    && underlay.is_ipv4()
+                {
+                    out.routes.push(Route::via_tunnel(
+                        cidr.addr(),
+                        cidr.prefix_len(),
+                        underlay,
+                        IPIP_DEVICE,
+                    ));
+                }
+            }
+            return out;
+        }
+        Encap::None => return out,
     };
     let me = cluster.hosts.get(node);
     if let Some(me) = me
@@ -157,6 +193,7 @@ fn route_key(r: &Route, oif: u32) -> (IpAddr, u8, Option<IpAddr>, u32) {
 pub fn reconcile(nl: &mut impl Netlink, want: &Desired) -> Report {
     let mut report = Report::default();
     reconcile_tunnel(nl, want, &mut report);
+    reconcile_ipip(nl, want, &mut report);
 
     let links = match nl.links() {
         Ok(l) => l,
@@ -198,6 +235,53 @@ pub fn reconcile(nl: &mut impl Netlink, want: &Desired) -> Report {
         }
     }
     report
+}
+
+/// `tunl0` up with its address when IP-in-IP is on (left alone otherwise:
+/// the kernel owns the fallback device). Without kernel support the error
+/// is reported and routes through it are skipped.
+fn reconcile_ipip(nl: &mut impl Netlink, want: &Desired, report: &mut Report) {
+    let Some((mtu, address)) = want.ipip else {
+        return;
+    };
+    match nl.link(IPIP_DEVICE) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            // Creating any ipip device loads the module, which brings the
+            // fallback `tunl0` with it; ours is then the one already there.
+            if let Err(e) = nl.create_ipip(IPIP_DEVICE, mtu)
+                && !e.is_exists()
+            {
+                report.errors.push(e);
+                return;
+            }
+            report
+                .changes
+                .push(format!("created {IPIP_DEVICE} (mtu {mtu})"));
+        }
+        Err(e) => {
+            report.errors.push(e);
+            return;
+        }
+    }
+    match nl.link(IPIP_DEVICE) {
+        Ok(Some(l)) if !l.up => {
+            report.note(nl.set_link_up(IPIP_DEVICE), || {
+                format!("set {IPIP_DEVICE} up")
+            });
+        }
+        Ok(_) => {}
+        Err(e) => report.errors.push(e),
+    }
+    if let Some(addr) = address.map(IpAddr::V4) {
+        match nl.addresses(IPIP_DEVICE) {
+            Ok(addrs) if addrs.contains(&(addr, 32)) => {}
+            Ok(_) => report.note(nl.add_address(IPIP_DEVICE, addr, 32), || {
+                format!("addressed {IPIP_DEVICE} {addr}/32")
+            }),
+            Err(e) => report.errors.push(e),
+        }
+    }
 }
 
 fn reconcile_tunnel(nl: &mut impl Netlink, want: &Desired, report: &mut Report) {
@@ -268,7 +352,9 @@ fn reconcile_tunnel(nl: &mut impl Netlink, want: &Desired, report: &mut Report) 
                     );
                 }
             }
-            for n in have {
+            // Only permanent IPv4 entries are ours: the kernel keeps its own
+            // (e.g. IPv6 multicast) on the device.
+            for n in have.into_iter().filter(|n| n.permanent && n.ip.is_ipv4()) {
                 if !want.peers.iter().any(|p| IpAddr::V4(p.vtep) == n.ip) {
                     report.note(nl.delete_neighbour(VXLAN_DEVICE, n.ip), || {
                         format!("removed stale neighbour {}", n.ip)
@@ -324,6 +410,7 @@ mod tests {
                     underlay: Some(IpAddr::from([172, 30, 0, i])),
                     vtep: Some(Ipv4Addr::new(10, 65, i, 0)),
                     vtep_mac: Some([0x66, 0xc0, 0, 0, 0, i]),
+                    ipip: Some(Ipv4Addr::new(10, 65, i, 1)),
                 },
             );
             c.blocks.insert(
@@ -348,15 +435,15 @@ mod tests {
         c
     }
 
-    const VX: VxlanParams = VxlanParams {
+    const VX: Encap = Encap::Vxlan(VxlanParams {
         vni: 4096,
         port: 4789,
         mtu: 1450,
-    };
+    });
 
     #[test]
     fn desired_state_of_a_three_host_cluster() {
-        let d = desired("h1", Some(&VX), &cluster());
+        let d = desired("h1", &VX, &cluster());
         let t = d.tunnel.as_ref().unwrap();
         assert_eq!(t.address, Ipv4Addr::new(10, 65, 1, 0));
         assert_eq!(t.spec.local, Some(Ipv4Addr::new(172, 30, 0, 1)));
@@ -375,7 +462,7 @@ mod tests {
             ]
         );
         // Without VXLAN: only local routes, no tunnel.
-        let d = desired("h1", None, &cluster());
+        let d = desired("h1", &Encap::None, &cluster());
         assert!(d.tunnel.is_none() && d.peers.is_empty());
         assert_eq!(d.routes.len(), 1);
     }
@@ -385,7 +472,7 @@ mod tests {
         let mut nl = FakeNetlink::new();
         nl.insert_link("cali1", 1500, vec![0xee; 6]);
         let mut c = cluster();
-        let d = desired("h1", Some(&VX), &c);
+        let d = desired("h1", &VX, &c);
         let r = reconcile(&mut nl, &d);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(nl.routes().unwrap().len(), 3);
@@ -396,18 +483,50 @@ mod tests {
         // Host h3 leaves: its route, neighbour and fdb entry go.
         c.hosts.remove("h3");
         c.blocks.remove("b3");
-        let r = reconcile(&mut nl, &desired("h1", Some(&VX), &c));
+        let r = reconcile(&mut nl, &desired("h1", &VX, &c));
         assert_eq!(r.changes.len(), 3, "{:?}", r.changes);
         assert_eq!(nl.routes().unwrap().len(), 2);
         assert_eq!(nl.neighbours(VXLAN_DEVICE).unwrap().len(), 1);
         // A route someone else owns is never touched.
         nl.add_route(&Route::direct("192.0.2.1".parse().unwrap(), 32, "cali1"))
             .unwrap();
-        reconcile(&mut nl, &desired("h1", Some(&VX), &c));
+        reconcile(&mut nl, &desired("h1", &VX, &c));
         assert_eq!(nl.routes().unwrap().len(), 3);
         // VXLAN turned off: the device goes.
-        reconcile(&mut nl, &desired("h1", None, &c));
+        reconcile(&mut nl, &desired("h1", &Encap::None, &c));
         assert!(nl.link(VXLAN_DEVICE).unwrap().is_none());
+    }
+
+    #[test]
+    fn ipip_routes_go_to_the_remote_underlay_through_tunl0() {
+        let d = desired("h1", &Encap::Ipip(1480), &cluster());
+        assert!(d.tunnel.is_none() && d.peers.is_empty());
+        assert_eq!(d.ipip, Some((1480, Some(Ipv4Addr::new(10, 65, 1, 1)))));
+        let routes: Vec<String> = d
+            .routes
+            .iter()
+            .map(|r| format!("{}/{} via {:?} {}", r.dst, r.prefix_len, r.gateway, r.link))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "10.65.1.2/32 via None cali1",
+                "10.65.2.0/26 via Some(172.30.0.2) tunl0",
+                "10.65.3.0/26 via Some(172.30.0.3) tunl0"
+            ]
+        );
+        let mut nl = FakeNetlink::new();
+        nl.insert_link("cali1", 1500, vec![0xee; 6]);
+        let r = reconcile(&mut nl, &d);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(nl.routes().unwrap().len(), 3);
+        // A kernel without ipip: reported, and the tunnel routes skipped.
+        let mut nl = FakeNetlink::new();
+        nl.insert_link("cali1", 1500, vec![0xee; 6]);
+        nl.fail.push("create_ipip");
+        let r = reconcile(&mut nl, &d);
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(nl.routes().unwrap().len(), 1, "only the local route");
     }
 
     #[test]
@@ -415,7 +534,7 @@ mod tests {
         let mut nl = FakeNetlink::new();
         nl.insert_link("cali1", 1500, vec![0xee; 6]);
         nl.fail.push("add_fdb");
-        let r = reconcile(&mut nl, &desired("h1", Some(&VX), &cluster()));
+        let r = reconcile(&mut nl, &desired("h1", &VX, &cluster()));
         assert_eq!(r.errors.len(), 2, "one per peer");
         assert_eq!(nl.routes().unwrap().len(), 3, "routes still programmed");
     }

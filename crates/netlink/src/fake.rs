@@ -33,6 +33,8 @@ pub enum Call {
     DeleteLink(String),
     /// `create_vxlan`.
     CreateVxlan(VxlanSpec),
+    /// `create_ipip`.
+    CreateIpip(String, u32),
     /// `delete_route`.
     DeleteRoute(IpAddr, u8),
     /// `delete_neighbour`.
@@ -246,6 +248,19 @@ impl Netlink for FakeNetlink {
             });
         }
         self.insert_link(&spec.name, spec.mtu, spec.mac.to_vec());
+        Ok(())
+    }
+
+    fn create_ipip(&mut self, name: &str, mtu: u32) -> Result<()> {
+        self.calls.push(Call::CreateIpip(name.to_owned(), mtu));
+        self.check("create_ipip")?;
+        if self.links.contains_key(name) {
+            return Err(Error::Kernel {
+                doing: format!("fake create_ipip {name}"),
+                source: std::io::Error::from_raw_os_error(17),
+            });
+        }
+        self.insert_link(name, mtu, Vec::new());
         Ok(())
     }
 

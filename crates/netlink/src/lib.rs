@@ -258,6 +258,9 @@ pub trait Netlink {
     fn links(&mut self) -> Result<Vec<Link>>;
     /// Create a VXLAN device (down; set it up separately).
     fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()>;
+    /// Create an IP-in-IP device without a fixed remote (down). Fails on a
+    /// kernel without the `ipip` module.
+    fn create_ipip(&mut self, name: &str, mtu: u32) -> Result<()>;
     /// Delete a route from the main table. Ok(false) if it was gone.
     fn delete_route(&mut self, route: &Route) -> Result<bool>;
     /// Delete a neighbour entry. Ok(false) if it was gone.

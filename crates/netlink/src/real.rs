@@ -460,6 +460,22 @@ impl Netlink for NetlinkSocket {
         .map(drop)
     }
 
+    fn create_ipip(&mut self, name: &str, mtu: u32) -> Result<()> {
+        let doing = || format!("creating ipip device {name} (mtu {mtu})");
+        let mut m = link_named(name);
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::IpIp,
+            )]));
+        self.request(
+            Rt::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &doing,
+        )
+        .map(drop)
+    }
+
     fn delete_route(&mut self, route: &Route) -> Result<bool> {
         let doing = || format!("deleting route {}/{}", route.dst, route.prefix_len);
         let mut m = RouteMessage::default();

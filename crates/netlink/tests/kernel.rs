@@ -221,3 +221,23 @@ fn vxlan_device_fdb_neighbour_and_owned_routes() {
     assert!(!nl.delete_neighbour("vxlan.calico", vtep).unwrap());
     assert!(nl.delete_link("vxlan.calico").unwrap());
 }
+
+#[test]
+fn ipip_device_where_the_kernel_has_it() {
+    if !enter_fresh_netns("ipip_device") {
+        return;
+    }
+    let mut nl = NetlinkSocket::new().unwrap();
+    match nl.create_ipip("tunl9", 1480) {
+        Ok(()) => {
+            let link = nl.link("tunl9").unwrap().expect("created");
+            assert_eq!(link.mtu, 1480);
+            assert!(nl.delete_link("tunl9").unwrap());
+        }
+        // No ipip module: the capability is missing, not our code broken.
+        Err(e) if matches!(e.errno(), Some(95 | 19 | 22)) => {
+            eprintln!("SKIPPED ipip_device: this kernel has no IP-in-IP support ({e})");
+        }
+        Err(e) => panic!("creating an ipip device: {e}"),
+    }
+}

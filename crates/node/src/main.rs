@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use calico_dataplane::NftCli;
 use calico_datastore::{Datastore, DatastoreConfig};
-use calico_felix::{Config, Felix, Status, VxlanConfig};
+use calico_felix::{Config, Encap, Felix, Status, VxlanConfig};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
 use calico_netlink::{Netlink, Sysctl};
 use calico_node::params::Params;
@@ -149,18 +149,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     sysctl
         .set("net/ipv4/ip_forward", "1")
         .context("enabling IPv4 forwarding")?;
-    if !params.vxlan_enabled {
-        eprintln!(
-            "calico-node: VXLAN is off; IP-in-IP routing is not implemented yet, only same-host traffic is routed"
-        );
-    }
 
     let mut cfg = Config::new(node.clone());
-    cfg.vxlan = params.vxlan_enabled.then_some(VxlanConfig {
-        vni: params.vxlan_vni,
-        port: params.vxlan_port,
-        mtu: params.vxlan_mtu,
-    });
+    cfg.encap = if params.vxlan_enabled {
+        Encap::Vxlan(VxlanConfig {
+            vni: params.vxlan_vni,
+            port: params.vxlan_port,
+            mtu: params.vxlan_mtu,
+        })
+    } else {
+        Encap::Ipip(params.ipinip_mtu)
+    };
     let mut felix = Felix::new(cfg, ds.clone(), NetlinkSocket::new()?, NftCli::default());
     let status = felix.status();
     let mut registry = Registry::default();

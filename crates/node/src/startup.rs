@@ -110,9 +110,9 @@ pub fn tunnel_handle(node: &str) -> String {
     format!("vxlan-tunnel-addr-{node}")
 }
 
-/// Registers this host: its Node with `address` (underlay, with prefix) and,
-/// with VXLAN on, a tunnel address from IPAM (kept across restarts) and
-/// MAC. Returns the tunnel address.
+/// Registers this host: its Node with `address` (underlay, with prefix) and
+/// a tunnel address from IPAM (kept across restarts): VXLAN's (with the
+/// tunnel MAC), or IP-in-IP's when VXLAN is off. Returns the tunnel address.
 pub fn register_node(
     ds: &dyn Datastore,
     node: &str,
@@ -130,44 +130,60 @@ pub fn register_node(
     value["spec"]["bgp"]["ipv4Address"] = json!(address.to_string());
     write_node(ds, &key, value.clone())?;
 
-    let mut tunnel = None;
+    // One tunnel address from IPAM, kept across restarts: VXLAN's, or
+    // IP-in-IP's when VXLAN is off (as Calico, the other one is removed).
+    let (handle, kind) = if params.vxlan_enabled {
+        (tunnel_handle(node), "vxlanTunnelAddress")
+    } else {
+        (format!("ipip-tunnel-addr-{node}"), "ipipTunnelAddress")
+    };
+    let ip = tunnel_address(ds, node, &handle, kind)?;
     if params.vxlan_enabled {
-        let ipam = Ipam::new(ds);
-        let handle = tunnel_handle(node);
-        let held = ipam.ips_by_handle(&handle).map_err(|source| Error::Ipam {
-            node: node.to_owned(),
-            source: Box::new(source),
-        })?;
-        let ip = match held.iter().find_map(|ip| match ip {
-            IpAddr::V4(a) => Some(*a),
-            IpAddr::V6(_) => None,
-        }) {
-            Some(a) => a,
-            None => {
-                let mut args = AssignArgs::new(handle, node);
-                args.use_ = Use::Tunnel;
-                args.attrs.insert("node".into(), node.to_owned());
-                args.attrs
-                    .insert("type".into(), "vxlanTunnelAddress".into());
-                let assigned = ipam.auto_assign(&args).map_err(|source| Error::Ipam {
-                    node: node.to_owned(),
-                    source: Box::new(source),
-                })?;
-                match assigned.v4.first().map(|a| a.ip) {
-                    Some(IpAddr::V4(a)) => a,
-                    _ => unreachable!("one IPv4 address was asked for"),
-                }
-            }
-        };
         value["spec"]["ipv4VXLANTunnelAddr"] = json!(ip.to_string());
         value["spec"]["vxlanTunnelMACAddr"] = json!(calico_netlink::format_mac(&tunnel_mac(node)));
-        tunnel = Some(ip);
-    } else if let Some(spec) = value["spec"].as_object_mut() {
-        spec.remove("ipv4VXLANTunnelAddr");
-        spec.remove("vxlanTunnelMACAddr");
+        if let Some(bgp) = value["spec"]["bgp"].as_object_mut() {
+            bgp.remove("ipv4IPIPTunnelAddr");
+        }
+    } else {
+        value["spec"]["bgp"]["ipv4IPIPTunnelAddr"] = json!(ip.to_string());
+        if let Some(spec) = value["spec"].as_object_mut() {
+            spec.remove("ipv4VXLANTunnelAddr");
+            spec.remove("vxlanTunnelMACAddr");
+        }
     }
+    let tunnel = Some(ip);
     write_node(ds, &key, value)?;
     Ok(tunnel)
+}
+
+/// The address `handle` holds, or a new one from IPAM for a tunnel device.
+fn tunnel_address(
+    ds: &dyn Datastore,
+    node: &str,
+    handle: &str,
+    kind: &str,
+) -> Result<Ipv4Addr, Error> {
+    let ipam_err = |source| Error::Ipam {
+        node: node.to_owned(),
+        source: Box::new(source),
+    };
+    let ipam = Ipam::new(ds);
+    let held = ipam.ips_by_handle(handle).map_err(ipam_err)?;
+    if let Some(a) = held.iter().find_map(|ip| match ip {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    }) {
+        return Ok(a);
+    }
+    let mut args = AssignArgs::new(handle, node);
+    args.use_ = Use::Tunnel;
+    args.attrs.insert("node".into(), node.to_owned());
+    args.attrs.insert("type".into(), kind.to_owned());
+    let assigned = ipam.auto_assign(&args).map_err(ipam_err)?;
+    match assigned.v4.first().map(|a| a.ip) {
+        Some(IpAddr::V4(a)) => Ok(a),
+        _ => unreachable!("one IPv4 address was asked for"),
+    }
 }
 
 fn write_node(ds: &dyn Datastore, key: &Key, value: Value) -> Result<(), Error> {
@@ -212,6 +228,17 @@ mod tests {
         assert_eq!(node["spec"]["bgp"]["ipv4Address"], "172.30.0.1/24");
         assert_eq!(node["spec"]["ipv4VXLANTunnelAddr"], t1.to_string());
         assert_eq!(tunnel_mac("h1")[0] & 0x03, 0x02, "local, unicast");
+        // VXLAN off: an IP-in-IP tunnel address instead.
+        let ipip = Params {
+            vxlan_enabled: false,
+            ..Params::default()
+        };
+        let t3 = register_node(&ds, "h3", "172.30.0.3/24".parse().unwrap(), &ipip)
+            .unwrap()
+            .unwrap();
+        let node = ds.get(&Key::global("Node", "h3")).unwrap().unwrap().value;
+        assert_eq!(node["spec"]["bgp"]["ipv4IPIPTunnelAddr"], t3.to_string());
+        assert!(node["spec"].get("ipv4VXLANTunnelAddr").is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

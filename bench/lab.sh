@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Figures for issue 7, on a 2-host lab (network namespaces, the embedded datastore, release
+# binaries), all in one run:
+#  1. iperf3 throughput across hosts (VXLAN) with no policy vs 1,000 policies selecting the
+#     server (the client's allow comes last, after 999 non-matching policies);
+#  2. time from `calicoctl apply` (process start) to the change being in the kernel of the
+#     server's host, with 1,000 endpoints in the datastore (median and p99 of SAMPLES changes);
+#  3. kernel programming time of a ~10,000-rule table (dataplane example, real nft).
+# Needs root. Set SECONDS_PER_RUN, RUNS, SAMPLES to change the effort.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+SECS=${SECONDS_PER_RUN:-5}
+SAMPLES=${SAMPLES:-50}
+scripts/setup-debian.sh >/dev/null
+cargo build --locked --release -q -p calico-lab -p calico-node -p calico-cni -p calico-ipam-plugin -p calicoctl
+cargo build --locked --release -q -p calico-dataplane --example program_rules
+bin=${CARGO_TARGET_DIR:-target}/release
+lab() { "$bin/calico-lab" --prefix bench "$@"; }
+work=$(mktemp -d)
+trap 'lab down >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export CALICO_DATASTORE_PATH=/run/calico-lab-bench/calico.db
+unset DATASTORE_TYPE
+
+echo "machine: $(nproc) vCPU $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+lab down >/dev/null 2>&1 || true
+lab up --hosts 2 >/dev/null
+printf '{"id":"/srv","instances":1,"networks":[{"mode":"container","name":"calico","labels":{"app":"srv"}}]}' > "$work/srv.json"
+printf '{"id":"/cli","instances":1,"networks":[{"mode":"container","name":"calico","labels":{"app":"cli"}}]}' > "$work/cli.json"
+lab app "$work/srv.json" --host h1 >/dev/null
+lab app "$work/cli.json" --host h2 >/dev/null
+srv_ip=$(lab status | awk '/task srv/ {print $6}')
+lab exec srv -- iperf3 -s -D >/dev/null
+sleep 0.5
+
+throughput() { # label
+  local all=()
+  for _ in $(seq "$RUNS"); do
+    gbps=$(lab exec cli -- iperf3 -c "$srv_ip" -t "$SECS" -f g | awk '/receiver/ {print $(NF-2)}')
+    all+=("$gbps")
+  done
+  printf '%-34s %s Gbit/s (runs: %s)\n' "$1" "$(printf '%s\n' "${all[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" "${all[*]}"
+}
+
+echo "== iperf3 across hosts (TCP, ${SECS}s x $RUNS, median) =="
+throughput "no policy"
+awk 'BEGIN {
+  for (i = 0; i < 999; i++) {
+    printf "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: bench-%04d\n", i
+    printf "spec:\n  order: %d\n  selector: app == \"srv\"\n  types: [Ingress]\n  ingress:\n", i
+    printf "  - action: Allow\n    protocol: TCP\n    source:\n      selector: svc == \"s%d\"\n    destination:\n      ports: [%d]\n---\n", i, 1000 + i
+  }
+  printf "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: bench-allow-cli\n"
+  printf "spec:\n  order: 5000\n  selector: app == \"srv\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    source:\n      selector: app == \"cli\"\n"
+}' > "$work/policies.yaml"
+"$bin/calicoctl" apply -f "$work/policies.yaml" >/dev/null
+h1_rules() { ip netns exec bench-h1 nft list table inet calico | grep -c 'jump pi-' || true; }
+for _ in $(seq 300); do [ "$(h1_rules)" -ge 1000 ] && break; sleep 0.1; done
+echo "(server host: $(h1_rules) policy jumps in its chains)"
+throughput "1,000 policies in force"
+lab exec srv -- sh -c 'kill $(pidof iperf3)' >/dev/null 2>&1 || true
+
+echo "== calicoctl apply -> in the kernel, 1,000 endpoints in the datastore =="
+awk 'BEGIN {
+  for (i = 0; i < 1000; i++) {
+    printf "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: far-mesos-w%d-eth0\n  namespace: default\n  labels: {svc: s%d}\n", i, i % 999
+    printf "spec:\n  node: far\n  orchestrator: mesos\n  workload: w%d\n  endpoint: eth0\n  interfaceName: calif%d\n  ipNetworks: [\"10.250.%d.%d/32\"]\n---\n", i, i, int(i / 250), i % 250 + 1
+  }
+}' > "$work/endpoints.yaml"
+"$bin/calicoctl" apply -f "$work/endpoints.yaml" >/dev/null
+sleep 2
+times=()
+for i in $(seq "$SAMPLES"); do
+  port=$((20000 + i))
+  printf 'apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: bench-toggle\nspec:\n  order: 1\n  selector: app == "srv"\n  types: [Ingress]\n  ingress:\n  - action: Deny\n    protocol: TCP\n    destination:\n      ports: [%d]\n' "$port" > "$work/toggle.yaml"
+  t0=$(date +%s%N)
+  "$bin/calicoctl" apply -f "$work/toggle.yaml" >/dev/null
+  # grep without -q reads all of nft's output: an early exit would SIGPIPE nft and, under
+  # pipefail, fail the pipeline forever.
+  until ip netns exec bench-h1 nft list chain inet calico pi-default/bench-toggle 2>/dev/null | grep "dport $port " >/dev/null; do :; done
+  t1=$(date +%s%N)
+  times+=($(( (t1 - t0) / 1000000 )))
+done
+printf '%s\n' "${times[@]}" | sort -n | awk -v n="$SAMPLES" '{a[NR]=$1} END {
+  printf "apply -> kernel over %d changes: median %d ms, p99 %d ms, max %d ms (calicoctl process start included)\n", n, a[int((n+1)/2)], a[int(n*0.99+0.999)], a[n] }'
+lab down >/dev/null
+
+echo "== kernel programming time (real nft, fresh netns) =="
+"$bin/examples/program_rules" 250
+"$bin/examples/program_rules" 500
