@@ -11,4 +11,7 @@ pub mod render;
 
 pub use apply::{Error, Nft, NftCli, RecordingNft, batch};
 pub use nat::add_nat_outgoing;
-pub use render::{Ruleset, render};
+pub use render::{
+    DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND, Failsafe, FailsafeError, HostOptions,
+    L4Protocol, Ruleset, parse_failsafes, render, render_with,
+};

@@ -44,6 +44,10 @@ pub const TABLE_NAME: &str = "calico";
 pub const FORWARD_CHAIN: &str = "forward";
 /// Hook priority of [`FORWARD_CHAIN`]: `filter` (0), like an ordinary firewall.
 pub const FORWARD_PRIORITY: i32 = 0;
+/// The input-hook base chain policing traffic to host endpoints.
+pub const INPUT_CHAIN: &str = "input";
+/// The output-hook base chain policing traffic from host endpoints.
+pub const OUTPUT_CHAIN: &str = "output";
 /// Prefix of the host side of every workload veth; any such interface
 /// without an endpoint program is dropped (fail closed).
 pub const WORKLOAD_IFACE_PREFIX: &str = "cali";
@@ -76,6 +80,101 @@ pub const CT_GENERATION_MASK: u32 = 0xffff_0000;
 /// Log prefix of `Log` rules (nft truncates prefixes at 127 bytes).
 pub const LOG_PREFIX: &str = "calico-packet: ";
 
+/// A transport protocol of a failsafe port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl L4Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            L4Protocol::Tcp => "tcp",
+            L4Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A port that host endpoint policy can never close (so an operator cannot
+/// lock themselves, the datastore or Mesos out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failsafe {
+    /// Its protocol.
+    pub protocol: L4Protocol,
+    /// Its port.
+    pub port: u16,
+}
+
+/// A failsafe list that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failsafe port {entry:?}: {reason} (expected tcp:PORT or udp:PORT, comma-separated)")]
+pub struct FailsafeError {
+    /// The entry.
+    pub entry: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Parses Felix's failsafe syntax: `tcp:22,udp:68` (`none` for an empty list).
+pub fn parse_failsafes(text: &str) -> Result<Vec<Failsafe>, FailsafeError> {
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let bad = |reason: &str| FailsafeError {
+                entry: entry.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let (proto, port) = entry.split_once(':').ok_or_else(|| bad("no protocol"))?;
+            let protocol = match proto.to_ascii_lowercase().as_str() {
+                "tcp" => L4Protocol::Tcp,
+                "udp" => L4Protocol::Udp,
+                _ => return Err(bad("protocol must be tcp or udp")),
+            };
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("port must be 1-65535"))?;
+            Ok(Failsafe { protocol, port })
+        })
+        .collect()
+}
+
+/// Default inbound failsafes: SSH, DHCP, BGP, etcd, and the Mesos master and agent.
+pub const DEFAULT_FAILSAFE_INBOUND: &str =
+    "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5050,tcp:5051";
+/// Default outbound failsafes: DNS, DHCP, BGP, etcd, and the Mesos master and agent.
+pub const DEFAULT_FAILSAFE_OUTBOUND: &str =
+    "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5050,tcp:5051";
+
+/// How host endpoints are policed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOptions {
+    /// Always allowed in, whatever host endpoint policy says.
+    pub failsafe_inbound: Vec<Failsafe>,
+    /// Always allowed out.
+    pub failsafe_outbound: Vec<Failsafe>,
+    /// The VXLAN port between hosts, always allowed in and out.
+    pub vxlan_port: Option<u16>,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            failsafe_inbound: parse_failsafes(DEFAULT_FAILSAFE_INBOUND).unwrap_or_default(),
+            failsafe_outbound: parse_failsafes(DEFAULT_FAILSAFE_OUTBOUND).unwrap_or_default(),
+            vxlan_port: None,
+        }
+    }
+}
+
 /// The desired contents of our table.
 #[derive(Debug, Clone, Default)]
 pub struct Ruleset {
@@ -90,8 +189,20 @@ pub struct Ruleset {
 }
 
 /// Renders `snapshot` for the endpoints in `ifaces` (endpoint → host-side
-/// interface name).
+/// interface name), with the default [`HostOptions`].
 pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> Ruleset {
+    render_with(snapshot, ifaces, &HostOptions::default())
+}
+
+/// Renders `snapshot` for the endpoints in `ifaces`: workload endpoints are
+/// policed on the forward hook, host endpoints (their interface, e.g.
+/// `eth0`) on input and output with `opts`' failsafes. Without host
+/// endpoints there are no input or output chains.
+pub fn render_with(
+    snapshot: &Snapshot,
+    ifaces: &BTreeMap<EndpointId, String>,
+    opts: &HostOptions,
+) -> Ruleset {
     let mut r = Renderer {
         generation: generation(snapshot, ifaces),
         ..Renderer::default()
@@ -105,14 +216,17 @@ pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> Rul
         }
     }
     let mut endpoints = Vec::new();
+    let mut hosts = Vec::new();
     for program in &snapshot.programs {
-        match ifaces.get(&program.endpoint) {
-            Some(iface) => endpoints.push((iface.as_str(), program)),
-            None => r.out.unmapped.push(program.endpoint.clone()),
+        match (ifaces.get(&program.endpoint), &program.endpoint) {
+            (Some(iface), EndpointId::Workload { .. }) => endpoints.push((iface.as_str(), program)),
+            (Some(iface), EndpointId::Host { .. }) => hosts.push((iface.as_str(), program)),
+            (None, _) => r.out.unmapped.push(program.endpoint.clone()),
         }
     }
     // Sorted by interface so the ruleset (and its diff) is deterministic.
     endpoints.sort_by(|a, b| a.0.cmp(b.0));
+    hosts.sort_by(|a, b| a.0.cmp(b.0));
     r.objects.push(NfListObject::Set(Box::new(Set {
         family: TABLE_FAMILY,
         table: TABLE_NAME.into(),
@@ -128,7 +242,10 @@ pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> Rul
         ..Set::default()
     })));
     r.base_chain(&endpoints);
-    for (iface, program) in &endpoints {
+    if !hosts.is_empty() {
+        r.host_chains(&hosts, opts);
+    }
+    for (iface, program) in endpoints.iter().chain(&hosts) {
         for direction in [Direction::Ingress, Direction::Egress] {
             r.endpoint_chain(
                 iface,
@@ -206,6 +323,14 @@ struct Renderer {
     /// needing membership of an empty set can never match and is left out
     /// (the whole table is re-rendered whenever a set changes).
     nonempty: HashSet<(IpSetId, Family)>,
+}
+
+fn ct(key: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: key.to_owned().into(),
+        family: None,
+        dir: None,
+    }))
 }
 
 pub(crate) fn s(text: &str) -> Expression<'static> {
@@ -469,63 +594,7 @@ impl Renderer {
             policy: Some(NfChainPolicy::Accept),
             ..Chain::default()
         }));
-        let ct_state = Expression::Named(NamedExpression::CT(CT {
-            key: "state".into(),
-            family: None,
-            dir: None,
-        }));
-        let ct = |key: &str| {
-            Expression::Named(NamedExpression::CT(CT {
-                key: key.to_owned().into(),
-                family: None,
-                dir: None,
-            }))
-        };
-        let established = || {
-            matches(
-                ct_state.clone(),
-                Operator::IN,
-                Expression::List(vec![s("established"), s("related")]),
-            )
-        };
-        let ct_generation = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-            ct("mark"),
-            Expression::Number(CT_GENERATION_MASK),
-        )));
-        self.rule(
-            FORWARD_CHAIN,
-            vec![
-                established(),
-                matches(
-                    ct_generation,
-                    Operator::EQ,
-                    Expression::Number(self.generation),
-                ),
-                Statement::Accept(None),
-            ],
-            "fast path: flow allowed under the current policy".into(),
-        );
-        self.rule(
-            FORWARD_CHAIN,
-            vec![
-                matches(ct_state.clone(), Operator::IN, s("invalid")),
-                counter(),
-                Statement::Drop(None),
-            ],
-            "invalid conntrack state".into(),
-        );
-        // Replies of a flow allowed under an older policy pass; its original
-        // direction is judged again below, so a flow the new policy denies
-        // stops there.
-        self.rule(
-            FORWARD_CHAIN,
-            vec![
-                established(),
-                matches(ct("direction"), Operator::EQ, s("reply")),
-                Statement::Accept(None),
-            ],
-            "reply of an established flow".into(),
-        );
+        self.conntrack_head(FORWARD_CHAIN, true);
         let wildcard = format!("{WORKLOAD_IFACE_PREFIX}*");
         let known = format!("@{KNOWN_IFACES_SET}");
         for key in [MetaKey::Iifname, MetaKey::Oifname] {
@@ -568,9 +637,66 @@ impl Renderer {
                 format!("ingress of {}", program.endpoint),
             );
         }
-        // Reached only by what every endpoint chain allowed.
+        self.remember_generation(FORWARD_CHAIN);
+    }
+
+    /// The first rules of a base chain: established flows allowed under the
+    /// current policy generation pass; invalid ones drop (when asked);
+    /// replies of flows allowed under an older policy pass, since their
+    /// original direction is judged again below and a flow the new policy
+    /// denies stops there.
+    fn conntrack_head(&mut self, chain: &str, drop_invalid: bool) {
+        let established = || {
+            matches(
+                ct("state"),
+                Operator::IN,
+                Expression::List(vec![s("established"), s("related")]),
+            )
+        };
+        let ct_generation = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            ct("mark"),
+            Expression::Number(CT_GENERATION_MASK),
+        )));
         self.rule(
-            FORWARD_CHAIN,
+            chain,
+            vec![
+                established(),
+                matches(
+                    ct_generation,
+                    Operator::EQ,
+                    Expression::Number(self.generation),
+                ),
+                Statement::Accept(None),
+            ],
+            "fast path: flow allowed under the current policy".into(),
+        );
+        if drop_invalid {
+            self.rule(
+                chain,
+                vec![
+                    matches(ct("state"), Operator::IN, s("invalid")),
+                    counter(),
+                    Statement::Drop(None),
+                ],
+                "invalid conntrack state".into(),
+            );
+        }
+        self.rule(
+            chain,
+            vec![
+                established(),
+                matches(ct("direction"), Operator::EQ, s("reply")),
+                Statement::Accept(None),
+            ],
+            "reply of an established flow".into(),
+        );
+    }
+
+    /// The last rule of a base chain, reached only by what every endpoint
+    /// chain allowed: the flow is good under this policy generation.
+    fn remember_generation(&mut self, chain: &str) {
+        self.rule(
+            chain,
             vec![Statement::Mangle(Mangle {
                 key: ct("mark"),
                 value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
@@ -583,6 +709,95 @@ impl Renderer {
             })],
             "remember the policy generation the flow was allowed under".into(),
         );
+    }
+
+    /// Input and output base chains policing host endpoints: failsafe
+    /// ports and the VXLAN tunnel always pass, then each host interface's
+    /// ingress (input) or egress (output) program.
+    fn host_chains(
+        &mut self,
+        hosts: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
+        opts: &HostOptions,
+    ) {
+        for (chain, hook, key, failsafe, prefix, what) in [
+            (
+                INPUT_CHAIN,
+                NfHook::Input,
+                MetaKey::Iifname,
+                &opts.failsafe_inbound,
+                TO_ENDPOINT_PREFIX,
+                "ingress",
+            ),
+            (
+                OUTPUT_CHAIN,
+                NfHook::Output,
+                MetaKey::Oifname,
+                &opts.failsafe_outbound,
+                FROM_ENDPOINT_PREFIX,
+                "egress",
+            ),
+        ] {
+            self.objects.push(NfListObject::Chain(Chain {
+                family: TABLE_FAMILY,
+                table: TABLE_NAME.into(),
+                name: chain.into(),
+                _type: Some(NfChainType::Filter),
+                hook: Some(hook),
+                prio: Some(FORWARD_PRIORITY),
+                policy: Some(NfChainPolicy::Accept),
+                ..Chain::default()
+            }));
+            self.conntrack_head(chain, false);
+            for proto in [L4Protocol::Tcp, L4Protocol::Udp] {
+                let ports: Vec<PortRange> = failsafe
+                    .iter()
+                    .filter(|f| f.protocol == proto)
+                    .map(|f| PortRange {
+                        min: f.port,
+                        max: f.port,
+                    })
+                    .collect();
+                if !ports.is_empty() {
+                    self.rule(
+                        chain,
+                        vec![
+                            matches(
+                                payload(proto.name(), "dport"),
+                                Operator::EQ,
+                                port_set(&ports),
+                            ),
+                            Statement::Accept(None),
+                        ],
+                        format!("failsafe {} ports", proto.name()),
+                    );
+                }
+            }
+            if let Some(port) = opts.vxlan_port {
+                self.rule(
+                    chain,
+                    vec![
+                        matches(
+                            payload("udp", "dport"),
+                            Operator::EQ,
+                            Expression::Number(u32::from(port)),
+                        ),
+                        Statement::Accept(None),
+                    ],
+                    "VXLAN between hosts".into(),
+                );
+            }
+            for (iface, program) in hosts {
+                self.rule(
+                    chain,
+                    vec![
+                        matches(meta(key), Operator::EQ, s(iface)),
+                        jump(&format!("{prefix}{iface}")),
+                    ],
+                    format!("{what} of {}", program.endpoint),
+                );
+            }
+            self.remember_generation(chain);
+        }
     }
 
     fn endpoint_chain(

@@ -152,3 +152,41 @@ fn batch_replaces_only_our_table() {
         1 + r.objects.len()
     );
 }
+
+#[test]
+fn failsafe_lists_parse_or_name_the_bad_entry() {
+    use calico_dataplane::{Failsafe, L4Protocol, parse_failsafes};
+    assert_eq!(
+        parse_failsafes("tcp:22, UDP:68").unwrap(),
+        [
+            Failsafe {
+                protocol: L4Protocol::Tcp,
+                port: 22
+            },
+            Failsafe {
+                protocol: L4Protocol::Udp,
+                port: 68
+            }
+        ]
+    );
+    assert!(parse_failsafes("none").unwrap().is_empty());
+    for bad in ["tcp:0", "tcp:70000", "sctp:9", "22", "tcp:x"] {
+        let e = parse_failsafes(&format!("tcp:22,{bad}")).unwrap_err();
+        assert_eq!(e.entry, bad);
+    }
+    let defaults = parse_failsafes(calico_dataplane::DEFAULT_FAILSAFE_INBOUND).unwrap();
+    for port in [22, 179, 2379, 2380, 5050, 5051] {
+        assert!(defaults.contains(&Failsafe {
+            protocol: L4Protocol::Tcp,
+            port
+        }));
+    }
+}
+
+#[test]
+fn host_endpoints_get_input_and_output_chains_only_when_present() {
+    let (snap, ifaces) = common::bookstore();
+    let r = render::render(&snap, &ifaces);
+    assert!(comments(&r, render::INPUT_CHAIN).is_empty());
+    assert!(comments(&r, render::OUTPUT_CHAIN).is_empty());
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use calico_api::Kind;
-use calico_dataplane::{Nft, add_nat_outgoing, batch, render};
+use calico_dataplane::{HostOptions, Nft, add_nat_outgoing, batch, render_with};
 use calico_datastore::{Datastore, DatastoreError, WatchEvent, WatchFilter, Watcher};
 use calico_netlink::Netlink;
 use calico_policy::{INPUT_KINDS, PolicyCalculator, Update};
@@ -45,6 +45,8 @@ pub struct Config {
     pub retry_interval: Duration,
     /// Longest time a change waits for more changes before being programmed.
     pub batch_window: Duration,
+    /// Failsafe ports of host endpoints (the VXLAN port is added from `encap`).
+    pub host: HostOptions,
 }
 
 impl Config {
@@ -56,6 +58,7 @@ impl Config {
             resync_interval: Duration::from_secs(2),
             retry_interval: Duration::from_secs(1),
             batch_window: Duration::from_millis(100),
+            host: HostOptions::default(),
         }
     }
 }
@@ -221,10 +224,10 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
         let mut cluster = Cluster::default();
         for kind in INPUT_KINDS {
             for kv in self.ds.list(kind.as_str(), None)?.items {
-                if kind == Kind::WorkloadEndpoint {
+                if matches!(kind, Kind::WorkloadEndpoint | Kind::HostEndpoint) {
                     note(cluster.apply(
                         &node,
-                        cluster::KIND_WEP,
+                        kind.as_str(),
                         kv.key.namespace.as_deref(),
                         &kv.key.name,
                         Some(&kv.value),
@@ -285,7 +288,11 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
         };
         state.calc.flush();
         let snapshot = state.calc.snapshot();
-        let mut ruleset = render(&snapshot, &state.cluster.interfaces());
+        let mut host = self.cfg.host.clone();
+        if let Encap::Vxlan(v) = &self.cfg.encap {
+            host.vxlan_port = Some(v.port);
+        }
+        let mut ruleset = render_with(&snapshot, &state.cluster.interfaces(), &host);
         let (masq, all) = state.cluster.nat_pools();
         add_nat_outgoing(&mut ruleset, &masq, &all);
         let rules = ruleset

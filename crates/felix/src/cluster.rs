@@ -18,8 +18,10 @@ pub const KIND_POOL: &str = "IPPool";
 pub const KIND_BLOCK: &str = "IPAMBlock";
 /// Datastore kind of workload endpoints.
 pub const KIND_WEP: &str = "WorkloadEndpoint";
+/// Datastore kind of host endpoints.
+pub const KIND_HEP: &str = "HostEndpoint";
 /// The kinds [`Cluster`] reads (besides the policy calculation's).
-pub const KINDS: [&str; 4] = [KIND_NODE, KIND_POOL, KIND_BLOCK, KIND_WEP];
+pub const KINDS: [&str; 5] = [KIND_NODE, KIND_POOL, KIND_BLOCK, KIND_WEP, KIND_HEP];
 
 /// A datastore value felix could not use.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,8 @@ pub struct Cluster {
     pub blocks: BTreeMap<String, (IpNet, Option<String>)>,
     /// This host's workload endpoints by `namespace/name`.
     pub local: BTreeMap<String, LocalEndpoint>,
+    /// This host's host endpoints with an interface, by name: the interface.
+    pub host_endpoints: BTreeMap<String, String>,
 }
 
 fn err(kind: &str, name: &str, reason: impl Into<String>) -> Error {
@@ -218,6 +222,27 @@ impl Cluster {
                     .map(str::to_owned);
                 self.blocks.insert(name.to_owned(), (cidr, host));
             }
+            (KIND_HEP, value) => {
+                let iface = match value {
+                    None => None,
+                    Some(v) => {
+                        let h: v3::HostEndpoint = serde_json::from_value(v.clone())
+                            .map_err(|e| err(kind, name, e.to_string()))?;
+                        // One without an interface (only expected IPs) has
+                        // nothing to police here.
+                        (h.spec.node == node && !h.spec.interface_name.is_empty())
+                            .then_some(h.spec.interface_name)
+                    }
+                };
+                match iface {
+                    Some(i) => {
+                        self.host_endpoints.insert(name.to_owned(), i);
+                    }
+                    None => {
+                        self.host_endpoints.remove(name);
+                    }
+                }
+            }
             (KIND_WEP, value) => {
                 let ns = namespace.unwrap_or("default");
                 let key = format!("{ns}/{name}");
@@ -255,12 +280,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// Endpoint -> host-side interface, for the nftables renderer.
+    /// Endpoint -> interface (a workload's host-side veth, a host
+    /// endpoint's interface), for the nftables renderer.
     pub fn interfaces(&self) -> BTreeMap<EndpointId, String> {
         self.local
             .values()
             .filter(|l| !l.iface.is_empty())
             .map(|l| (l.id.clone(), l.iface.clone()))
+            .chain(
+                self.host_endpoints
+                    .iter()
+                    .map(|(name, iface)| (EndpointId::Host { name: name.clone() }, iface.clone())),
+            )
             .collect()
     }
 

@@ -585,3 +585,76 @@ spec:
         "route restored"
     );
 }
+
+#[test]
+fn host_endpoint_policy_keeps_failsafe_ports_open() {
+    let Some(lab) = lab("e2ehep", 2) else { return };
+    let a = lab
+        .add_app(&app("a", 1, &[("app", "a")]), Some("h1"))
+        .unwrap()
+        .remove(0);
+    let b = lab
+        .add_app(&app("b", 1, &[("app", "b")]), Some("h2"))
+        .unwrap()
+        .remove(0);
+    let (h1, h2) = (lab.host_netns("h1").unwrap(), lab.host_netns("h2").unwrap());
+    // Services of host h1 itself: 8080 (ordinary) and 22 (failsafe).
+    let www = lab.dir.join("www-h1");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("id"), "h1\n").unwrap();
+    for port in ["8080", "22"] {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &h1, "busybox", "httpd", "-p", port, "-h"])
+            .arg(&www)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let from_h2 = |port: u16| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &h2, "timeout", "2", "busybox", "wget", "-q", "-O", "-",
+            ])
+            .arg(format!("http://172.30.0.1:{port}/id"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(from_h2(8080) && from_h2(22));
+    lab.apply_yaml(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1-eth0, labels: {host: h1}}
+spec: {node: h1, interfaceName: eth0, expectedIPs: [172.30.0.1]}
+"#,
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || !from_h2(8080)),
+        "a host endpoint without policy denies"
+    );
+    assert!(from_h2(22), "failsafe port 22 stays open");
+    assert!(
+        reaches(&lab, &a, &b) && reaches(&lab, &b, &a),
+        "VXLAN between hosts still passes"
+    );
+    lab.apply_yaml(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: h1-web}
+spec:
+  selector: host == 'h1'
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [8080]}
+"#,
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || from_h2(8080)),
+        "host endpoint policy opens 8080"
+    );
+}

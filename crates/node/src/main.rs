@@ -46,6 +46,12 @@ struct Args {
     /// Port of /metrics (DC/OS used 62091).
     #[arg(long, default_value_t = 9091)]
     metrics_port: u16,
+    /// Ports host endpoint policy never closes inbound (Felix's syntax).
+    #[arg(long, env = "FELIX_FAILSAFEINBOUNDHOSTPORTS", default_value = calico_dataplane::DEFAULT_FAILSAFE_INBOUND)]
+    failsafe_inbound: String,
+    /// Ports host endpoint policy never closes outbound.
+    #[arg(long, env = "FELIX_FAILSAFEOUTBOUNDHOSTPORTS", default_value = calico_dataplane::DEFAULT_FAILSAFE_OUTBOUND)]
+    failsafe_outbound: String,
     /// How long an address must look leaked before the collector frees it.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     leak_grace: Duration,
@@ -122,6 +128,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
     };
+    let host = calico_dataplane::HostOptions {
+        failsafe_inbound: calico_dataplane::parse_failsafes(&args.failsafe_inbound)
+            .context("--failsafe-inbound (FELIX_FAILSAFEINBOUNDHOSTPORTS)")?,
+        failsafe_outbound: calico_dataplane::parse_failsafes(&args.failsafe_outbound)
+            .context("--failsafe-outbound (FELIX_FAILSAFEOUTBOUNDHOSTPORTS)")?,
+        vxlan_port: None,
+    };
     let mut nl = NetlinkSocket::new().context("opening netlink")?;
     let (address, underlay_mtu, host_nets) = host_networks(&mut nl, args.ip)?;
     let params = Params::load(
@@ -151,6 +164,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("enabling IPv4 forwarding")?;
 
     let mut cfg = Config::new(node.clone());
+    cfg.host = host;
     cfg.encap = if params.vxlan_enabled {
         Encap::Vxlan(VxlanConfig {
             vni: params.vxlan_vni,

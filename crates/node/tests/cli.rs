@@ -92,6 +92,12 @@ fn bad_parameters_are_refused_with_their_name() {
         err.contains("calico_vxlan_mtu") && err.contains(&*file.to_string_lossy()),
         "{err}"
     );
+    let (code, err) = node(&[("FELIX_FAILSAFEINBOUNDHOSTPORTS", "tcp:22,sctp:9")], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("FELIX_FAILSAFEINBOUNDHOSTPORTS") && err.contains("\"sctp:9\""),
+        "{err}"
+    );
     let (code, err) = node(&[], &["--ip", "192.0.2.99/24"]);
     assert_eq!(code, 1);
     assert!(
