@@ -5,6 +5,7 @@
 //! program a test drives (portmap, iptables, podman, runc), the tests say why and skip; under
 //! `CI=true` they fail instead.
 
+use calico_netlink::testing::enter_fresh_netns;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -33,20 +34,6 @@ fn plugin_dir() -> PathBuf {
          (cargo build -p calico-ipam-plugin -p calico-cni)"
     );
     dir
-}
-
-fn enter_fresh_netns(test: &str) -> bool {
-    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: cannot create a network namespace ({e}); CI must run as root"
-            );
-            eprintln!("SKIPPED {test}: cannot create a network namespace ({e}); run as root");
-            false
-        }
-    }
 }
 
 /// The test host: a fresh namespace with an uplink and a default route (proxy ARP answers

@@ -4,6 +4,7 @@
 //! removed behind its back. Without the privilege to create namespaces the
 //! tests print why and skip; under `CI=true` they fail instead.
 
+use calico_netlink::testing::enter_fresh_netns;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -14,20 +15,6 @@ use calico_felix::{Config, Encap, Felix, VxlanConfig};
 use calico_netlink::real::NetlinkSocket;
 use calico_netlink::{Netlink, PROTO_FELIX, VethSpec};
 use serde_json::json;
-
-fn enter_fresh_netns(test: &str) -> bool {
-    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: cannot create a network namespace ({e}); CI must run as root"
-            );
-            eprintln!("SKIPPED {test}: cannot create a network namespace ({e}); run as root");
-            false
-        }
-    }
-}
 
 /// `nft list table inet calico` as text ("" when absent). Children inherit
 /// the test thread's namespace.

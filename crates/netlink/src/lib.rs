@@ -16,6 +16,7 @@ use std::os::fd::BorrowedFd;
 
 pub mod fake;
 pub mod real;
+pub mod testing;
 
 /// The gateway address Calico gives every workload (answered by proxy ARP on the host veth).
 pub const CALICO_GATEWAY_V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 1, 1));

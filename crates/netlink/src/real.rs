@@ -397,20 +397,7 @@ impl Netlink for NetlinkSocket {
                 if m.header.ifindex != index {
                     return None;
                 }
-                let mut ip = None;
-                let mut mac = Vec::new();
-                for a in &m.attributes {
-                    match a {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                            ip = Some(IpAddr::V4(*a));
-                        }
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                            ip = Some(IpAddr::V6(*a));
-                        }
-                        NeighbourAttribute::LinkLayerAddress(l) => mac.clone_from(l),
-                        _ => {}
-                    }
-                }
+                let (ip, mac) = neighbour_addresses(&m);
                 Some(Neighbour {
                     ifindex: index,
                     ip: ip?,
@@ -547,28 +534,7 @@ impl Netlink for NetlinkSocket {
                 if m.header.ifindex != index {
                     return None;
                 }
-                let mut dst = None;
-                let mut mac = Vec::new();
-                for a in &m.attributes {
-                    match a {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                            dst = Some(IpAddr::V4(*a));
-                        }
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                            dst = Some(IpAddr::V6(*a));
-                        }
-                        // The bridge family's addresses are not parsed by family.
-                        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
-                            dst = match b.len() {
-                                4 => <[u8; 4]>::try_from(&b[..]).ok().map(IpAddr::from),
-                                16 => <[u8; 16]>::try_from(&b[..]).ok().map(IpAddr::from),
-                                _ => None,
-                            };
-                        }
-                        NeighbourAttribute::LinkLayerAddress(l) => mac.clone_from(l),
-                        _ => {}
-                    }
-                }
+                let (dst, mac) = neighbour_addresses(&m);
                 Some(FdbEntry { mac, dst: dst? })
             })
             .collect())
@@ -589,6 +555,33 @@ impl Netlink for NetlinkSocket {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A neighbour message's destination address and link-layer address.
+fn neighbour_addresses(m: &NeighbourMessage) -> (Option<IpAddr>, Vec<u8>) {
+    let mut ip = None;
+    let mut mac = Vec::new();
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                ip = Some(IpAddr::V4(*a));
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                ip = Some(IpAddr::V6(*a));
+            }
+            // The bridge family's addresses are not parsed by family.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                ip = match b.len() {
+                    4 => <[u8; 4]>::try_from(&b[..]).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(&b[..]).ok().map(IpAddr::from),
+                    _ => None,
+                };
+            }
+            NeighbourAttribute::LinkLayerAddress(l) => mac.clone_from(l),
+            _ => {}
+        }
+    }
+    (ip, mac)
 }
 
 /// A bridge-family neighbour message for a VXLAN forwarding entry

@@ -2,6 +2,7 @@
 //! on the test's own thread. Without the privilege to create namespaces the tests print why
 //! and skip; under `CI=true` they fail instead.
 
+use calico_netlink::testing::enter_fresh_netns;
 use std::net::IpAddr;
 
 use calico_netlink::real::{NetlinkSocket, NetnsFile, ProcSysctl};
@@ -9,22 +10,6 @@ use calico_netlink::{
     CALICO_GATEWAY_V4, CALICO_HOST_MAC, FdbEntry, Netlink, Netns, PROTO_FELIX, Route, Sysctl,
     VethSpec, VxlanSpec,
 };
-
-/// Move the calling thread into a new network namespace; false (after saying why) if not
-/// permitted.
-fn enter_fresh_netns(test: &str) -> bool {
-    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: cannot create a network namespace ({e}); CI must run as root"
-            );
-            eprintln!("SKIPPED {test}: cannot create a network namespace ({e}); run as root");
-            false
-        }
-    }
-}
 
 /// A second namespace, created on a helper thread and kept alive by its descriptor.
 fn new_netns() -> NetnsFile {
