@@ -101,15 +101,36 @@ impl Params {
         host_nets: &[IpNet],
         underlay_mtu: u32,
     ) -> Result<Params, Error> {
+        let text = match file {
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| Error::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?,
+            )),
+            None => None,
+        };
+        Self::parse(
+            text.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+            env,
+            host_nets,
+            underlay_mtu,
+        )
+    }
+
+    /// [`Params::load`] from the file's (name, text) rather than its path.
+    pub fn parse(
+        file: Option<(&str, &str)>,
+        env: &dyn Fn(&str) -> Option<String>,
+        host_nets: &[IpNet],
+        underlay_mtu: u32,
+    ) -> Result<Params, Error> {
         let mut given: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
-        if let Some(path) = file {
-            let shown = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| Error::File {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
+        if let Some((shown, text)) = file {
+            let shown = shown.to_owned();
             let map: BTreeMap<String, Scalar> =
-                serde_saphyr::from_str(&text).map_err(|e| Error::File {
+                serde_saphyr::from_str(text).map_err(|e| Error::File {
                     path: shown.clone(),
                     reason: e.to_string(),
                 })?;
