@@ -7,6 +7,7 @@ mod datastore;
 mod error;
 mod input;
 mod result;
+pub mod testing;
 mod version;
 
 #[cfg(feature = "datastore")]

@@ -1,10 +1,11 @@
 //! calico-ipam end to end: the real binary against a real datastore, the embedded store file
 //! or, for the concurrency test, also a real etcd.
 
+use calico_cni_common::testing::{PluginOutput, run_plugin};
 use std::collections::HashSet;
-use std::io::Write;
+
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use calico_datastore::config::{DatastoreConfig, DatastoreType};
@@ -22,48 +23,6 @@ enum Store {
 
 struct Cluster {
     store: Store,
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {:?} / {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stdout {} stderr {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn err_code(&self) -> u64 {
-        assert_ne!(self.code, 0, "expected failure, got {}", self.stdout);
-        let v = self.json();
-        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-        v["code"].as_u64().unwrap()
-    }
-
-    fn ips(&self) -> Vec<String> {
-        self.json()["ips"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["address"].as_str().unwrap().to_owned())
-            .collect()
-    }
 }
 
 fn pool(name: &str, cidr: &str, block_size: u32, disabled: bool) -> Value {
@@ -208,33 +167,24 @@ impl Cluster {
         conf
     }
 
-    fn run(&self, command: &str, container: &str, conf: &Value, extra: &[(&str, &str)]) -> Out {
+    fn run(
+        &self,
+        command: &str,
+        container: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> PluginOutput {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", container)
             .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", "/opt/cni/bin")
-            .envs(extra.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .envs(extra.iter().copied());
+        run_plugin(&mut cmd, &conf.to_string())
     }
 
-    fn add(&self, container: &str, ipam: Value) -> Out {
+    fn add(&self, container: &str, ipam: Value) -> PluginOutput {
         self.run("ADD", container, &self.conf(ipam), &[])
     }
 
@@ -499,26 +449,10 @@ fn bad_input_gets_the_right_codes() {
     let c = Cluster::new();
     c.add_pool("p", "10.10.0.0/24", 26, false);
     let raw = |stdin: &str, env: &[(&str, &str)]| {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run_plugin(
+            Command::new(BIN).env_clear().envs(env.iter().copied()),
+            stdin,
+        )
     };
     let env = [
         ("CNI_COMMAND", "ADD"),

@@ -5,6 +5,7 @@
 //! program a test drives (portmap, iptables, podman, runc), the tests say why and skip; under
 //! `CI=true` they fail instead.
 
+use calico_cni_common::testing::{PluginOutput, run_plugin};
 use calico_netlink::testing::enter_fresh_netns;
 use std::io::Write;
 use std::net::IpAddr;
@@ -41,34 +42,6 @@ fn plugin_dir() -> PathBuf {
 struct Host {
     dir: tempfile::TempDir,
     nl: NetlinkSocket,
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout not JSON ({e}): {:?} / {}", self.stdout, self.stderr)
-        })
-    }
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stdout {} stderr {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-    fn err_code(&self) -> u64 {
-        assert_ne!(self.code, 0, "expected failure, got {}", self.stdout);
-        let v = self.json();
-        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-        v["code"].as_u64().unwrap()
-    }
 }
 
 fn new_netns() -> NetnsFile {
@@ -157,7 +130,7 @@ impl Host {
                "datastore_path": self.db(), "ipam": {"type": "calico-ipam"}})
     }
 
-    fn run(&self, command: &str, container: &str, netns: &str, conf: &Value) -> Out {
+    fn run(&self, command: &str, container: &str, netns: &str, conf: &Value) -> PluginOutput {
         self.run_env(command, container, netns, conf, &[])
     }
 
@@ -168,7 +141,7 @@ impl Host {
         netns: &str,
         conf: &Value,
         extra: &[(&str, &str)],
-    ) -> Out {
+    ) -> PluginOutput {
         exec_plugin(Path::new(BIN), command, container, netns, conf, extra)
     }
 
@@ -258,34 +231,18 @@ fn exec_plugin(
     netns: &str,
     conf: &Value,
     extra: &[(&str, &str)],
-) -> Out {
+) -> PluginOutput {
     let cni_path = std::env::join_paths([plugin_dir(), PathBuf::from(SYSTEM_CNI_DIR)]).unwrap();
-    let mut child = Command::new(bin)
-        .env_clear()
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", container)
         .env("CNI_NETNS", netns)
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", cni_path)
-        .envs(extra.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .envs(extra.iter().copied());
+    run_plugin(&mut cmd, &conf.to_string())
 }
 
 fn ping(ip: &str) -> bool {
@@ -456,29 +413,15 @@ fn bad_input_codes_status_version_gc() {
     let cont = new_netns();
     let path = ns_path(&cont);
     let raw = |cmd: &str, stdin: &str| {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", "c")
-            .env("CNI_NETNS", &path)
-            .env("CNI_PATH", plugin_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        run_plugin(
+            Command::new(BIN)
+                .env_clear()
+                .env("CNI_COMMAND", cmd)
+                .env("CNI_CONTAINERID", "c")
+                .env("CNI_NETNS", &path)
+                .env("CNI_PATH", plugin_dir()),
+            stdin,
+        )
     };
     assert_eq!(raw("ADD", "{oops").err_code(), 6);
     let mut v = h.conf();
