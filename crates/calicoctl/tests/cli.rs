@@ -1,103 +1,17 @@
 //! calicoctl end to end: the real binaries against a real embedded datastore file.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/seed");
 
-/// One scratch cluster: a datastore file in a temporary directory.
-struct Cluster {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "expected success; stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn fails(self) -> Self {
-        assert_ne!(self.code, 0, "expected failure; stdout:\n{}", self.stdout);
-        assert!(!self.stderr.trim().is_empty(), "a failure must say why");
-        self
-    }
-}
+use common::Cluster;
 
 impl Cluster {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("calico.db")
-    }
-
-    fn command(&self, bin: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .env("CALICO_DATASTORE_PATH", self.db())
-            .env_remove("DATASTORE_TYPE")
-            .env_remove("CALICO_DATASTORE_TYPE")
-            .env_remove("ETCD_ENDPOINTS");
-        cmd
-    }
-
-    fn finish(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Run {
-        Self::finish(
-            self.command(env!("CARGO_BIN_EXE_calicoctl"), args)
-                .output()
-                .unwrap(),
-        )
-    }
-
-    fn dcos(&self, args: &[&str]) -> Run {
-        Self::finish(
-            self.command(env!("CARGO_BIN_EXE_dcos-calico"), args)
-                .output()
-                .unwrap(),
-        )
-    }
-
-    fn ctl_stdin(&self, args: &[&str], input: &str) -> Run {
-        let mut child = self
-            .command(env!("CARGO_BIN_EXE_calicoctl"), args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        Self::finish(child.wait_with_output().unwrap())
-    }
-
     fn file(&self, name: &str, text: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();

@@ -1,84 +1,18 @@
 //! `calicoctl ipam` end to end: the real binary on a real embedded store; allocations made
 //! through the calico-ipam library on the same file.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use calico_datastore::sqlite::SqliteDatastore;
 use calico_datastore::{Datastore, Key, WriteOp};
 use calico_ipam::{AssignArgs, Ipam};
 use serde_json::{Value, json};
 
-struct Cluster {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn fails(self) -> Self {
-        assert_ne!(self.code, 0, "expected failure; stdout:\n{}", self.stdout);
-        assert!(!self.stderr.trim().is_empty());
-        self
-    }
-}
+use common::Cluster;
 
 impl Cluster {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("calico.db")
-    }
-
-    fn ctl_stdin(&self, args: &[&str], input: &str) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_calicoctl"))
-            .args(args)
-            .env("CALICO_DATASTORE_PATH", self.db())
-            .env_remove("DATASTORE_TYPE")
-            .env_remove("CALICO_DATASTORE_TYPE")
-            .env_remove("ETCD_ENDPOINTS")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Run {
-        self.ctl_stdin(args, "")
-    }
-
     fn apply(&self, yaml: &str) {
         self.ctl_stdin(&["apply", "-f", "-"], yaml).ok();
     }

@@ -1,8 +1,6 @@
 //! `calicoctl policy trace` and `get workloadendpoint --show-policies` on the seed's bookstore
 //! example, through the real binary and a real embedded datastore.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 const SEED_POLICY: &str = concat!(
@@ -76,15 +74,13 @@ spec:
   profiles: [calico]
 "#;
 
-struct Cluster {
-    dir: tempfile::TempDir,
-}
+mod common;
+
+use common::Cluster;
 
 impl Cluster {
-    fn new(with_policy: bool) -> Self {
-        let c = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
+    fn with(with_policy: bool) -> Self {
+        let c = Self::new();
         let file = c.dir.path().join("cluster.yaml");
         std::fs::write(&file, CLUSTER).unwrap();
         c.ok(&["apply", "-f", file.to_str().unwrap()]);
@@ -94,24 +90,8 @@ impl Cluster {
         c
     }
 
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_calicoctl"))
-            .args(args)
-            .env("CALICO_DATASTORE_PATH", self.dir.path().join("calico.db"))
-            .env_remove("DATASTORE_TYPE")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    }
-
     fn ok(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.run(args);
-        assert!(ok, "calicoctl {args:?} failed: {stderr}");
-        stdout
+        self.ctl(args).ok().stdout
     }
 
     fn trace_json(&self, src: &str, dst: &str, port: &str) -> Value {
@@ -135,7 +115,7 @@ impl Cluster {
 
 #[test]
 fn bookstore_frontend_is_allowed_by_rule_0() {
-    let c = Cluster::new(true);
+    let c = Cluster::with(true);
     let t = c.trace_json("bookstore-frontend", "bookstore-server", "80");
     assert_eq!(t["verdict"], "allow", "{t:#}");
     assert_eq!(t["ingress"]["verdict"], "allow");
@@ -152,7 +132,7 @@ fn bookstore_frontend_is_allowed_by_rule_0() {
 
 #[test]
 fn fruitstore_frontend_is_denied_by_rule_1() {
-    let c = Cluster::new(true);
+    let c = Cluster::with(true);
     let t = c.trace_json("default/fruitstore-frontend", "172.29.0.3", "80");
     assert_eq!(t["verdict"], "deny", "{t:#}");
     assert_eq!(t["egress"]["verdict"], "allow");
@@ -181,7 +161,7 @@ fn fruitstore_frontend_is_denied_by_rule_1() {
 
 #[test]
 fn other_ports_and_sources_end_of_tier_deny() {
-    let c = Cluster::new(true);
+    let c = Cluster::with(true);
     // Port 8080: no rule matches, the tier's end denies.
     let t = c.trace_json("bookstore-frontend", "bookstore-server", "8080");
     assert_eq!(t["verdict"], "deny", "{t:#}");
@@ -195,7 +175,7 @@ fn other_ports_and_sources_end_of_tier_deny() {
 
 #[test]
 fn before_the_policy_everything_is_allowed() {
-    let c = Cluster::new(false);
+    let c = Cluster::with(false);
     for src in ["bookstore-frontend", "fruitstore-frontend"] {
         let t = c.trace_json(src, "bookstore-server", "80");
         assert_eq!(t["verdict"], "allow", "{src}: {t:#}");
@@ -205,7 +185,7 @@ fn before_the_policy_everything_is_allowed() {
 
 #[test]
 fn show_policies_lists_what_applies_in_order() {
-    let c = Cluster::new(true);
+    let c = Cluster::with(true);
     let out = c.ok(&[
         "get",
         "workloadendpoint",
@@ -220,7 +200,8 @@ fn show_policies_lists_what_applies_in_order() {
         out.contains("egress:\n  (no policy selects it)\n  then profiles: calico"),
         "{out}"
     );
-    let (ok, _, err) = c.run(&["get", "ippool", "--show-policies"]);
+    let run = c.ctl(&["get", "ippool", "--show-policies"]);
+    let (ok, err) = (run.code == 0, run.stderr);
     assert!(
         !ok && err.contains("--show-policies works with named workload endpoints"),
         "{err}"
@@ -229,7 +210,7 @@ fn show_policies_lists_what_applies_in_order() {
 
 #[test]
 fn bad_trace_requests_are_explained() {
-    let c = Cluster::new(true);
+    let c = Cluster::with(true);
     for (args, needle) in [
         (
             vec![
@@ -286,7 +267,8 @@ fn bad_trace_requests_are_explained() {
     ] {
         let mut all = vec!["policy", "trace"];
         all.extend(args);
-        let (ok, _, err) = c.run(&all);
+        let run = c.ctl(&all);
+        let (ok, err) = (run.code == 0, run.stderr);
         assert!(!ok && err.contains(needle), "{all:?}: {err}");
     }
 }

@@ -1,0 +1,107 @@
+//! A scratch cluster for the binary tests: an embedded datastore file in a
+//! temporary directory, and the calicoctl / dcos-calico binaries run on it.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// One scratch cluster: a datastore file in a temporary directory. Test
+/// files add their own helpers in `impl Cluster` blocks.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one run of a binary gave.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success.
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts failure with a reason on stderr.
+    pub fn fails(self) -> Self {
+        assert_ne!(self.code, 0, "expected failure; stdout:\n{}", self.stdout);
+        assert!(!self.stderr.trim().is_empty(), "a failure must say why");
+        self
+    }
+}
+
+impl Cluster {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("calico.db")
+    }
+
+    /// `bin args...` on this cluster's store, whatever the caller's environment says.
+    pub fn command(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env("CALICO_DATASTORE_PATH", self.db())
+            .env_remove("DATASTORE_TYPE")
+            .env_remove("CALICO_DATASTORE_TYPE")
+            .env_remove("ETCD_ENDPOINTS");
+        cmd
+    }
+
+    fn finish(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Run {
+        Self::finish(
+            self.command(env!("CARGO_BIN_EXE_calicoctl"), args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    pub fn dcos(&self, args: &[&str]) -> Run {
+        Self::finish(
+            self.command(env!("CARGO_BIN_EXE_dcos-calico"), args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    pub fn ctl_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command(env!("CARGO_BIN_EXE_calicoctl"), args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        Self::finish(child.wait_with_output().unwrap())
+    }
+}
