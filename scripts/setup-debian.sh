@@ -4,9 +4,10 @@
 set -euo pipefail
 
 # containernetworking-plugins + iptables: the CNI kernel test chains calico with the reference
-# portmap plugin; podman + runc: the CNI test under podman (crun fails in this sandbox).
+# portmap plugin; podman + runc: the CNI test under podman (crun fails in this sandbox);
+# conntrack: felix flushes the flows of removed endpoints; python3: the attack tests craft raw packets.
 packages=(build-essential pkg-config ca-certificates time iproute2 nftables busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client iperf3
-  containernetworking-plugins iptables podman runc)
+  containernetworking-plugins iptables podman runc conntrack python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

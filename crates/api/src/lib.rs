@@ -329,6 +329,37 @@ pub fn parse_resource(doc: Value) -> Result<Resource, ValidationError> {
     Ok(Resource { kind, value })
 }
 
+/// Refuses what the API accepts but calico-rs cannot enforce, so a security
+/// setting is never accepted and then ignored: GlobalNetworkPolicy
+/// `preDNAT`, `doNotTrack` and `applyOnForward` (host endpoints are policed
+/// on input and output only). Writers (calicoctl) call this after
+/// [`parse_resource`].
+pub fn check_supported(resource: &Resource) -> Result<(), ValidationError> {
+    if resource.kind != Kind::GlobalNetworkPolicy {
+        return Ok(());
+    }
+    for (field, what) in [
+        ("preDNAT", "pre-DNAT host endpoint policy"),
+        ("doNotTrack", "untracked (doNotTrack) host endpoint policy"),
+        (
+            "applyOnForward",
+            "host endpoint policy on forwarded traffic",
+        ),
+    ] {
+        if resource.value["spec"][field] == Value::Bool(true) {
+            return Err(ValidationError::new(
+                format!("spec.{field}"),
+                Some("true".to_owned()),
+                format!(
+                    "{what} is not supported by calico-rs (host endpoints are policed on \
+                     input and output only); refused rather than accepted and ignored"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Fragment types [`validate_fragment`] understands, by upstream's Go type name.
 pub const FRAGMENT_TYPES: [&str; 19] = [
     "v3.Rule",

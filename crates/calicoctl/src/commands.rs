@@ -470,9 +470,11 @@ fn modify(
             .ok_or_else(|| CommandError::new(format!("resource does not exist: {key}")))?;
         let mut value = current.value.clone();
         change(&mut value)?;
-        let resource = calico_api::parse_resource(value).map_err(|e| {
-            CommandError::new(format!("the result is not a valid {}: {e}", key.kind))
-        })?;
+        let resource = calico_api::parse_resource(value)
+            .and_then(|r| calico_api::check_supported(&r).map(|()| r))
+            .map_err(|e| {
+                CommandError::new(format!("the result is not a valid {}: {e}", key.kind))
+            })?;
         if key_of(&resource) != *key {
             return Err(CommandError::new(
                 "kind, name and namespace of a resource cannot be changed",

@@ -281,7 +281,9 @@ pub fn validate_documents(
             errors.push((doc.origin, reason));
             continue;
         }
-        match calico_api::parse_resource(doc.value) {
+        match calico_api::parse_resource(doc.value)
+            .and_then(|r| calico_api::check_supported(&r).map(|()| r))
+        {
             Ok(resource) => {
                 let id = (
                     resource.kind,

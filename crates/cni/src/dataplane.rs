@@ -30,23 +30,16 @@ pub struct Plan {
     pub ips: Vec<IpAddr>,
 }
 
-fn host_prefix(ip: &IpAddr) -> u8 {
-    if ip.is_ipv4() { 32 } else { 128 }
+/// (has IPv4, has IPv6).
+fn families(ips: &[IpAddr]) -> (bool, bool) {
+    (
+        ips.iter().any(IpAddr::is_ipv4),
+        ips.iter().any(IpAddr::is_ipv6),
+    )
 }
 
-/// The sysctls set on the host-side veth.
-pub fn host_sysctls(veth: &str, ips: &[IpAddr]) -> Vec<(String, &'static str)> {
-    let mut v = Vec::new();
-    if ips.iter().any(IpAddr::is_ipv4) {
-        v.push((format!("net/ipv4/conf/{veth}/proxy_arp"), "1"));
-        v.push((format!("net/ipv4/neigh/{veth}/proxy_delay"), "0"));
-        v.push((format!("net/ipv4/conf/{veth}/forwarding"), "1"));
-    }
-    if ips.iter().any(IpAddr::is_ipv6) {
-        v.push((format!("net/ipv6/conf/{veth}/proxy_ndp"), "1"));
-        v.push((format!("net/ipv6/conf/{veth}/forwarding"), "1"));
-    }
-    v
+fn host_prefix(ip: &IpAddr) -> u8 {
+    if ip.is_ipv4() { 32 } else { 128 }
 }
 
 /// Create everything; returns the container interface's MAC. On error the caller deletes the
@@ -83,9 +76,8 @@ pub fn setup(
         .link(&plan.ifname)?
         .map(|l| l.mac)
         .unwrap_or_default();
-    for (key, value) in host_sysctls(&plan.host_veth, &plan.ips) {
-        sysctl.set(&key, value)?;
-    }
+    let (v4, v6) = families(&plan.ips);
+    calico_netlink::set_workload_iface_sysctls(sysctl, &plan.host_veth, v4, v6, false)?;
     host.set_link_up(&plan.host_veth)?;
     for ip in &plan.ips {
         host.add_route(&Route::direct(*ip, host_prefix(ip), &plan.host_veth))?;
@@ -123,8 +115,16 @@ pub fn check(
                     problems.push(format!("no host route to {ip} via {}", l.name));
                 }
             }
-            for (key, value) in host_sysctls(&plan.host_veth, &plan.ips) {
-                if sysctl.get(&key).ok().as_deref() != Some(value) {
+            let (v4, v6) = families(&plan.ips);
+            for (key, value) in
+                calico_netlink::workload_iface_sysctls(&plan.host_veth, v4, v6, false)
+            {
+                let now = sysctl.get(&key).ok();
+                // IPv6 disabled on the host: nothing to check (see set_workload_iface_sysctls).
+                if now.is_none() && !v6 && key.starts_with("net/ipv6/") {
+                    continue;
+                }
+                if now.as_deref() != Some(value) {
                     problems.push(format!("{key} is not {value}"));
                 }
             }

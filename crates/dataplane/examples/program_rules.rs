@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use calico_api::v3;
-use calico_dataplane::{Nft, NftCli, batch, render};
+use calico_dataplane::{Interface, Nft, NftCli, batch, render};
 use calico_policy::{EndpointId, PolicyCalculator, Update};
 
 fn policy(n: u32, rules: u32, marker: u32) -> Update {
@@ -73,7 +73,7 @@ fn main() {
                     namespace: "default".into(),
                     name: format!("ep{e}"),
                 },
-                format!("calibench{e}"),
+                Interface::new(format!("calibench{e}"), Vec::new()),
             );
         }
         updates.push(Update::WorkloadEndpoint(w));

@@ -1,5 +1,6 @@
 //! Applying a rendered [`Ruleset`] to the kernel in one atomic batch.
 
+use std::net::IpAddr;
 use std::process::Command;
 
 use nftables::batch::Batch;
@@ -33,6 +34,14 @@ pub enum Error {
     /// `nft list` printed something that is not the JSON schema.
     #[error("parsing nft JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `conntrack -D` failed.
+    #[error("deleting conntrack entries ({filter}): {stderr}")]
+    Conntrack {
+        /// The filter given.
+        filter: String,
+        /// Its standard error.
+        stderr: String,
+    },
 }
 
 /// The table we own, as the schema names it.
@@ -67,6 +76,8 @@ pub fn batch(ruleset: &Ruleset) -> Nftables<'static> {
 pub trait Nft {
     /// Applies `batch` atomically.
     fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), Error>;
+    /// Whether the kernel would accept `batch` (`nft --check`): nothing is changed.
+    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error>;
     /// Reads back the table we own.
     fn list_owned(&mut self) -> Result<Nftables<'static>, Error>;
 }
@@ -109,6 +120,13 @@ impl Nft for NftCli {
         Ok(())
     }
 
+    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
+        let mut args = self.prefix_args.clone();
+        args.push("--check".to_owned());
+        nftables::helper::apply_ruleset_with_args(batch, Some(self.program.as_str()), &args)?;
+        Ok(())
+    }
+
     fn list_owned(&mut self) -> Result<Nftables<'static>, Error> {
         // Not the crate's list helper: it puts `-j` right after the program,
         // which breaks a wrapper.
@@ -137,12 +155,51 @@ impl Nft for NftCli {
 pub struct RecordingNft {
     /// Every batch applied, serialized, in order.
     pub batches: Vec<serde_json::Value>,
+    /// Batches adding a rule whose comment contains one of these are
+    /// rejected, as the kernel rejects a rule it cannot take (apply and
+    /// check alike).
+    pub reject_comments: Vec<String>,
+    /// Number of checks run.
+    pub checks: usize,
+}
+
+impl RecordingNft {
+    fn rejects(&self, batch: &serde_json::Value) -> Option<String> {
+        batch["nftables"].as_array()?.iter().find_map(|cmd| {
+            let comment = cmd.pointer("/add/rule/comment")?.as_str()?;
+            self.reject_comments
+                .iter()
+                .any(|c| comment.contains(c.as_str()))
+                .then(|| format!("rule {comment:?} rejected"))
+        })
+    }
+
+    fn rejection(why: String) -> Error {
+        Error::Apply(nftables::helper::NftablesError::NftFailed {
+            program: "recording-nft".into(),
+            hint: "applying ruleset".to_owned(),
+            stdout: String::new(),
+            stderr: why,
+        })
+    }
 }
 
 impl Nft for RecordingNft {
     fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
-        self.batches.push(serde_json::to_value(batch)?);
+        let json = serde_json::to_value(batch)?;
+        if let Some(why) = self.rejects(&json) {
+            return Err(Self::rejection(why));
+        }
+        self.batches.push(json);
         Ok(())
+    }
+
+    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
+        self.checks += 1;
+        match self.rejects(&serde_json::to_value(batch)?) {
+            Some(why) => Err(Self::rejection(why)),
+            None => Ok(()),
+        }
     }
 
     fn list_owned(&mut self) -> Result<Nftables<'static>, Error> {
@@ -159,5 +216,113 @@ impl Nft for RecordingNft {
         Ok(serde_json::from_value(
             serde_json::json!({ "nftables": added }),
         )?)
+    }
+}
+
+/// Conntrack work: forgetting the flows of removed endpoints and the flows
+/// that carry a policy generation about to be reused.
+pub trait Conntrack {
+    /// Deletes every flow from or to `ip`.
+    fn flush_address(&mut self, ip: IpAddr) -> Result<(), Error>;
+    /// Deletes every flow whose conntrack mark has `mark` in the bits of `mask`.
+    fn flush_mark(&mut self, mark: u32, mask: u32) -> Result<(), Error>;
+}
+
+/// The `conntrack` command (Debian `conntrack`), optionally through a
+/// wrapper such as `ip netns exec NAME conntrack`.
+#[derive(Debug, Clone)]
+pub struct ConntrackCli {
+    program: String,
+    prefix_args: Vec<String>,
+}
+
+impl Default for ConntrackCli {
+    fn default() -> Self {
+        ConntrackCli {
+            program: "conntrack".to_owned(),
+            prefix_args: Vec::new(),
+        }
+    }
+}
+
+impl ConntrackCli {
+    /// `conntrack` through `program prefix_args...`.
+    pub fn with_wrapper(program: impl Into<String>, prefix_args: Vec<String>) -> Self {
+        ConntrackCli {
+            program: program.into(),
+            prefix_args,
+        }
+    }
+
+    fn delete(&self, filter: &[String]) -> Result<(), Error> {
+        let out = Command::new(&self.program)
+            .args(&self.prefix_args)
+            .arg("-D")
+            .args(filter)
+            .output()
+            .map_err(|source| Error::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Exit 1 with "0 flow entries have been deleted" is not an error.
+        if out.status.success() || stderr.contains("flow entries have been deleted") {
+            Ok(())
+        } else {
+            Err(Error::Conntrack {
+                filter: filter.join(" "),
+                stderr: stderr.trim().to_owned(),
+            })
+        }
+    }
+}
+
+impl Conntrack for ConntrackCli {
+    fn flush_address(&mut self, ip: IpAddr) -> Result<(), Error> {
+        let family = if ip.is_ipv6() { "ipv6" } else { "ipv4" };
+        for side in ["-s", "-d"] {
+            self.delete(&["-f".into(), family.into(), side.into(), ip.to_string()])?;
+        }
+        Ok(())
+    }
+
+    fn flush_mark(&mut self, mark: u32, mask: u32) -> Result<(), Error> {
+        for family in ["ipv4", "ipv6"] {
+            self.delete(&[
+                "-f".into(),
+                family.into(),
+                "-m".into(),
+                format!("{mark:#x}/{mask:#x}"),
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// One recorded conntrack call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConntrackCall {
+    /// [`Conntrack::flush_address`].
+    FlushAddress(IpAddr),
+    /// [`Conntrack::flush_mark`].
+    FlushMark(u32, u32),
+}
+
+/// Records conntrack calls instead of making them, for tests.
+#[derive(Debug, Default)]
+pub struct RecordingConntrack {
+    /// Every call, in order.
+    pub calls: Vec<ConntrackCall>,
+}
+
+impl Conntrack for RecordingConntrack {
+    fn flush_address(&mut self, ip: IpAddr) -> Result<(), Error> {
+        self.calls.push(ConntrackCall::FlushAddress(ip));
+        Ok(())
+    }
+
+    fn flush_mark(&mut self, mark: u32, mask: u32) -> Result<(), Error> {
+        self.calls.push(ConntrackCall::FlushMark(mark, mask));
+        Ok(())
     }
 }

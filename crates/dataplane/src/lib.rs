@@ -9,9 +9,13 @@ pub mod apply;
 pub mod nat;
 pub mod render;
 
-pub use apply::{Error, Nft, NftCli, RecordingNft, batch};
+pub use apply::{
+    Conntrack, ConntrackCall, ConntrackCli, Error, Nft, NftCli, RecordingConntrack, RecordingNft,
+    batch,
+};
 pub use nat::add_nat_outgoing;
 pub use render::{
-    DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND, Failsafe, FailsafeError, HostOptions,
-    L4Protocol, Ruleset, parse_failsafes, render, render_with,
+    DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND, EndpointToHostAction,
+    EndpointToHostActionError, Failsafe, FailsafeError, HostOptions, Interface, L4Protocol,
+    Ruleset, fail_closed_table, parse_failsafes, render, render_with,
 };

@@ -6,10 +6,18 @@
 //! - one named set per IP set and address family (`ip4-<id>`/`ip6-<id>`,
 //!   interval sets of prefixes; named-port sets are concatenations
 //!   `addr . inet_proto . inet_service`), plus [`KNOWN_IFACES_SET`];
+//! - a raw prerouting chain [`PREROUTING_CHAIN`]: anti-spoofing, a packet
+//!   from a workload interface must come from one of that endpoint's own
+//!   addresses ([`WL_SOURCES_V4_SET`], [`WL_SOURCES_V6_SET`]), before
+//!   conntrack and before any policy;
 //! - a forward-hook base chain [`FORWARD_CHAIN`]: established/related fast
-//!   path, fail-closed drop of unknown `cali*` interfaces, then a jump to
-//!   `from-<iface>` (egress of the sending workload) and `to-<iface>` (ingress
-//!   of the receiving workload);
+//!   path, fail-closed drop of unknown `cali*` interfaces and of tunnel
+//!   packets from workloads, then a jump to `from-<iface>` (egress of the
+//!   sending workload) and `to-<iface>` (ingress of the receiving workload);
+//! - an input-hook base chain [`INPUT_CHAIN`]: tunnel packets only from
+//!   Calico hosts, workload-to-host traffic through [`WL_TO_HOST_CHAIN`]
+//!   (the workload's egress policy, then `DefaultEndpointToHostAction`),
+//!   then host endpoint policy;
 //! - per endpoint and direction a chain that clears the verdict marks, jumps
 //!   to each applicable policy chain in tier order, then to the profiles, and
 //!   drops what nothing allowed;
@@ -75,8 +83,39 @@ pub const MARK_ACCEPT: u32 = 0x1_0000;
 pub const MARK_PASS: u32 = 0x2_0000;
 /// Bits of the conntrack mark holding the policy generation a flow was last
 /// allowed under: established flows skip policy only while it is current,
-/// so a policy change is enforced on existing connections too.
+/// so a policy change is enforced on existing connections too. The agent
+/// counts generations up and clears these bits in conntrack before the
+/// counter wraps, so an old flow can never carry the current generation.
 pub const CT_GENERATION_MASK: u32 = 0xffff_0000;
+/// Shift of the generation into [`CT_GENERATION_MASK`].
+pub const CT_GENERATION_SHIFT: u32 = 16;
+/// The raw-priority prerouting base chain: anti-spoofing for workloads.
+pub const PREROUTING_CHAIN: &str = "prerouting";
+/// Hook priority of [`PREROUTING_CHAIN`]: `raw` (-300), before conntrack.
+pub const PREROUTING_PRIORITY: i32 = -300;
+/// The chain workload-to-host traffic goes to from [`INPUT_CHAIN`].
+pub const WL_TO_HOST_CHAIN: &str = "wl-to-host";
+/// `ifname . ipv4_addr` pairs a workload interface may send from.
+pub const WL_SOURCES_V4_SET: &str = "wl-src4";
+/// `ifname . ipv6_addr` pairs a workload interface may send from.
+pub const WL_SOURCES_V6_SET: &str = "wl-src6";
+/// Underlay IPv4 addresses of every Calico host: the only tunnel peers.
+pub const CALICO_HOSTS_V4_SET: &str = "calico-hosts4";
+/// Underlay IPv6 addresses of every Calico host.
+pub const CALICO_HOSTS_V6_SET: &str = "calico-hosts6";
+/// Longest policy or profile chain name before it is shortened with a hash
+/// (nft allows 255 bytes; short names keep listings readable).
+pub const MAX_CHAIN_NAME: usize = 64;
+/// Longest rule comment in bytes (the kernel keeps at most 128 with the NUL).
+pub const MAX_COMMENT: usize = 127;
+/// ICMPv6 types a workload may send its host before any policy: multicast
+/// listener query/report/done, router solicitation, neighbour solicitation
+/// and advertisement (as upstream's `ICMPv6Filter`).
+pub const ICMPV6_TO_HOST: [u8; 6] = [130, 131, 132, 133, 135, 136];
+/// ICMPv6 types dropped from workloads: router advertisement and redirect.
+pub const ICMPV6_FROM_WORKLOAD_DROPPED: [u8; 2] = [134, 137];
+/// ICMP (v4) redirect, dropped from workloads.
+pub const ICMP_REDIRECT: u8 = 5;
 /// Log prefix of `Log` rules (nft truncates prefixes at 127 bytes).
 pub const LOG_PREFIX: &str = "calico-packet: ";
 
@@ -154,15 +193,77 @@ pub const DEFAULT_FAILSAFE_INBOUND: &str =
 pub const DEFAULT_FAILSAFE_OUTBOUND: &str =
     "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5050,tcp:5051";
 
-/// How host endpoints are policed.
+/// What happens to workload-to-host traffic that the workload's egress
+/// policy allowed (Felix's `DefaultEndpointToHostAction`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EndpointToHostAction {
+    /// Dropped: a workload reaches nothing on its host (the default).
+    #[default]
+    Drop,
+    /// Accepted.
+    Accept,
+    /// Leaves our table undecided: other tables (the host's own firewall)
+    /// decide; host endpoint policy is not applied (as upstream).
+    Return,
+}
+
+/// A `DefaultEndpointToHostAction` value that is none of Drop, Accept, Return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DefaultEndpointToHostAction {0:?}: expected Drop, Accept or Return")]
+pub struct EndpointToHostActionError(pub String);
+
+impl std::str::FromStr for EndpointToHostAction {
+    type Err = EndpointToHostActionError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "drop" => Ok(EndpointToHostAction::Drop),
+            "accept" => Ok(EndpointToHostAction::Accept),
+            "return" => Ok(EndpointToHostAction::Return),
+            _ => Err(EndpointToHostActionError(text.to_owned())),
+        }
+    }
+}
+
+/// A local endpoint's interface as the dataplane needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Interface {
+    /// The interface name (a workload's host-side veth, a host endpoint's NIC).
+    pub name: String,
+    /// Source prefixes packets from a workload interface may carry: the
+    /// endpoint's own addresses, plus its `allowSpoofedSourcePrefixes` where
+    /// FelixConfiguration allows spoofing. Anything else is dropped.
+    pub sources: Vec<IpNet>,
+}
+
+impl Interface {
+    /// An interface whose packets may come only from `sources`.
+    pub fn new(name: impl Into<String>, sources: Vec<IpNet>) -> Self {
+        Interface {
+            name: name.into(),
+            sources,
+        }
+    }
+}
+
+/// This host's dataplane settings besides policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostOptions {
     /// Always allowed in, whatever host endpoint policy says.
     pub failsafe_inbound: Vec<Failsafe>,
     /// Always allowed out.
     pub failsafe_outbound: Vec<Failsafe>,
-    /// The VXLAN port between hosts, always allowed in and out.
+    /// The VXLAN port between hosts: accepted only from Calico hosts (and
+    /// then always, whatever host endpoint policy says).
     pub vxlan_port: Option<u16>,
+    /// IP-in-IP is in use: accepted only from Calico hosts.
+    pub ipip: bool,
+    /// Underlay addresses of every Calico host (the only tunnel peers).
+    pub calico_hosts: Vec<std::net::IpAddr>,
+    /// What happens to workload-to-host traffic after egress policy.
+    pub endpoint_to_host: EndpointToHostAction,
+    /// The policy generation stamped on allowed flows (1..=65535; see
+    /// [`CT_GENERATION_MASK`]). The agent bumps it on every change.
+    pub generation: u16,
 }
 
 impl Default for HostOptions {
@@ -171,6 +272,10 @@ impl Default for HostOptions {
             failsafe_inbound: parse_failsafes(DEFAULT_FAILSAFE_INBOUND).unwrap_or_default(),
             failsafe_outbound: parse_failsafes(DEFAULT_FAILSAFE_OUTBOUND).unwrap_or_default(),
             vxlan_port: None,
+            ipip: false,
+            calico_hosts: Vec::new(),
+            endpoint_to_host: EndpointToHostAction::Drop,
+            generation: 1,
         }
     }
 }
@@ -184,27 +289,183 @@ pub struct Ruleset {
     /// Endpoints with a program but no interface in the map: they get no
     /// chains, so their interface (when it appears) is dropped.
     pub unmapped: Vec<EndpointId>,
-    /// Rules left out, with why (`policy ... rule N: reason`).
+    /// Rules left out because they use criteria this dataplane cannot
+    /// enforce (`http`, `serviceAccounts`): an Allow or Pass that never
+    /// matches (fail closed). With why (`policy ... rule N: reason`).
     pub skipped_rules: Vec<String>,
+    /// Rules that could not be rendered: their whole policy chain drops
+    /// instead (fail closed). With why.
+    pub errors: Vec<String>,
+    /// Chains that can be failed closed one by one when the kernel rejects
+    /// the batch: policy, profile and endpoint chains, with what they are.
+    pub units: Vec<(String, String)>,
+}
+
+impl Ruleset {
+    /// This ruleset with the rules of `chains` replaced by one drop each:
+    /// what is programmed when the kernel rejects those chains.
+    pub fn fail_closed(&self, chains: &BTreeSet<String>) -> Ruleset {
+        let mut out = Ruleset {
+            objects: Vec::with_capacity(self.objects.len()),
+            ..self.clone()
+        };
+        out.objects.clear();
+        for o in &self.objects {
+            match o {
+                NfListObject::Rule(r) if chains.contains(r.chain.as_ref()) => {}
+                NfListObject::Chain(c) if chains.contains(c.name.as_ref()) => {
+                    out.objects.push(o.clone());
+                }
+                _ => out.objects.push(o.clone()),
+            }
+        }
+        for chain in chains {
+            out.objects.push(rule_object(
+                chain,
+                vec![counter(), Statement::Drop(None)],
+                "fail closed: this chain could not be programmed",
+            ));
+        }
+        out
+    }
+
+    /// Number of rules.
+    pub fn rule_count(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| matches!(o, NfListObject::Rule(_)))
+            .count()
+    }
+}
+
+/// The table that drops every packet from or to a workload interface: in
+/// force before the first complete sync when there is no table yet, and
+/// when the desired table cannot be programmed at all.
+pub fn fail_closed_table() -> Ruleset {
+    let wildcard = format!("{WORKLOAD_IFACE_PREFIX}*");
+    let mut objects = Vec::new();
+    let mut rules = Vec::new();
+    for (chain, hook, prio, keys) in [
+        (
+            PREROUTING_CHAIN,
+            NfHook::Prerouting,
+            PREROUTING_PRIORITY,
+            &[MetaKey::Iifname][..],
+        ),
+        (
+            FORWARD_CHAIN,
+            NfHook::Forward,
+            FORWARD_PRIORITY,
+            &[MetaKey::Iifname, MetaKey::Oifname][..],
+        ),
+        (
+            INPUT_CHAIN,
+            NfHook::Input,
+            FORWARD_PRIORITY,
+            &[MetaKey::Iifname][..],
+        ),
+        (
+            OUTPUT_CHAIN,
+            NfHook::Output,
+            FORWARD_PRIORITY,
+            &[MetaKey::Oifname][..],
+        ),
+    ] {
+        objects.push(base_chain_object(chain, hook, prio));
+        for key in keys {
+            rules.push(rule_object(
+                chain,
+                vec![
+                    matches(meta(*key), Operator::EQ, s(&wildcard)),
+                    counter(),
+                    Statement::Drop(None),
+                ],
+                "fail closed: workload traffic is dropped until policy is programmed",
+            ));
+        }
+    }
+    objects.extend(rules);
+    Ruleset {
+        objects,
+        ..Ruleset::default()
+    }
+}
+
+fn base_chain_object(name: &str, hook: NfHook, prio: i32) -> NfListObject<'static> {
+    NfListObject::Chain(Chain {
+        family: TABLE_FAMILY,
+        table: TABLE_NAME.into(),
+        name: Cow::Owned(name.to_owned()),
+        _type: Some(NfChainType::Filter),
+        hook: Some(hook),
+        prio: Some(prio),
+        // Accept: we only police workload (and host endpoint) interfaces;
+        // other tables keep their own say over everything else.
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    })
+}
+
+fn rule_object(chain: &str, expr: Vec<Statement<'static>>, comment: &str) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        family: TABLE_FAMILY,
+        table: TABLE_NAME.into(),
+        chain: Cow::Owned(chain.to_owned()),
+        expr: expr.into(),
+        comment: Some(Cow::Owned(truncate_comment(comment))),
+        ..Rule::default()
+    })
+}
+
+/// `text` cut to [`MAX_COMMENT`] bytes at a character boundary.
+pub fn truncate_comment(text: &str) -> String {
+    if text.len() <= MAX_COMMENT {
+        return text.to_owned();
+    }
+    let mut end = MAX_COMMENT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// The chain name of a policy or profile: `prefix` + `name`, or when that
+/// is longer than [`MAX_CHAIN_NAME`], a readable head of it, `~` and a hash
+/// of the whole name (as upstream's length-limited ids), so any name the
+/// API accepts fits and distinct names stay distinct.
+pub fn chain_name(prefix: &str, name: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let full = format!("{prefix}{name}");
+    if full.len() <= MAX_CHAIN_NAME {
+        return full;
+    }
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(name));
+    let hash = &hash[..22];
+    let mut head = MAX_CHAIN_NAME - prefix.len() - 1 - hash.len();
+    while !name.is_char_boundary(head) {
+        head -= 1;
+    }
+    format!("{prefix}{}~{hash}", &name[..head])
 }
 
 /// Renders `snapshot` for the endpoints in `ifaces` (endpoint → host-side
-/// interface name), with the default [`HostOptions`].
-pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> Ruleset {
+/// interface), with the default [`HostOptions`].
+pub fn render(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, Interface>) -> Ruleset {
     render_with(snapshot, ifaces, &HostOptions::default())
 }
 
 /// Renders `snapshot` for the endpoints in `ifaces`: workload endpoints are
-/// policed on the forward hook, host endpoints (their interface, e.g.
-/// `eth0`) on input and output with `opts`' failsafes. Without host
-/// endpoints there are no input or output chains.
+/// policed on the forward hook (and on input for traffic to this host),
+/// host endpoints (their interface, e.g. `eth0`) on input and output with
+/// `opts`' failsafes.
 pub fn render_with(
     snapshot: &Snapshot,
-    ifaces: &BTreeMap<EndpointId, String>,
+    ifaces: &BTreeMap<EndpointId, Interface>,
     opts: &HostOptions,
 ) -> Ruleset {
     let mut r = Renderer {
-        generation: generation(snapshot, ifaces),
+        generation: u32::from(opts.generation.max(1)) << CT_GENERATION_SHIFT,
         ..Renderer::default()
     };
     let named_port_sets = named_port_set_ids(snapshot);
@@ -219,13 +480,13 @@ pub fn render_with(
     let mut hosts = Vec::new();
     for program in &snapshot.programs {
         match (ifaces.get(&program.endpoint), &program.endpoint) {
-            (Some(iface), EndpointId::Workload { .. }) => endpoints.push((iface.as_str(), program)),
-            (Some(iface), EndpointId::Host { .. }) => hosts.push((iface.as_str(), program)),
+            (Some(iface), EndpointId::Workload { .. }) => endpoints.push((iface, program)),
+            (Some(iface), EndpointId::Host { .. }) => hosts.push((iface.name.as_str(), program)),
             (None, _) => r.out.unmapped.push(program.endpoint.clone()),
         }
     }
     // Sorted by interface so the ruleset (and its diff) is deterministic.
-    endpoints.sort_by(|a, b| a.0.cmp(b.0));
+    endpoints.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     hosts.sort_by(|a, b| a.0.cmp(b.0));
     r.objects.push(NfListObject::Set(Box::new(Set {
         family: TABLE_FAMILY,
@@ -235,17 +496,23 @@ pub fn render_with(
         elem: (!endpoints.is_empty()).then(|| {
             endpoints
                 .iter()
-                .map(|(i, _)| s(i))
+                .map(|(i, _)| s(&i.name))
                 .collect::<Vec<_>>()
                 .into()
         }),
         ..Set::default()
     })));
-    r.base_chain(&endpoints);
+    let workloads: Vec<(&str, &std::sync::Arc<calico_policy::EndpointProgram>)> = endpoints
+        .iter()
+        .map(|(i, p)| (i.name.as_str(), *p))
+        .collect();
+    r.anti_spoofing(&endpoints.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+    r.base_chain(&workloads, opts);
+    r.input_chain(&workloads, &hosts, opts);
     if !hosts.is_empty() {
-        r.host_chains(&hosts, opts);
+        r.output_chain(&hosts, opts);
     }
-    for (iface, program) in endpoints.iter().chain(&hosts) {
+    for (iface, program) in workloads.iter().chain(&hosts) {
         for direction in [Direction::Ingress, Direction::Egress] {
             r.endpoint_chain(
                 iface,
@@ -255,28 +522,12 @@ pub fn render_with(
             );
         }
     }
+    r.fail_closed_broken_policies();
     let mut out = r.out;
     // Chains and sets first: a rule may only refer to what already exists.
     out.objects = r.objects;
-    let rules = r.rules;
-    out.objects.extend(rules);
+    out.objects.extend(r.rules);
     out
-}
-
-/// The policy generation of an input, in [`CT_GENERATION_MASK`]'s bits:
-/// a hash of everything that decides verdicts, never 0 (the mark of flows
-/// never seen by this dataplane).
-fn generation(snapshot: &Snapshot, ifaces: &BTreeMap<EndpointId, String>) -> u32 {
-    use std::hash::{Hash as _, Hasher as _};
-    // DefaultHasher::new() has fixed keys: the same input gives the same
-    // generation in every process, so a restart re-validates nothing.
-    let mut h = std::hash::DefaultHasher::new();
-    serde_json::to_string(snapshot)
-        .unwrap_or_default()
-        .hash(&mut h);
-    ifaces.hash(&mut h);
-    let g = (h.finish() as u32) & CT_GENERATION_MASK;
-    if g == 0 { 1 << 16 } else { g }
 }
 
 /// Ids of the sets whose members are (address, protocol, port) triples.
@@ -323,6 +574,9 @@ struct Renderer {
     /// needing membership of an empty set can never match and is left out
     /// (the whole table is re-rendered whenever a set changes).
     nonempty: HashSet<(IpSetId, Family)>,
+    /// Policy and profile chains with a rule that could not be rendered:
+    /// they drop everything instead.
+    broken: BTreeSet<String>,
 }
 
 fn ct(key: &str) -> Expression<'static> {
@@ -496,14 +750,7 @@ impl Side {
 
 impl Renderer {
     fn rule(&mut self, chain: &str, expr: Vec<Statement<'static>>, comment: String) {
-        self.rules.push(NfListObject::Rule(Rule {
-            family: TABLE_FAMILY,
-            table: TABLE_NAME.into(),
-            chain: Cow::Owned(chain.to_owned()),
-            expr: expr.into(),
-            comment: Some(Cow::Owned(comment)),
-            ..Rule::default()
-        }));
+        self.rules.push(rule_object(chain, expr, &comment));
     }
 
     fn chain(&mut self, name: &str) {
@@ -578,22 +825,90 @@ impl Renderer {
         }
     }
 
+    /// The raw prerouting chain: a packet from a workload interface must
+    /// carry one of the endpoint's own source addresses (or an IPv6
+    /// link-local or unspecified one, for neighbour discovery), checked
+    /// against the `ifname . addr` sets before conntrack sees it. An
+    /// interface without an endpoint has no pairs, so all of it drops.
+    fn anti_spoofing(&mut self, endpoints: &[&Interface]) {
+        let link_local: IpNet = "fe80::/10".parse().unwrap_or_default();
+        let unspecified: IpNet = "::/128".parse().unwrap_or_default();
+        for (family, set, addr_type) in [
+            (Family::V4, WL_SOURCES_V4_SET, SetType::Ipv4Addr),
+            (Family::V6, WL_SOURCES_V6_SET, SetType::Ipv6Addr),
+        ] {
+            let mut elems = Vec::new();
+            for iface in endpoints {
+                let mut nets: Vec<IpNet> = iface
+                    .sources
+                    .iter()
+                    .filter(|n| Family::of(n) == family)
+                    .copied()
+                    .collect();
+                if family == Family::V6 {
+                    nets.extend([link_local, unspecified]);
+                }
+                for net in IpNet::aggregate(&nets) {
+                    elems.push(Expression::Named(NamedExpression::Concat(vec![
+                        s(&iface.name),
+                        prefix(&net),
+                    ])));
+                }
+            }
+            self.objects.push(NfListObject::Set(Box::new(Set {
+                family: TABLE_FAMILY,
+                table: TABLE_NAME.into(),
+                name: set.into(),
+                set_type: SetTypeValue::Concatenated(vec![SetType::Ifname, addr_type].into()),
+                flags: Some(HashSet::from([SetFlag::Interval])),
+                elem: (!elems.is_empty()).then(|| elems.into()),
+                ..Set::default()
+            })));
+        }
+        self.objects.push(base_chain_object(
+            PREROUTING_CHAIN,
+            NfHook::Prerouting,
+            PREROUTING_PRIORITY,
+        ));
+        let wildcard = format!("{WORKLOAD_IFACE_PREFIX}*");
+        for (family, set) in [
+            (Family::V4, WL_SOURCES_V4_SET),
+            (Family::V6, WL_SOURCES_V6_SET),
+        ] {
+            self.rule(
+                PREROUTING_CHAIN,
+                vec![
+                    matches(meta(MetaKey::Iifname), Operator::EQ, s(&wildcard)),
+                    matches(meta(MetaKey::Nfproto), Operator::EQ, s(family.nfproto())),
+                    matches(
+                        Expression::Named(NamedExpression::Concat(vec![
+                            meta(MetaKey::Iifname),
+                            payload(family.proto(), "saddr"),
+                        ])),
+                        Operator::NEQ,
+                        s(&format!("@{set}")),
+                    ),
+                    counter(),
+                    Statement::Drop(None),
+                ],
+                format!(
+                    "anti-spoofing: {} source not of the sending workload",
+                    family.nfproto()
+                ),
+            );
+        }
+    }
+
     fn base_chain(
         &mut self,
         endpoints: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
+        opts: &HostOptions,
     ) {
-        self.objects.push(NfListObject::Chain(Chain {
-            family: TABLE_FAMILY,
-            table: TABLE_NAME.into(),
-            name: FORWARD_CHAIN.into(),
-            _type: Some(NfChainType::Filter),
-            hook: Some(NfHook::Forward),
-            prio: Some(FORWARD_PRIORITY),
-            // Accept: we only police workload interfaces; other tables keep
-            // their own say over everything else.
-            policy: Some(NfChainPolicy::Accept),
-            ..Chain::default()
-        }));
+        self.objects.push(base_chain_object(
+            FORWARD_CHAIN,
+            NfHook::Forward,
+            FORWARD_PRIORITY,
+        ));
         self.conntrack_head(FORWARD_CHAIN, true);
         let wildcard = format!("{WORKLOAD_IFACE_PREFIX}*");
         let known = format!("@{KNOWN_IFACES_SET}");
@@ -616,6 +931,7 @@ impl Renderer {
                 ),
             );
         }
+        self.workload_tunnel_drops(FORWARD_CHAIN, opts);
         // Sender's egress before receiver's ingress, as in Felix.
         for (iface, program) in endpoints {
             self.rule(
@@ -638,6 +954,239 @@ impl Renderer {
             );
         }
         self.remember_generation(FORWARD_CHAIN);
+    }
+
+    /// Tunnel packets (VXLAN to our port, IP-in-IP) sent by a workload are
+    /// dropped: once masqueraded they would look like they came from a
+    /// Calico host (upstream drops them in every from-workload chain).
+    fn workload_tunnel_drops(&mut self, chain: &str, opts: &HostOptions) {
+        let wildcard = format!("{WORKLOAD_IFACE_PREFIX}*");
+        if let Some(port) = opts.vxlan_port {
+            self.rule(
+                chain,
+                vec![
+                    matches(meta(MetaKey::Iifname), Operator::EQ, s(&wildcard)),
+                    matches(
+                        payload("udp", "dport"),
+                        Operator::EQ,
+                        Expression::Number(u32::from(port)),
+                    ),
+                    counter(),
+                    Statement::Drop(None),
+                ],
+                "VXLAN from a workload".into(),
+            );
+        }
+        self.rule(
+            chain,
+            vec![
+                matches(meta(MetaKey::Iifname), Operator::EQ, s(&wildcard)),
+                matches(meta(MetaKey::L4proto), Operator::EQ, Expression::Number(4)),
+                counter(),
+                Statement::Drop(None),
+            ],
+            "IP-in-IP from a workload".into(),
+        );
+    }
+
+    /// The input chain: tunnels only from Calico hosts, then the fast path,
+    /// then workload-to-host traffic (to [`WL_TO_HOST_CHAIN`]), then host
+    /// endpoints' ingress with their failsafes.
+    fn input_chain(
+        &mut self,
+        workloads: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
+        hosts: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
+        opts: &HostOptions,
+    ) {
+        let chain = INPUT_CHAIN;
+        self.objects
+            .push(base_chain_object(chain, NfHook::Input, FORWARD_PRIORITY));
+        for (v6, set, addr_type) in [
+            (false, CALICO_HOSTS_V4_SET, SetType::Ipv4Addr),
+            (true, CALICO_HOSTS_V6_SET, SetType::Ipv6Addr),
+        ] {
+            let elems: Vec<Expression<'static>> = opts
+                .calico_hosts
+                .iter()
+                .filter(|a| a.is_ipv6() == v6)
+                .map(|a| s(&a.to_string()))
+                .collect();
+            self.objects.push(NfListObject::Set(Box::new(Set {
+                family: TABLE_FAMILY,
+                table: TABLE_NAME.into(),
+                name: set.into(),
+                set_type: SetTypeValue::Single(addr_type),
+                elem: (!elems.is_empty()).then(|| elems.into()),
+                ..Set::default()
+            })));
+        }
+        for family in [Family::V4, Family::V6] {
+            let set = match family {
+                Family::V4 => CALICO_HOSTS_V4_SET,
+                Family::V6 => CALICO_HOSTS_V6_SET,
+            };
+            let not_a_host = || {
+                matches(
+                    payload(family.proto(), "saddr"),
+                    Operator::NEQ,
+                    s(&format!("@{set}")),
+                )
+            };
+            if let Some(port) = opts.vxlan_port {
+                self.rule(
+                    chain,
+                    vec![
+                        matches(meta(MetaKey::Nfproto), Operator::EQ, s(family.nfproto())),
+                        matches(
+                            payload("udp", "dport"),
+                            Operator::EQ,
+                            Expression::Number(u32::from(port)),
+                        ),
+                        not_a_host(),
+                        counter(),
+                        Statement::Drop(None),
+                    ],
+                    "VXLAN from a host that is not a Calico host".into(),
+                );
+            }
+            if opts.ipip && family == Family::V4 {
+                self.rule(
+                    chain,
+                    vec![
+                        matches(meta(MetaKey::Nfproto), Operator::EQ, s(family.nfproto())),
+                        matches(meta(MetaKey::L4proto), Operator::EQ, Expression::Number(4)),
+                        not_a_host(),
+                        counter(),
+                        Statement::Drop(None),
+                    ],
+                    "IP-in-IP from a host that is not a Calico host".into(),
+                );
+            }
+        }
+        self.conntrack_head(chain, false);
+        self.rule(
+            chain,
+            vec![
+                matches(
+                    meta(MetaKey::Iifname),
+                    Operator::EQ,
+                    s(&format!("{WORKLOAD_IFACE_PREFIX}*")),
+                ),
+                Statement::Goto(JumpTarget {
+                    target: Cow::Borrowed(WL_TO_HOST_CHAIN),
+                }),
+            ],
+            "from a workload to this host".into(),
+        );
+        self.workload_to_host(workloads, opts);
+        if !hosts.is_empty() {
+            self.host_endpoint_dispatch(chain, hosts, opts, Direction::Ingress);
+        }
+        self.remember_generation(chain);
+    }
+
+    /// Workload-to-host traffic: router advertisements and redirects drop,
+    /// what a workload needs to talk to its gateway at all (neighbour
+    /// discovery, MLD) passes, everything else goes through the workload's
+    /// egress policy and then `DefaultEndpointToHostAction`.
+    fn workload_to_host(
+        &mut self,
+        workloads: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
+        opts: &HostOptions,
+    ) {
+        let chain = WL_TO_HOST_CHAIN;
+        self.chain(chain);
+        let types = |list: &[u8]| {
+            Expression::Named(NamedExpression::Set(
+                list.iter()
+                    .map(|t| SetItem::Element(Expression::Number(u32::from(*t))))
+                    .collect(),
+            ))
+        };
+        self.rule(
+            chain,
+            vec![
+                matches(
+                    payload("icmpv6", "type"),
+                    Operator::EQ,
+                    types(&ICMPV6_FROM_WORKLOAD_DROPPED),
+                ),
+                counter(),
+                Statement::Drop(None),
+            ],
+            "router advertisement or redirect from a workload".into(),
+        );
+        self.rule(
+            chain,
+            vec![
+                matches(
+                    payload("icmp", "type"),
+                    Operator::EQ,
+                    Expression::Number(u32::from(ICMP_REDIRECT)),
+                ),
+                counter(),
+                Statement::Drop(None),
+            ],
+            "ICMP redirect from a workload".into(),
+        );
+        self.rule(
+            chain,
+            vec![
+                matches(
+                    payload("icmpv6", "type"),
+                    Operator::EQ,
+                    types(&ICMPV6_TO_HOST),
+                ),
+                Statement::Accept(None),
+            ],
+            "neighbour discovery and MLD to the host".into(),
+        );
+        self.rule(
+            chain,
+            vec![
+                matches(
+                    meta(MetaKey::Iifname),
+                    Operator::NEQ,
+                    s(&format!("@{KNOWN_IFACES_SET}")),
+                ),
+                counter(),
+                Statement::Drop(None),
+            ],
+            "fail closed: workload interface without an endpoint".into(),
+        );
+        self.workload_tunnel_drops(chain, opts);
+        for (iface, program) in workloads {
+            // The egress chain drops what its policy denies and returns
+            // what it allows.
+            self.rule(
+                chain,
+                vec![
+                    matches(meta(MetaKey::Iifname), Operator::EQ, s(iface)),
+                    jump(&format!("{FROM_ENDPOINT_PREFIX}{iface}")),
+                ],
+                format!("egress of {}", program.endpoint),
+            );
+        }
+        match opts.endpoint_to_host {
+            EndpointToHostAction::Drop => self.rule(
+                chain,
+                vec![counter(), Statement::Drop(None)],
+                "DefaultEndpointToHostAction Drop".into(),
+            ),
+            EndpointToHostAction::Accept => {
+                self.remember_generation(chain);
+                self.rule(
+                    chain,
+                    vec![Statement::Accept(None)],
+                    "DefaultEndpointToHostAction Accept".into(),
+                );
+            }
+            EndpointToHostAction::Return => self.rule(
+                chain,
+                vec![Statement::Return(None)],
+                "DefaultEndpointToHostAction Return: other tables decide".into(),
+            ),
+        }
     }
 
     /// The first rules of a base chain: established flows allowed under the
@@ -711,92 +1260,94 @@ impl Renderer {
         );
     }
 
-    /// Input and output base chains policing host endpoints: failsafe
-    /// ports and the VXLAN tunnel always pass, then each host interface's
-    /// ingress (input) or egress (output) program.
-    fn host_chains(
+    /// The output chain, present with host endpoints: failsafe ports and
+    /// the tunnel to Calico hosts pass, then each host interface's egress.
+    fn output_chain(
         &mut self,
         hosts: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
         opts: &HostOptions,
     ) {
-        for (chain, hook, key, failsafe, prefix, what) in [
-            (
-                INPUT_CHAIN,
-                NfHook::Input,
+        self.objects.push(base_chain_object(
+            OUTPUT_CHAIN,
+            NfHook::Output,
+            FORWARD_PRIORITY,
+        ));
+        self.conntrack_head(OUTPUT_CHAIN, false);
+        self.host_endpoint_dispatch(OUTPUT_CHAIN, hosts, opts, Direction::Egress);
+        self.remember_generation(OUTPUT_CHAIN);
+    }
+
+    /// Host endpoint policing in a base chain: failsafe ports and the VXLAN
+    /// tunnel between Calico hosts always pass (the tunnel's sources were
+    /// checked above), then each host interface's program.
+    fn host_endpoint_dispatch(
+        &mut self,
+        chain: &str,
+        hosts: &[(&str, &std::sync::Arc<calico_policy::EndpointProgram>)],
+        opts: &HostOptions,
+        direction: Direction,
+    ) {
+        let (key, failsafe, prefix, what) = match direction {
+            Direction::Ingress => (
                 MetaKey::Iifname,
                 &opts.failsafe_inbound,
                 TO_ENDPOINT_PREFIX,
                 "ingress",
             ),
-            (
-                OUTPUT_CHAIN,
-                NfHook::Output,
+            Direction::Egress => (
                 MetaKey::Oifname,
                 &opts.failsafe_outbound,
                 FROM_ENDPOINT_PREFIX,
                 "egress",
             ),
-        ] {
-            self.objects.push(NfListObject::Chain(Chain {
-                family: TABLE_FAMILY,
-                table: TABLE_NAME.into(),
-                name: chain.into(),
-                _type: Some(NfChainType::Filter),
-                hook: Some(hook),
-                prio: Some(FORWARD_PRIORITY),
-                policy: Some(NfChainPolicy::Accept),
-                ..Chain::default()
-            }));
-            self.conntrack_head(chain, false);
-            for proto in [L4Protocol::Tcp, L4Protocol::Udp] {
-                let ports: Vec<PortRange> = failsafe
-                    .iter()
-                    .filter(|f| f.protocol == proto)
-                    .map(|f| PortRange {
-                        min: f.port,
-                        max: f.port,
-                    })
-                    .collect();
-                if !ports.is_empty() {
-                    self.rule(
-                        chain,
-                        vec![
-                            matches(
-                                payload(proto.name(), "dport"),
-                                Operator::EQ,
-                                port_set(&ports),
-                            ),
-                            Statement::Accept(None),
-                        ],
-                        format!("failsafe {} ports", proto.name()),
-                    );
-                }
-            }
-            if let Some(port) = opts.vxlan_port {
+        };
+        for proto in [L4Protocol::Tcp, L4Protocol::Udp] {
+            let ports: Vec<PortRange> = failsafe
+                .iter()
+                .filter(|f| f.protocol == proto)
+                .map(|f| PortRange {
+                    min: f.port,
+                    max: f.port,
+                })
+                .collect();
+            if !ports.is_empty() {
                 self.rule(
                     chain,
                     vec![
                         matches(
-                            payload("udp", "dport"),
+                            payload(proto.name(), "dport"),
                             Operator::EQ,
-                            Expression::Number(u32::from(port)),
+                            port_set(&ports),
                         ),
                         Statement::Accept(None),
                     ],
-                    "VXLAN between hosts".into(),
+                    format!("failsafe {} ports", proto.name()),
                 );
             }
-            for (iface, program) in hosts {
-                self.rule(
-                    chain,
-                    vec![
-                        matches(meta(key), Operator::EQ, s(iface)),
-                        jump(&format!("{prefix}{iface}")),
-                    ],
-                    format!("{what} of {}", program.endpoint),
-                );
-            }
-            self.remember_generation(chain);
+        }
+        if let Some(port) = opts.vxlan_port {
+            self.rule(
+                chain,
+                vec![
+                    matches(
+                        payload("udp", "dport"),
+                        Operator::EQ,
+                        Expression::Number(u32::from(port)),
+                    ),
+                    Statement::Accept(None),
+                ],
+                "VXLAN between hosts".into(),
+            );
+        }
+        for (iface, program) in hosts {
+            self.rule(
+                chain,
+                vec![
+                    matches(meta(key), Operator::EQ, s(iface)),
+                    jump(&format!("{prefix}{iface}")),
+                ],
+                format!("{what} of {}", program.endpoint),
+            );
         }
     }
 
@@ -820,6 +1371,9 @@ impl Renderer {
             ),
         };
         self.chain(&chain);
+        self.out
+            .units
+            .push((chain.clone(), format!("{direction} of {endpoint}")));
         self.rule(
             &chain,
             vec![mark_clear(MARK_ACCEPT | MARK_PASS)],
@@ -828,10 +1382,11 @@ impl Renderer {
         for tier in &program.tiers {
             for policy in &tier.policies {
                 let name = policy.display_name();
-                let target = format!("{policy_prefix}{}/{name}", tier.tier);
+                let target = chain_name(policy_prefix, &format!("{}/{name}", tier.tier));
                 if self.emitted.insert(target.clone()) {
                     self.chain(&target);
                     let what = format!("tier {} policy {name}", tier.tier);
+                    self.out.units.push((target.clone(), what.clone()));
                     self.rules_chain(&target, &what, &policy.rules, true);
                 }
                 // After a Pass the rest of the tier is skipped.
@@ -864,10 +1419,11 @@ impl Renderer {
             );
         }
         for profile in &program.profiles {
-            let target = format!("{profile_prefix}{}", profile.name);
+            let target = chain_name(profile_prefix, &profile.name);
             if self.emitted.insert(target.clone()) {
                 self.chain(&target);
                 let what = format!("profile {}", profile.name);
+                self.out.units.push((target.clone(), what.clone()));
                 self.rules_chain(&target, &what, &profile.rules, false);
             }
             self.rule(
@@ -920,11 +1476,32 @@ impl Renderer {
                         self.rule(chain, expr, comment.clone());
                     }
                 }
-                Err(why) => self
-                    .out
-                    .skipped_rules
-                    .push(format!("{what} rule {i}: {why}")),
+                Err(why) => {
+                    self.out.errors.push(format!(
+                        "{what} rule {i}: {why}; the {what} drops everything"
+                    ));
+                    self.broken.insert(chain.to_owned());
+                }
             }
+        }
+    }
+
+    /// Replaces the rules of every chain with an unrenderable rule by one
+    /// drop: the policy fails closed for the endpoints it applies to.
+    fn fail_closed_broken_policies(&mut self) {
+        if self.broken.is_empty() {
+            return;
+        }
+        let broken = std::mem::take(&mut self.broken);
+        self.rules.retain(
+            |r| !matches!(r, NfListObject::Rule(rule) if broken.contains(rule.chain.as_ref())),
+        );
+        for chain in &broken {
+            self.rule(
+                chain,
+                vec![counter(), Statement::Drop(None)],
+                "fail closed: a rule of this policy could not be rendered".into(),
+            );
         }
     }
 }
@@ -958,10 +1535,24 @@ fn match_variants(
             Some(58) => "icmpv6",
             _ => return Err("icmp match without protocol ICMP or ICMPv6".into()),
         };
-        // `!=` on type and code together would mean "not both"; nft cannot
-        // express that in one rule, so a negated pair is not supported yet.
-        if op == Operator::NEQ && icmp.icmp_type.is_some() && icmp.code.is_some() {
-            return Err("notICMP with both type and code is not supported yet".into());
+        // notICMP {type, code} means "not (this type and this code)": one
+        // match of the concatenation against an anonymous set says exactly
+        // that (two `!=` matches would mean "neither").
+        if let (Operator::NEQ, Some(t), Some(c)) = (op, icmp.icmp_type, icmp.code) {
+            common.push(matches(
+                Expression::Named(NamedExpression::Concat(vec![
+                    payload(proto, "type"),
+                    payload(proto, "code"),
+                ])),
+                Operator::NEQ,
+                Expression::Named(NamedExpression::Set(vec![SetItem::Element(
+                    Expression::Named(NamedExpression::Concat(vec![
+                        Expression::Number(u32::from(t)),
+                        Expression::Number(u32::from(c)),
+                    ])),
+                )])),
+            ));
+            continue;
         }
         if let Some(t) = icmp.icmp_type {
             common.push(matches(

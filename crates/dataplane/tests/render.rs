@@ -3,7 +3,7 @@
 mod common;
 
 use calico_dataplane::render::{self, Ruleset};
-use calico_dataplane::{Nft as _, RecordingNft, batch};
+use calico_dataplane::{EndpointToHostAction, HostOptions, Nft as _, RecordingNft, batch};
 use nftables::schema::NfListObject;
 
 /// `(comment, rule JSON)` of every rule of `chain`, in order.
@@ -93,6 +93,7 @@ fn forward_chain_dispatch_order() {
             "reply of an established flow",
             "fail closed: from workload interface without an endpoint",
             "fail closed: to workload interface without an endpoint",
+            "IP-in-IP from a workload",
             "egress of workloadendpoint default/bookstore-frontend",
             "egress of workloadendpoint default/bookstore-server",
             "egress of workloadendpoint default/fruitstore-frontend",
@@ -184,9 +185,228 @@ fn failsafe_lists_parse_or_name_the_bad_entry() {
 }
 
 #[test]
-fn host_endpoints_get_input_and_output_chains_only_when_present() {
+fn without_host_endpoints_input_polices_only_workloads() {
     let (snap, ifaces) = common::bookstore();
     let r = render::render(&snap, &ifaces);
-    assert!(comments(&r, render::INPUT_CHAIN).is_empty());
+    assert_eq!(
+        comments(&r, render::INPUT_CHAIN),
+        [
+            "fast path: flow allowed under the current policy",
+            "reply of an established flow",
+            "from a workload to this host",
+            "remember the policy generation the flow was allowed under",
+        ]
+    );
     assert!(comments(&r, render::OUTPUT_CHAIN).is_empty());
+}
+
+#[test]
+fn workload_to_host_goes_through_egress_policy_then_the_default_action() {
+    let (snap, ifaces) = common::bookstore();
+    let head = [
+        "router advertisement or redirect from a workload",
+        "ICMP redirect from a workload",
+        "neighbour discovery and MLD to the host",
+        "fail closed: workload interface without an endpoint",
+        "IP-in-IP from a workload",
+        "egress of workloadendpoint default/bookstore-frontend",
+        "egress of workloadendpoint default/bookstore-server",
+        "egress of workloadendpoint default/fruitstore-frontend",
+    ];
+    for (action, tail) in [
+        (
+            EndpointToHostAction::Drop,
+            &["DefaultEndpointToHostAction Drop"][..],
+        ),
+        (
+            EndpointToHostAction::Accept,
+            &[
+                "remember the policy generation the flow was allowed under",
+                "DefaultEndpointToHostAction Accept",
+            ][..],
+        ),
+        (
+            EndpointToHostAction::Return,
+            &["DefaultEndpointToHostAction Return: other tables decide"][..],
+        ),
+    ] {
+        let opts = HostOptions {
+            endpoint_to_host: action,
+            ..HostOptions::default()
+        };
+        let r = render::render_with(&snap, &ifaces, &opts);
+        let got = comments(&r, render::WL_TO_HOST_CHAIN);
+        let want: Vec<&str> = head.iter().chain(tail).copied().collect();
+        assert_eq!(got, want, "{action:?}");
+    }
+    // Router advertisements (134) and redirects (137) drop; 130-133, 135, 136 pass.
+    let r = render::render(&snap, &ifaces);
+    let wl = rules(&r, render::WL_TO_HOST_CHAIN);
+    assert!(wl[0].1.contains("134") && wl[0].1.contains("137") && wl[0].1.contains("drop"));
+    assert!(wl[2].1.contains("135") && !wl[2].1.contains("134"));
+}
+
+#[test]
+fn sources_of_each_workload_interface_are_the_only_ones_allowed() {
+    let (snap, ifaces) = common::bookstore();
+    let r = render::render(&snap, &ifaces);
+    let set = |name: &str| {
+        r.objects
+            .iter()
+            .find_map(|o| match o {
+                NfListObject::Set(s) if s.name == name => {
+                    Some(serde_json::to_string(&s.elem).expect("json"))
+                }
+                _ => None,
+            })
+            .expect("set rendered")
+    };
+    let v4 = set(render::WL_SOURCES_V4_SET);
+    for (_, _, ip, iface) in common::ENDPOINTS {
+        assert!(
+            v4.contains(&format!(
+                r#"{{"concat":["{iface}",{{"prefix":{{"addr":"{ip}","len":32}}}}]}}"#
+            )),
+            "{v4}"
+        );
+    }
+    // IPv6: link-local and unspecified (neighbour discovery, DAD) only.
+    let v6 = set(render::WL_SOURCES_V6_SET);
+    assert!(
+        v6.contains("fe80::") && v6.contains(r#""addr":"::""#),
+        "{v6}"
+    );
+    let pre = rules(&r, render::PREROUTING_CHAIN);
+    assert_eq!(pre.len(), 2, "{pre:?}");
+    for (comment, expr) in &pre {
+        assert!(comment.starts_with("anti-spoofing"), "{comment}");
+        assert!(
+            expr.contains(r#""op":"!=""#) && expr.contains("drop"),
+            "{expr}"
+        );
+    }
+}
+
+#[test]
+fn tunnels_are_accepted_only_from_calico_hosts() {
+    let (snap, ifaces) = common::bookstore();
+    let opts = HostOptions {
+        vxlan_port: Some(4789),
+        ipip: true,
+        calico_hosts: vec!["172.30.0.1".parse().unwrap(), "172.30.0.2".parse().unwrap()],
+        ..HostOptions::default()
+    };
+    let r = render::render_with(&snap, &ifaces, &opts);
+    let input = rules(&r, render::INPUT_CHAIN);
+    let first: Vec<&str> = input[..4].iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        first,
+        [
+            "VXLAN from a host that is not a Calico host",
+            "IP-in-IP from a host that is not a Calico host",
+            "VXLAN from a host that is not a Calico host",
+            "fast path: flow allowed under the current policy",
+        ],
+        "tunnel checks come first, before any accept"
+    );
+    assert!(input[0].1.contains("@calico-hosts4") && input[0].1.contains("4789"));
+    let hosts = r
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            NfListObject::Set(s) if s.name == render::CALICO_HOSTS_V4_SET => {
+                Some(serde_json::to_string(&s.elem).expect("json"))
+            }
+            _ => None,
+        })
+        .expect("hosts set");
+    assert_eq!(hosts, r#"["172.30.0.1","172.30.0.2"]"#);
+    // Workloads cannot send tunnel packets at all (masquerade would make
+    // them look like a Calico host's).
+    let forward = comments(&r, render::FORWARD_CHAIN);
+    assert!(forward.contains(&"VXLAN from a workload".to_owned()));
+}
+
+#[test]
+fn long_names_fit_and_stay_distinct() {
+    let long = format!("{}.{}", "a".repeat(200), "b".repeat(29));
+    let other = format!("{}.{}", "a".repeat(200), "c".repeat(29));
+    let (x, y) = (
+        render::chain_name("pi-", &format!("default/{long}")),
+        render::chain_name("pi-", &format!("default/{other}")),
+    );
+    assert!(x.len() <= render::MAX_CHAIN_NAME && y.len() <= render::MAX_CHAIN_NAME);
+    assert_ne!(x, y);
+    assert!(x.starts_with("pi-default/aaa"), "{x}");
+    assert_eq!(render::chain_name("pri-", "calico"), "pri-calico");
+    let comment = render::truncate_comment(&"é".repeat(100));
+    assert!(comment.len() <= render::MAX_COMMENT);
+    assert!(comment.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn fail_closed_replaces_only_the_named_chains() {
+    let (snap, ifaces) = common::bookstore();
+    let r = render::render(&snap, &ifaces);
+    let (policy, what) = r
+        .units
+        .iter()
+        .find(|(c, _)| c.starts_with(render::POLICY_INGRESS_PREFIX))
+        .cloned()
+        .expect("a policy chain");
+    assert!(what.contains("allow-bookstore"), "{what}");
+    let f = r.fail_closed(&[policy.clone()].into_iter().collect());
+    assert_eq!(
+        comments(&f, &policy),
+        ["fail closed: this chain could not be programmed"]
+    );
+    assert_eq!(
+        comments(&f, "to-calibsserver"),
+        comments(&r, "to-calibsserver")
+    );
+    let table = calico_dataplane::fail_closed_table();
+    for chain in [
+        render::PREROUTING_CHAIN,
+        render::FORWARD_CHAIN,
+        render::INPUT_CHAIN,
+        render::OUTPUT_CHAIN,
+    ] {
+        assert!(
+            comments(&table, chain)
+                .iter()
+                .all(|c| c.starts_with("fail closed")),
+            "{chain}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_that_cannot_be_rendered_fails_its_policy_closed() {
+    let (mut snap, ifaces) = common::bookstore();
+    // An ICMP match without an ICMP protocol: the API refuses it, so
+    // craft it below the API to exercise the renderer's last line.
+    let server = snap
+        .programs
+        .iter_mut()
+        .find(|p| p.endpoint == common::workload("bookstore-server"))
+        .expect("server program");
+    let program = std::sync::Arc::make_mut(server);
+    let policy = std::sync::Arc::make_mut(&mut program.ingress.tiers[0].policies[0]);
+    policy.rules[0].protocol = None;
+    policy.rules[0].icmp = Some(calico_policy::model::IcmpMatch {
+        icmp_type: Some(8),
+        code: None,
+    });
+    let r = render::render(&snap, &ifaces);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    let chain = r
+        .units
+        .iter()
+        .find(|(c, _)| c.starts_with(render::POLICY_INGRESS_PREFIX))
+        .map(|(c, _)| c.clone())
+        .expect("policy chain");
+    assert_eq!(
+        comments(&r, &chain),
+        ["fail closed: a rule of this policy could not be rendered"]
+    );
 }

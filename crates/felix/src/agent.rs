@@ -4,10 +4,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
 use calico_api::Kind;
-use calico_dataplane::{HostOptions, Nft, add_nat_outgoing, batch, render_with};
+use calico_dataplane::{
+    Conntrack, EndpointToHostAction, HostOptions, Nft, Ruleset, add_nat_outgoing, batch,
+    fail_closed_table, render_with,
+};
 use calico_datastore::{Datastore, DatastoreError, WatchEvent, WatchFilter, Watcher};
-use calico_netlink::Netlink;
+use calico_netlink::{Netlink, Sysctl};
 use calico_policy::{INPUT_KINDS, PolicyCalculator, Update};
 use serde_json::Value;
 
@@ -47,6 +53,15 @@ pub struct Config {
     pub batch_window: Duration,
     /// Failsafe ports of host endpoints (the VXLAN port is added from `encap`).
     pub host: HostOptions,
+    /// `DefaultEndpointToHostAction` from the environment
+    /// (`FELIX_DEFAULTENDPOINTTOHOSTACTION`): overrides FelixConfiguration.
+    pub endpoint_to_host: Option<EndpointToHostAction>,
+    /// `workloadSourceSpoofing` from the environment
+    /// (`FELIX_WORKLOADSOURCESPOOFING`, `Any`: true): overrides FelixConfiguration.
+    pub source_spoofing: Option<bool>,
+    /// How long a failed-closed dataplane waits before trying the desired
+    /// table again (it is also tried on every datastore change).
+    pub failure_retry_interval: Duration,
 }
 
 impl Config {
@@ -59,6 +74,9 @@ impl Config {
             retry_interval: Duration::from_secs(1),
             batch_window: Duration::from_millis(100),
             host: HostOptions::default(),
+            endpoint_to_host: None,
+            source_spoofing: None,
+            failure_retry_interval: Duration::from_secs(10),
         }
     }
 }
@@ -100,42 +118,119 @@ struct State {
 
 /// What was last programmed, to skip no-op batches and detect drift.
 struct Applied {
+    /// The desired table (rendered with [`Applied::generation`]).
+    desired: Value,
+    /// What is in the kernel: the desired table, or a failed-closed form of it.
     batch: Value,
     rules: usize,
     routes: Desired,
+    /// The policy generation flows allowed by this table carry.
+    generation: u16,
+    /// The desired table is not what is programmed (see [`Outcome`]).
+    degraded: bool,
+}
+
+/// How a programming pass ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The desired table is in force.
+    Programmed,
+    /// The kernel rejected the desired table; it is in force with these
+    /// chains (and what they are) dropping everything instead.
+    FailedClosed(Vec<(String, String)>),
+    /// Nothing of the desired table could be programmed: every workload
+    /// interface is dropped.
+    AllFailedClosed,
+}
+
+/// Messages in force, each printed once when it appears.
+#[derive(Debug, Default)]
+struct Said(BTreeMap<&'static str, BTreeSet<String>>);
+
+impl Said {
+    /// Prints the lines of `topic` not printed last time; forgets the ones gone.
+    fn say(&mut self, topic: &'static str, lines: Vec<String>) {
+        let now: BTreeSet<String> = lines.into_iter().collect();
+        let before = self.0.entry(topic).or_default();
+        for line in now.difference(before) {
+            eprintln!("felix: {topic}: {line}");
+        }
+        *before = now;
+    }
 }
 
 /// The agent: owns the kernel state of one host.
-pub struct Felix<N: Netlink, F: Nft> {
+pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     cfg: Config,
     ds: Arc<dyn Datastore>,
     nl: N,
     nft: F,
+    conntrack: C,
+    sysctl: S,
     state: Option<State>,
     applied: Option<Applied>,
     status: Arc<Status>,
     metrics: Metrics,
-    /// Route errors last reported, so a lasting one (e.g. no ipip module) is said once.
-    reported: Vec<String>,
+    said: Said,
+    /// When the desired table last failed to program.
+    failed_at: Option<Instant>,
+    /// (endpoint, address) pairs of local endpoints last programmed: a pair
+    /// that goes away has its flows deleted.
+    local_addresses: BTreeSet<(String, IpAddr)>,
+    /// Workload interfaces whose sysctls are written, with the spoofing
+    /// setting they were written for.
+    configured_ifaces: BTreeMap<String, bool>,
 }
 
 fn policy_kind(kind: &str) -> Option<Kind> {
     Kind::from_document_kind(kind).filter(|k| INPUT_KINDS.contains(k))
 }
 
-impl<N: Netlink, F: Nft> Felix<N, F> {
-    /// An agent programming through `nl` and `nft` from `ds`.
-    pub fn new(cfg: Config, ds: Arc<dyn Datastore>, nl: N, nft: F) -> Self {
+/// The kernel interfaces felix programs through.
+pub struct Kernel<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
+    /// Routes, links, neighbours.
+    pub netlink: N,
+    /// nftables.
+    pub nft: F,
+    /// Conntrack entries.
+    pub conntrack: C,
+    /// `/proc/sys`.
+    pub sysctl: S,
+}
+
+impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
+    /// An agent programming `kernel` from `ds`.
+    pub fn new(cfg: Config, ds: Arc<dyn Datastore>, kernel: Kernel<N, F, C, S>) -> Self {
         Felix {
             cfg,
             ds,
-            nl,
-            nft,
+            nl: kernel.netlink,
+            nft: kernel.nft,
+            conntrack: kernel.conntrack,
+            sysctl: kernel.sysctl,
             state: None,
             applied: None,
             status: Arc::new(Status::default()),
             metrics: Metrics::default(),
-            reported: Vec::new(),
+            said: Said::default(),
+            failed_at: None,
+            local_addresses: BTreeSet::new(),
+            configured_ifaces: BTreeMap::new(),
+        }
+    }
+
+    /// Before anything else: without a table of ours (a fresh boot, or it
+    /// was deleted while felix was down), put one in that drops every
+    /// workload interface, so nothing runs open until the first complete
+    /// sync. An existing table stays as it is (restart-safe).
+    pub fn fail_closed_until_synced(&mut self) {
+        if self.nft.list_owned().is_ok() {
+            return;
+        }
+        eprintln!("felix: no nftables table yet: dropping workload traffic until the first sync");
+        if let Err(e) = self.nft.apply(&batch(&fail_closed_table())) {
+            eprintln!("felix: installing the fail-closed table: {e}");
+            self.metrics.errors.inc();
         }
     }
 
@@ -151,6 +246,7 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
 
     /// Runs until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) {
+        self.fail_closed_until_synced();
         while !stop.load(Ordering::Relaxed) {
             self.status.beat();
             let mut watcher = match self.sync() {
@@ -211,6 +307,13 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
             if last_check.elapsed() >= self.cfg.resync_interval {
                 self.repair_drift();
                 last_check = Instant::now();
+            }
+            if dirty_since.is_none()
+                && self
+                    .failed_at
+                    .is_some_and(|t| t.elapsed() >= self.cfg.failure_retry_interval)
+            {
+                self.program(Instant::now());
             }
         }
     }
@@ -279,60 +382,89 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
         }
     }
 
+    /// The renderer's settings for the current model, with `generation`.
+    fn host_options(&self, cluster: &Cluster, generation: u16) -> HostOptions {
+        let settings = cluster.felix_settings(&self.cfg.node);
+        let mut host = self.cfg.host.clone();
+        match &self.cfg.encap {
+            Encap::Vxlan(v) => host.vxlan_port = Some(v.port),
+            Encap::Ipip(_) => host.ipip = true,
+            Encap::None => {}
+        }
+        host.calico_hosts = cluster.host_addresses();
+        host.endpoint_to_host = self
+            .cfg
+            .endpoint_to_host
+            .or(settings.endpoint_to_host)
+            .unwrap_or_default();
+        host.generation = generation;
+        host
+    }
+
+    fn spoofing(&self, cluster: &Cluster) -> bool {
+        self.cfg
+            .source_spoofing
+            .or(cluster.felix_settings(&self.cfg.node).source_spoofing)
+            .unwrap_or(false)
+    }
+
+    /// The desired table for the model, stamped with `generation`.
+    fn render(&self, state: &State, generation: u16) -> (Ruleset, usize, usize) {
+        let snapshot = state.calc.snapshot();
+        let host = self.host_options(&state.cluster, generation);
+        let ifaces = state.cluster.interfaces(self.spoofing(&state.cluster));
+        let mut ruleset = render_with(&snapshot, &ifaces, &host);
+        let (masq, all) = state.cluster.nat_pools();
+        add_nat_outgoing(&mut ruleset, &masq, &all);
+        (ruleset, snapshot.programs.len(), snapshot.ip_sets.len())
+    }
+
     /// Programs the kernel from the model: one nftables batch (skipped when
-    /// identical to the last) and the routes. `since` is when the oldest
-    /// change it carries was seen.
+    /// identical to the last), the workload interfaces' sysctls, the routes,
+    /// and the flows of removed endpoints deleted. `since` is when the
+    /// oldest change it carries was seen.
     pub fn program(&mut self, since: Instant) {
-        let Some(state) = self.state.as_mut() else {
+        let Some(mut state) = self.state.take() else {
             return;
         };
         state.calc.flush();
-        let snapshot = state.calc.snapshot();
-        let mut host = self.cfg.host.clone();
-        if let Encap::Vxlan(v) = &self.cfg.encap {
-            host.vxlan_port = Some(v.port);
-        }
-        let mut ruleset = render_with(&snapshot, &state.cluster.interfaces(), &host);
-        let (masq, all) = state.cluster.nat_pools();
-        add_nat_outgoing(&mut ruleset, &masq, &all);
-        let rules = ruleset
-            .objects
-            .iter()
-            .filter(|o| matches!(o, nftables::schema::NfListObject::Rule(_)))
-            .count();
+        let unenforced = state.calc.snapshot().skipped_policies;
+        let current = self.applied.as_ref().map_or(0, |a| a.generation);
+        let (mut ruleset, programs, ip_sets) = self.render(&state, current.max(1));
+        let unchanged = self.applied.as_ref().is_some_and(|a| {
+            !a.degraded && serde_json::to_value(batch(&ruleset)).is_ok_and(|json| json == a.desired)
+        });
         let routes = routes::desired(&self.cfg.node, &self.cfg.encap, &state.cluster);
         self.metrics
             .endpoints
-            .set(i64::try_from(snapshot.programs.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(programs).unwrap_or(i64::MAX));
         self.metrics
             .ip_sets
-            .set(i64::try_from(snapshot.ip_sets.len()).unwrap_or(i64::MAX));
-        let nft_batch = batch(&ruleset);
-        let result = serde_json::to_value(&nft_batch)
-            .map_err(Error::from)
-            .and_then(|json| {
-                let same = self.applied.as_ref().is_some_and(|a| a.batch == json);
-                if !same {
-                    self.nft.apply(&nft_batch)?;
-                }
-                Ok(json)
-            });
-        match result {
-            Ok(json) => {
-                self.metrics
-                    .rules
-                    .set(i64::try_from(rules).unwrap_or(i64::MAX));
-                self.applied = Some(Applied {
-                    batch: json,
-                    rules,
-                    routes: routes.clone(),
-                });
-            }
-            Err(e) => {
-                eprintln!("felix: {e}");
+            .set(i64::try_from(ip_sets).unwrap_or(i64::MAX));
+        self.configure_interfaces(&state.cluster);
+        if !unchanged {
+            // A new generation for every change: flows allowed before it are
+            // judged again. Flows still carrying the number about to be used
+            // (from 65,535 changes ago, or an earlier run) are deleted first,
+            // so no flow can skip the new policy by chance.
+            let generation = current.checked_add(1).unwrap_or(1);
+            if let Err(e) = self.conntrack.flush_mark(
+                u32::from(generation) << calico_dataplane::render::CT_GENERATION_SHIFT,
+                calico_dataplane::render::CT_GENERATION_MASK,
+            ) {
                 self.metrics.errors.inc();
+                eprintln!("felix: clearing flows of policy generation {generation}: {e}");
             }
+            ruleset = self.render(&state, generation).0;
+            self.say_render_problems(&ruleset, &unenforced);
+            let desired = serde_json::to_value(batch(&ruleset)).unwrap_or_default();
+            let outcome = self.apply_or_fail_closed(&ruleset);
+            self.record_outcome(&outcome, &ruleset, desired, generation, routes.clone());
         }
+        self.metrics
+            .unenforced_policies
+            .set(i64::try_from(unenforced.len()).unwrap_or(i64::MAX));
+        self.flush_removed_endpoints(&state.cluster);
         let report = routes::reconcile(&mut self.nl, &routes);
         self.report_route_errors(&report);
         if let Some(a) = self.applied.as_mut() {
@@ -341,12 +473,212 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
         self.metrics
             .programming_seconds
             .observe(since.elapsed().as_secs_f64());
-        self.status.ready.store(true, Ordering::Relaxed);
+        let ready = self.applied.as_ref().is_some_and(|a| !a.degraded) && unenforced.is_empty();
+        self.status.ready.store(ready, Ordering::Relaxed);
+        self.state = Some(state);
+    }
+
+    /// Logs (once each) rules left out for unsupported criteria, rules that
+    /// could not be rendered, and policies this dataplane cannot enforce.
+    fn say_render_problems(&mut self, ruleset: &Ruleset, unenforced: &[String]) {
+        self.said.say(
+            "rule never matches (unsupported criteria, fail closed)",
+            ruleset.skipped_rules.clone(),
+        );
+        self.said.say(
+            "ERROR policy failed closed (a rule could not be rendered)",
+            ruleset.errors.clone(),
+        );
+        self.said.say(
+            "ERROR policy in the datastore cannot be enforced (preDNAT/doNotTrack); delete it",
+            unenforced.to_vec(),
+        );
+    }
+
+    /// Applies `ruleset`; when the kernel rejects it twice, finds the
+    /// chains it rejects and programs the table with those chains dropping
+    /// everything; when even that fails, drops every workload interface.
+    fn apply_or_fail_closed(&mut self, ruleset: &Ruleset) -> Outcome {
+        let full = batch(ruleset);
+        let first = match self.nft.apply(&full) {
+            Ok(()) => return Outcome::Programmed,
+            Err(e) => e,
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let cause = match self.nft.apply(&full) {
+            Ok(()) => return Outcome::Programmed,
+            Err(e) => e,
+        };
+        self.metrics.dataplane_failures.inc();
+        self.metrics.errors.inc();
+        self.said.say(
+            "ERROR programming nftables failed twice; failing closed",
+            vec![format!("{cause} (first attempt: {first})")],
+        );
+        let all: BTreeSet<String> = ruleset.units.iter().map(|(c, _)| c.clone()).collect();
+        let ok = |nft: &mut F, chains: &BTreeSet<String>| {
+            nft.check(&batch(&ruleset.fail_closed(chains))).is_ok()
+        };
+        if !ok(&mut self.nft, &all) {
+            return self.all_failed_closed();
+        }
+        // Each round finds one more rejected chain by bisection: with the
+        // known ones failed closed, the smallest prefix of the others that
+        // must be failed closed too ends with a rejected chain.
+        let mut bad = BTreeSet::new();
+        while !ok(&mut self.nft, &bad) {
+            let rest: Vec<&String> = all.iter().filter(|c| !bad.contains(*c)).collect();
+            let (mut lo, mut hi) = (1, rest.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                let mut trial = bad.clone();
+                trial.extend(rest[..mid].iter().map(|c| (*c).clone()));
+                if ok(&mut self.nft, &trial) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            bad.insert(rest[lo - 1].clone());
+        }
+        match self.nft.apply(&batch(&ruleset.fail_closed(&bad))) {
+            Ok(()) => Outcome::FailedClosed(
+                ruleset
+                    .units
+                    .iter()
+                    .filter(|(c, _)| bad.contains(c))
+                    .cloned()
+                    .collect(),
+            ),
+            Err(_) => self.all_failed_closed(),
+        }
+    }
+
+    fn all_failed_closed(&mut self) -> Outcome {
+        if let Err(e) = self.nft.apply(&batch(&fail_closed_table())) {
+            self.said.say(
+                "ERROR even the fail-closed table could not be programmed",
+                vec![e.to_string()],
+            );
+        }
+        Outcome::AllFailedClosed
+    }
+
+    fn record_outcome(
+        &mut self,
+        outcome: &Outcome,
+        ruleset: &Ruleset,
+        desired: Value,
+        generation: u16,
+        routes: Desired,
+    ) {
+        let in_kernel = match outcome {
+            Outcome::Programmed => ruleset.clone(),
+            Outcome::FailedClosed(chains) => {
+                ruleset.fail_closed(&chains.iter().map(|(c, _)| c.clone()).collect())
+            }
+            Outcome::AllFailedClosed => fail_closed_table(),
+        };
+        let failed: Vec<String> = match outcome {
+            Outcome::Programmed => Vec::new(),
+            Outcome::FailedClosed(chains) => chains
+                .iter()
+                .map(|(c, what)| format!("{what} (chain {c}) drops everything"))
+                .collect(),
+            Outcome::AllFailedClosed => {
+                vec!["every workload interface drops everything".to_owned()]
+            }
+        };
+        let degraded = !failed.is_empty() || !ruleset.errors.is_empty();
+        self.metrics
+            .failed_closed_chains
+            .set(i64::try_from(failed.len() + ruleset.errors.len()).unwrap_or(i64::MAX));
+        if !ruleset.errors.is_empty() {
+            self.metrics.dataplane_failures.inc();
+        }
+        self.said.say("ERROR failed closed", failed);
+        if *outcome == Outcome::Programmed {
+            self.said.say(
+                "ERROR programming nftables failed twice; failing closed",
+                Vec::new(),
+            );
+        }
+        self.failed_at = (*outcome != Outcome::Programmed).then(Instant::now);
+        let rules = in_kernel.rule_count();
+        self.metrics
+            .rules
+            .set(i64::try_from(rules).unwrap_or(i64::MAX));
+        self.applied = Some(Applied {
+            desired,
+            batch: serde_json::to_value(batch(&in_kernel)).unwrap_or_default(),
+            rules,
+            routes,
+            generation,
+            degraded,
+        });
+    }
+
+    /// Writes the sysctls of every local workload interface not yet
+    /// configured (anti-spoofing, no router advertisements or redirects);
+    /// one that does not exist yet is tried again next time.
+    fn configure_interfaces(&mut self, cluster: &Cluster) {
+        let spoofing = self.spoofing(cluster);
+        let mut problems = Vec::new();
+        let mut wanted = BTreeMap::new();
+        for l in cluster.local.values().filter(|l| !l.iface.is_empty()) {
+            let allow = spoofing && !l.allow_spoofed.is_empty();
+            wanted.insert(l.iface.clone(), allow);
+            if self.configured_ifaces.get(&l.iface) == Some(&allow) {
+                continue;
+            }
+            let v4 = l.nets.iter().any(|n| matches!(n, ipnet::IpNet::V4(_)));
+            let v6 = l.nets.iter().any(|n| matches!(n, ipnet::IpNet::V6(_)));
+            match calico_netlink::set_workload_iface_sysctls(
+                &mut self.sysctl,
+                &l.iface,
+                v4,
+                v6,
+                allow,
+            ) {
+                Ok(()) => {
+                    self.configured_ifaces.insert(l.iface.clone(), allow);
+                }
+                Err(e) => problems.push(format!("{}: {e}", l.iface)),
+            }
+        }
+        self.configured_ifaces.retain(|i, _| wanted.contains_key(i));
+        self.said.say("configuring workload interfaces", problems);
+    }
+
+    /// Deletes the flows of addresses that left a local endpoint, so an
+    /// address handed to a new workload never inherits the old one's flows.
+    fn flush_removed_endpoints(&mut self, cluster: &Cluster) {
+        let now: BTreeSet<(String, IpAddr)> = cluster
+            .local
+            .iter()
+            .flat_map(|(key, l)| l.nets.iter().map(move |n| (key.clone(), n.addr())))
+            .collect();
+        let gone: BTreeSet<IpAddr> = self
+            .local_addresses
+            .difference(&now)
+            .map(|(_, ip)| *ip)
+            .collect();
+        for ip in gone {
+            if let Err(e) = self.conntrack.flush_address(ip) {
+                self.metrics.errors.inc();
+                eprintln!("felix: deleting the flows of removed endpoint address {ip}: {e}");
+            }
+        }
+        self.local_addresses = now;
     }
 
     /// Puts back what was last programmed if the kernel lost it.
     pub fn repair_drift(&mut self) {
-        let Some(applied) = self.applied.as_ref() else {
+        let Some((expected_rules, json, routes)) = self
+            .applied
+            .as_ref()
+            .map(|a| (a.rules, a.batch.clone(), a.routes.clone()))
+        else {
             return;
         };
         let listed_rules = self.nft.list_owned().ok().and_then(|t| {
@@ -359,13 +691,11 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
                     .count(),
             )
         });
-        if listed_rules != Some(applied.rules) {
+        if listed_rules != Some(expected_rules) {
             eprintln!(
-                "felix: nftables table drifted ({} rules, expected {}); reprogramming",
+                "felix: nftables table drifted ({} rules, expected {expected_rules}); reprogramming",
                 listed_rules.map_or("no table".to_owned(), |n| n.to_string()),
-                applied.rules
             );
-            let json = applied.batch.clone();
             match serde_json::from_value::<nftables::schema::Nftables<'_>>(json)
                 .map_err(Error::from)
                 .and_then(|b| Ok(self.nft.apply(&b)?))
@@ -376,28 +706,30 @@ impl<N: Netlink, F: Nft> Felix<N, F> {
                 Err(e) => {
                     eprintln!("felix: repairing nftables: {e}");
                     self.metrics.errors.inc();
+                    // Whatever is there now must not stay open.
+                    self.all_failed_closed();
                 }
             }
         }
-        let routes = applied.routes.clone();
         let report = routes::reconcile(&mut self.nl, &routes);
         if !report.changes.is_empty() {
             eprintln!("felix: repaired routes: {}", report.changes.join("; "));
             self.metrics.drift_repairs.inc();
         }
         self.report_route_errors(&report);
+        if let Some(state) = self.state.take() {
+            self.configure_interfaces(&state.cluster);
+            self.state = Some(state);
+        }
     }
 
     /// Counts every route error and prints the ones not printed last time.
     fn report_route_errors(&mut self, report: &routes::Report) {
         let now: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
-        for e in &now {
+        for _ in &now {
             self.metrics.errors.inc();
-            if !self.reported.contains(e) {
-                eprintln!("felix: programming routes: {e}");
-            }
         }
-        self.reported = now;
+        self.said.say("programming routes", now);
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use calico_api::v3;
+use calico_dataplane::{EndpointToHostAction, Interface};
 use calico_policy::EndpointId;
 use ipnet::IpNet;
 use serde_json::Value;
@@ -20,8 +21,17 @@ pub const KIND_BLOCK: &str = "IPAMBlock";
 pub const KIND_WEP: &str = "WorkloadEndpoint";
 /// Datastore kind of host endpoints.
 pub const KIND_HEP: &str = "HostEndpoint";
+/// Datastore kind of felix settings (`default`, `node.<name>`).
+pub const KIND_FELIX_CONFIG: &str = "FelixConfiguration";
 /// The kinds [`Cluster`] reads (besides the policy calculation's).
-pub const KINDS: [&str; 5] = [KIND_NODE, KIND_POOL, KIND_BLOCK, KIND_WEP, KIND_HEP];
+pub const KINDS: [&str; 6] = [
+    KIND_NODE,
+    KIND_POOL,
+    KIND_BLOCK,
+    KIND_WEP,
+    KIND_HEP,
+    KIND_FELIX_CONFIG,
+];
 
 /// A datastore value felix could not use.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +78,20 @@ pub struct LocalEndpoint {
     pub iface: String,
     /// Its addresses.
     pub nets: Vec<IpNet>,
+    /// Other source prefixes it asks to send from
+    /// (`allowSpoofedSourcePrefixes`; honoured only when FelixConfiguration
+    /// `workloadSourceSpoofing` is `Any`).
+    pub allow_spoofed: Vec<IpNet>,
+}
+
+/// The security settings of one FelixConfiguration resource (unset: not
+/// said there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FelixSettings {
+    /// `defaultEndpointToHostAction`.
+    pub endpoint_to_host: Option<EndpointToHostAction>,
+    /// `workloadSourceSpoofing` is `Any`.
+    pub source_spoofing: Option<bool>,
 }
 
 /// Hosts, pools, blocks and local endpoints, kept from datastore events.
@@ -83,6 +107,8 @@ pub struct Cluster {
     pub local: BTreeMap<String, LocalEndpoint>,
     /// This host's host endpoints with an interface, by name: the interface.
     pub host_endpoints: BTreeMap<String, String>,
+    /// FelixConfiguration settings by resource name (`default`, `node.NAME`).
+    pub felix_configs: BTreeMap<String, FelixSettings>,
 }
 
 fn err(kind: &str, name: &str, reason: impl Into<String>) -> Error {
@@ -251,6 +277,20 @@ impl Cluster {
                     Some(v) => {
                         let w: v3::WorkloadEndpoint = serde_json::from_value(v.clone())
                             .map_err(|e| err(kind, &key, e.to_string()))?;
+                        let allow_spoofed = w
+                            .spec
+                            .allow_spoofed_source_prefixes
+                            .iter()
+                            .map(|n| {
+                                n.parse::<IpNet>().map_err(|e| {
+                                    err(
+                                        kind,
+                                        &key,
+                                        format!("spec.allowSpoofedSourcePrefixes {n:?}: {e}"),
+                                    )
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
                         (w.spec.node == node).then(|| LocalEndpoint {
                             id: EndpointId::Workload {
                                 namespace: ns.to_owned(),
@@ -263,6 +303,7 @@ impl Cluster {
                                 .iter()
                                 .filter_map(|n| n.parse::<IpNet>().ok())
                                 .collect(),
+                            allow_spoofed,
                         })
                     }
                 };
@@ -275,23 +316,82 @@ impl Cluster {
                     }
                 }
             }
+            (KIND_FELIX_CONFIG, None) => {
+                self.felix_configs.remove(name);
+            }
+            (KIND_FELIX_CONFIG, Some(v)) => {
+                // Read apart from the whole typed spec: only these settings
+                // are enforced here, and a bad one must not hide the other.
+                let spec = v.get("spec");
+                let text = |field: &str| spec.and_then(|s| s.get(field)).and_then(Value::as_str);
+                let mut settings = FelixSettings::default();
+                if let Some(a) = text("defaultEndpointToHostAction") {
+                    settings.endpoint_to_host = Some(a.parse().map_err(|e| {
+                        err(kind, name, format!("spec.defaultEndpointToHostAction: {e}"))
+                    })?);
+                }
+                if let Some(a) = text("workloadSourceSpoofing") {
+                    settings.source_spoofing = Some(match a {
+                        "Any" => true,
+                        "Disabled" => false,
+                        _ => {
+                            return Err(err(
+                                kind,
+                                name,
+                                format!(
+                                    "spec.workloadSourceSpoofing {a:?}: expected Disabled or Any"
+                                ),
+                            ));
+                        }
+                    });
+                }
+                self.felix_configs.insert(name.to_owned(), settings);
+            }
             _ => {}
         }
         Ok(())
     }
 
-    /// Endpoint -> interface (a workload's host-side veth, a host
-    /// endpoint's interface), for the nftables renderer.
-    pub fn interfaces(&self) -> BTreeMap<EndpointId, String> {
+    /// The settings in force for host `node`: its `node.NAME` resource
+    /// over `default` over the built-in defaults.
+    pub fn felix_settings(&self, node: &str) -> FelixSettings {
+        let node_cfg = self.felix_configs.get(&format!("node.{node}"));
+        let global = self.felix_configs.get("default");
+        FelixSettings {
+            endpoint_to_host: node_cfg
+                .and_then(|s| s.endpoint_to_host)
+                .or(global.and_then(|s| s.endpoint_to_host)),
+            source_spoofing: node_cfg
+                .and_then(|s| s.source_spoofing)
+                .or(global.and_then(|s| s.source_spoofing)),
+        }
+    }
+
+    /// Underlay addresses of every host: the only accepted tunnel peers.
+    pub fn host_addresses(&self) -> Vec<IpAddr> {
+        self.hosts.values().filter_map(|h| h.underlay).collect()
+    }
+
+    /// Endpoint -> interface (a workload's host-side veth with the sources
+    /// it may send from, a host endpoint's interface), for the renderer.
+    /// `spoofing`: `allowSpoofedSourcePrefixes` are honoured.
+    pub fn interfaces(&self, spoofing: bool) -> BTreeMap<EndpointId, Interface> {
         self.local
             .values()
             .filter(|l| !l.iface.is_empty())
-            .map(|l| (l.id.clone(), l.iface.clone()))
-            .chain(
-                self.host_endpoints
-                    .iter()
-                    .map(|(name, iface)| (EndpointId::Host { name: name.clone() }, iface.clone())),
-            )
+            .map(|l| {
+                let mut sources = l.nets.clone();
+                if spoofing {
+                    sources.extend(&l.allow_spoofed);
+                }
+                (l.id.clone(), Interface::new(l.iface.clone(), sources))
+            })
+            .chain(self.host_endpoints.iter().map(|(name, iface)| {
+                (
+                    EndpointId::Host { name: name.clone() },
+                    Interface::new(iface.clone(), Vec::new()),
+                )
+            }))
             .collect()
     }
 
@@ -386,7 +486,13 @@ mod tests {
         };
         c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h1")))
             .unwrap();
-        assert_eq!(c.interfaces().values().collect::<Vec<_>>(), ["cali123"]);
+        assert_eq!(
+            c.interfaces(false).values().collect::<Vec<_>>(),
+            [&Interface::new(
+                "cali123",
+                vec!["172.29.1.2/32".parse().unwrap()]
+            )]
+        );
         // Moving to another host makes it non-local.
         c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h2")))
             .unwrap();

@@ -14,5 +14,5 @@ pub mod cluster;
 pub mod metrics;
 pub mod routes;
 
-pub use agent::{Config, Encap, Felix, Status, VxlanConfig};
+pub use agent::{Config, Encap, Felix, Kernel, Outcome, Status, VxlanConfig};
 pub use metrics::Metrics;

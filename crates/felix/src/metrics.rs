@@ -23,6 +23,17 @@ pub struct Metrics {
     pub resyncs: Counter,
     /// Repairs of drift (our table or routes changed behind our back).
     pub drift_repairs: Counter,
+    /// Times the desired table could not be programmed as a whole (the
+    /// kernel rejected it twice) or had rules that could not be rendered:
+    /// each time, what could not be programmed was failed closed.
+    pub dataplane_failures: Counter,
+    /// Chains dropping everything right now because they could not be
+    /// programmed or rendered (the whole table counts as one when every
+    /// workload interface is failed closed).
+    pub failed_closed_chains: Gauge,
+    /// Policies this dataplane cannot enforce that are in the datastore
+    /// anyway (`preDNAT`, `doNotTrack` written past calicoctl).
+    pub unenforced_policies: Gauge,
 }
 
 impl Default for Metrics {
@@ -36,6 +47,9 @@ impl Default for Metrics {
             errors: Counter::default(),
             resyncs: Counter::default(),
             drift_repairs: Counter::default(),
+            dataplane_failures: Counter::default(),
+            failed_closed_chains: Gauge::default(),
+            unenforced_policies: Gauge::default(),
         }
     }
 }
@@ -78,6 +92,21 @@ impl Metrics {
             "drift_repairs",
             "Repairs of kernel state changed behind felix's back",
             self.drift_repairs.clone(),
+        );
+        r.register(
+            "int_dataplane_failures",
+            "Times the desired nftables table could not be programmed or rendered (failed closed)",
+            self.dataplane_failures.clone(),
+        );
+        r.register(
+            "failed_closed_chains",
+            "Chains dropping everything because they could not be programmed",
+            self.failed_closed_chains.clone(),
+        );
+        r.register(
+            "unenforced_policies",
+            "Policies in the datastore this dataplane cannot enforce",
+            self.unenforced_policies.clone(),
         );
     }
 }

@@ -430,6 +430,7 @@ mod tests {
                 },
                 iface: "cali1".into(),
                 nets: vec!["10.65.1.2/32".parse().unwrap()],
+                allow_spoofed: Vec::new(),
             },
         );
         c

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use calico_dataplane::Nft;
+use calico_dataplane::{Nft, RecordingConntrack};
 use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip};
 use calico_datastore::etcd::{EtcdDatastore, EtcdTls};
 use calico_datastore::{Datastore, Key, WriteOp};
-use calico_felix::{Config, Felix};
-use calico_netlink::fake::FakeNetlink;
+use calico_felix::{Config, Felix, Kernel};
+use calico_netlink::fake::{FakeNetlink, FakeSysctl};
 use nftables::schema::Nftables;
 use serde_json::{Value, json};
 
@@ -24,6 +24,10 @@ struct SharedNft(Arc<Mutex<Vec<Value>>>);
 impl Nft for SharedNft {
     fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
         self.0.lock().unwrap().push(serde_json::to_value(batch)?);
+        Ok(())
+    }
+
+    fn check(&mut self, _batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
         Ok(())
     }
 
@@ -93,7 +97,13 @@ fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
     let mut cfg = Config::new("h1");
     cfg.retry_interval = Duration::from_millis(200);
     cfg.resync_interval = Duration::from_millis(300);
-    let mut felix = Felix::new(cfg, ds.clone(), nl, nft);
+    let kernel = Kernel {
+        netlink: nl,
+        nft,
+        conntrack: RecordingConntrack::default(),
+        sysctl: FakeSysctl::default(),
+    };
+    let mut felix = Felix::new(cfg, ds.clone(), kernel);
     let status = felix.status();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();

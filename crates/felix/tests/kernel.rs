@@ -8,11 +8,11 @@ use calico_netlink::testing::enter_fresh_netns;
 use std::process::Command;
 use std::sync::Arc;
 
-use calico_dataplane::NftCli;
+use calico_dataplane::{ConntrackCli, NftCli};
 use calico_datastore::sqlite::SqliteDatastore;
 use calico_datastore::{Datastore, Key};
-use calico_felix::{Config, Encap, Felix, VxlanConfig};
-use calico_netlink::real::NetlinkSocket;
+use calico_felix::{Config, Encap, Felix, Kernel, VxlanConfig};
+use calico_netlink::real::{NetlinkSocket, ProcSysctl};
 use calico_netlink::{Netlink, PROTO_FELIX, VethSpec};
 use serde_json::json;
 
@@ -108,8 +108,12 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
     let mut felix = Felix::new(
         cfg,
         ds.clone(),
-        NetlinkSocket::new().unwrap(),
-        NftCli::default(),
+        Kernel {
+            netlink: NetlinkSocket::new().unwrap(),
+            nft: NftCli::default(),
+            conntrack: ConntrackCli::default(),
+            sysctl: ProcSysctl,
+        },
     );
     assert!(nft_table().is_empty(), "nothing before the first sync");
     let _watch = felix.sync().unwrap();

@@ -291,6 +291,56 @@ pub trait Sysctl {
     fn get(&mut self, key: &str) -> Result<String>;
 }
 
+/// The sysctls of the host side of a workload veth: the one list both the
+/// CNI plugin (before the link is up) and felix (for every local endpoint)
+/// write. `v4`/`v6`: the workload has addresses of that family;
+/// `allow_spoofing`: it may send from other prefixes (strict reverse-path
+/// filtering off; felix's nftables check then allows just those).
+pub fn workload_iface_sysctls(
+    iface: &str,
+    v4: bool,
+    v6: bool,
+    allow_spoofing: bool,
+) -> Vec<(String, &'static str)> {
+    let mut v = Vec::new();
+    if v4 {
+        v.push((format!("net/ipv4/conf/{iface}/proxy_arp"), "1"));
+        v.push((format!("net/ipv4/neigh/{iface}/proxy_delay"), "0"));
+        v.push((format!("net/ipv4/conf/{iface}/forwarding"), "1"));
+    }
+    // Whatever the workload's families: a workload must not steer its host.
+    v.push((
+        format!("net/ipv4/conf/{iface}/rp_filter"),
+        if allow_spoofing { "0" } else { "1" },
+    ));
+    v.push((format!("net/ipv4/conf/{iface}/accept_redirects"), "0"));
+    v.push((format!("net/ipv6/conf/{iface}/accept_ra"), "0"));
+    v.push((format!("net/ipv6/conf/{iface}/accept_redirects"), "0"));
+    if v6 {
+        v.push((format!("net/ipv6/conf/{iface}/proxy_ndp"), "1"));
+        v.push((format!("net/ipv6/conf/{iface}/forwarding"), "1"));
+    }
+    v
+}
+
+/// Writes [`workload_iface_sysctls`]. IPv6 keys are skipped when the host
+/// has IPv6 disabled (no `net/ipv6/conf/IFACE`: no RA can arrive either).
+pub fn set_workload_iface_sysctls(
+    sysctl: &mut dyn Sysctl,
+    iface: &str,
+    v4: bool,
+    v6: bool,
+    allow_spoofing: bool,
+) -> Result<()> {
+    for (key, value) in workload_iface_sysctls(iface, v4, v6, allow_spoofing) {
+        if !v6 && key.starts_with("net/ipv6/") && sysctl.get(&key).is_err() {
+            continue;
+        }
+        sysctl.set(&key, value)?;
+    }
+    Ok(())
+}
+
 /// Format a MAC address as `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8]) -> String {
     mac.iter()

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use calico_dataplane::NftCli;
+use calico_dataplane::{ConntrackCli, NftCli};
 use calico_datastore::{Datastore, DatastoreConfig};
-use calico_felix::{Config, Encap, Felix, Status, VxlanConfig};
+use calico_felix::{Config, Encap, Felix, Kernel, Status, VxlanConfig};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
 use calico_netlink::{Netlink, Sysctl};
 use calico_node::params::Params;
@@ -52,12 +52,28 @@ struct Args {
     /// Ports host endpoint policy never closes outbound.
     #[arg(long, env = "FELIX_FAILSAFEOUTBOUNDHOSTPORTS", default_value = calico_dataplane::DEFAULT_FAILSAFE_OUTBOUND)]
     failsafe_outbound: String,
+    /// What happens to traffic from a workload to this host after its egress
+    /// policy: Drop, Accept or Return (overrides FelixConfiguration).
+    #[arg(long, env = "FELIX_DEFAULTENDPOINTTOHOSTACTION")]
+    default_endpoint_to_host_action: Option<calico_dataplane::EndpointToHostAction>,
+    /// Disabled, or Any: workloads may send from their
+    /// allowSpoofedSourcePrefixes (overrides FelixConfiguration).
+    #[arg(long, env = "FELIX_WORKLOADSOURCESPOOFING", value_parser = parse_spoofing)]
+    workload_source_spoofing: Option<bool>,
     /// How long an address must look leaked before the collector frees it.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     leak_grace: Duration,
     /// How often the leak collector runs.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     leak_interval: Duration,
+}
+
+fn parse_spoofing(s: &str) -> Result<bool, String> {
+    match s {
+        "Any" => Ok(true),
+        "Disabled" => Ok(false),
+        _ => Err(format!("{s:?}: expected Disabled or Any")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -133,7 +149,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .context("--failsafe-inbound (FELIX_FAILSAFEINBOUNDHOSTPORTS)")?,
         failsafe_outbound: calico_dataplane::parse_failsafes(&args.failsafe_outbound)
             .context("--failsafe-outbound (FELIX_FAILSAFEOUTBOUNDHOSTPORTS)")?,
-        vxlan_port: None,
+        ..calico_dataplane::HostOptions::default()
     };
     let mut nl = NetlinkSocket::new().context("opening netlink")?;
     let (address, underlay_mtu, host_nets) = host_networks(&mut nl, args.ip)?;
@@ -165,6 +181,8 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let mut cfg = Config::new(node.clone());
     cfg.host = host;
+    cfg.endpoint_to_host = args.default_endpoint_to_host_action;
+    cfg.source_spoofing = args.workload_source_spoofing;
     cfg.encap = if params.vxlan_enabled {
         Encap::Vxlan(VxlanConfig {
             vni: params.vxlan_vni,
@@ -174,7 +192,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Encap::Ipip(params.ipinip_mtu)
     };
-    let mut felix = Felix::new(cfg, ds.clone(), NetlinkSocket::new()?, NftCli::default());
+    let kernel = Kernel {
+        netlink: NetlinkSocket::new()?,
+        nft: NftCli::default(),
+        conntrack: ConntrackCli::default(),
+        sysctl: ProcSysctl,
+    };
+    let mut felix = Felix::new(cfg, ds.clone(), kernel);
     let status = felix.status();
     let mut registry = Registry::default();
     felix.metrics().register(&mut registry);

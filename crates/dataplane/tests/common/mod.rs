@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use calico_api::v3;
+use calico_dataplane::Interface;
 use calico_policy::{EndpointId, PolicyCalculator, Snapshot, Update};
 use serde_json::json;
 
@@ -55,7 +56,7 @@ pub fn workload(name: &str) -> EndpointId {
 
 /// The calculator's snapshot for profile `calico`, the bookstore policy and
 /// the three endpoints, and the endpoint → interface map.
-pub fn bookstore() -> (Snapshot, BTreeMap<EndpointId, String>) {
+pub fn bookstore() -> (Snapshot, BTreeMap<EndpointId, Interface>) {
     let prof = calico_api::parse_resource(seed("profile-calico.yaml")).expect("valid profile");
     let mut pol = seed("policy-bookstore.yaml");
     pol["metadata"]["namespace"] = json!("default");
@@ -77,7 +78,8 @@ pub fn bookstore() -> (Snapshot, BTreeMap<EndpointId, String>) {
         }))
         .expect("endpoint");
         updates.push(Update::WorkloadEndpoint(wep));
-        ifaces.insert(workload(name), iface.to_owned());
+        let source = format!("{ip}/32").parse().expect("address");
+        ifaces.insert(workload(name), Interface::new(iface, vec![source]));
     }
     let mut calc = PolicyCalculator::new(NODE);
     let (_, errors) = calc.apply_batch(updates);
@@ -88,7 +90,7 @@ pub fn bookstore() -> (Snapshot, BTreeMap<EndpointId, String>) {
 /// A snapshot exercising every rule shape the renderer emits: two tiers
 /// (one ending in Pass), Pass/Log/Deny/Allow, IPv4 and IPv6 nets and
 /// negations, ICMP, port ranges, not-ports, named ports and a profile.
-pub fn every_shape() -> (Snapshot, BTreeMap<EndpointId, String>) {
+pub fn every_shape() -> (Snapshot, BTreeMap<EndpointId, Interface>) {
     fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         serde_json::from_value(v).expect("test resource")
     }
@@ -106,6 +108,7 @@ pub fn every_shape() -> (Snapshot, BTreeMap<EndpointId, String>) {
                 {"action": "Log", "protocol": "TCP"},
                 {"action": "Deny", "source": {"nets": ["192.0.2.0/24", "2001:db8::/32"], "notNets": ["192.0.2.7/32"]}},
                 {"action": "Pass", "protocol": "ICMP", "icmp": {"type": 8, "code": 0}},
+                {"action": "Deny", "protocol": "ICMP", "notICMP": {"type": 8, "code": 0}},
                 {"action": "Allow", "protocol": "ICMPv6", "notICMP": {"type": 128}},
                 {"action": "Allow", "protocol": "UDP", "destination": {"ports": ["1000:2000", 53], "notPorts": [1500]}}
             ]}}),
@@ -132,7 +135,8 @@ pub fn every_shape() -> (Snapshot, BTreeMap<EndpointId, String>) {
                      "ports": [{"name": "http", "protocol": "TCP", "port": 8080}]}
         }));
         updates.push(Update::WorkloadEndpoint(wep));
-        ifaces.insert(workload(name), iface.to_owned());
+        let sources = ips.iter().map(|n| n.parse().expect("net")).collect();
+        ifaces.insert(workload(name), Interface::new(iface, sources));
     }
     let mut calc = PolicyCalculator::new(NODE);
     let (_, errors) = calc.apply_batch(updates);

@@ -1,0 +1,248 @@
+//! felix when the kernel will not take what it is given, and the kernel work
+//! around endpoints (conntrack, sysctls, policy generations), with
+//! recording fakes: a chain nft rejects is failed closed alone, readiness
+//! goes false and a metric counts it; a removed endpoint's flows are
+//! deleted; every change uses a new policy generation whose stale flows are
+//! deleted first.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use calico_dataplane::{
+    Conntrack, ConntrackCall, Nft, RecordingConntrack, RecordingNft, render::CT_GENERATION_MASK,
+};
+use calico_datastore::sqlite::SqliteDatastore;
+use calico_datastore::{Datastore, Key, WriteOp};
+use calico_felix::{Config, Felix, Kernel};
+use calico_netlink::fake::{FakeNetlink, FakeSysctl};
+use nftables::schema::Nftables;
+use serde_json::{Value, json};
+
+/// A fake the test keeps a handle on after felix owns it.
+#[derive(Default)]
+struct Shared<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl Nft for Shared<RecordingNft> {
+    fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().apply(batch)
+    }
+    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().check(batch)
+    }
+    fn list_owned(&mut self) -> Result<Nftables<'static>, calico_dataplane::Error> {
+        self.0.lock().unwrap().list_owned()
+    }
+}
+
+impl Conntrack for Shared<RecordingConntrack> {
+    fn flush_address(&mut self, ip: std::net::IpAddr) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().flush_address(ip)
+    }
+    fn flush_mark(&mut self, mark: u32, mask: u32) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().flush_mark(mark, mask)
+    }
+}
+
+impl calico_netlink::Sysctl for Shared<FakeSysctl> {
+    fn set(&mut self, key: &str, value: &str) -> calico_netlink::Result<()> {
+        self.0.lock().unwrap().set(key, value)
+    }
+    fn get(&mut self, key: &str) -> calico_netlink::Result<String> {
+        self.0.lock().unwrap().get(key)
+    }
+}
+
+fn put(ds: &dyn Datastore, key: Key, value: Value) {
+    ds.write_batch(vec![WriteOp::Upsert { key, value }])
+        .unwrap();
+}
+
+fn wep(ds: &dyn Datastore, name: &str, iface: &str, ip: &str) {
+    put(
+        ds,
+        Key::namespaced("WorkloadEndpoint", "default", name),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"node": "h1", "orchestrator": "mesos", "workload": name, "endpoint": "eth0",
+                     "interfaceName": iface, "ipNetworks": [format!("{ip}/32")],
+                     "profiles": ["calico"]}}),
+    );
+}
+
+fn gnp(ds: &dyn Datastore, name: &str, port: u16) {
+    put(
+        ds,
+        Key::global("GlobalNetworkPolicy", name),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"tier": "default", "order": 10, "selector": "app == 'web'",
+                     "types": ["Ingress"],
+                     "ingress": [{"action": "Allow", "protocol": "TCP",
+                                  "destination": {"ports": [port]}}]}}),
+    );
+}
+
+struct Rig {
+    ds: Arc<dyn Datastore>,
+    nft: Shared<RecordingNft>,
+    ct: Shared<RecordingConntrack>,
+    sysctl: Shared<FakeSysctl>,
+    felix: Felix<FakeNetlink, Shared<RecordingNft>, Shared<RecordingConntrack>, Shared<FakeSysctl>>,
+    _dir: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    put(
+        ds.as_ref(),
+        Key::global("Profile", "calico"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
+            "metadata": {"name": "calico"},
+            "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
+    );
+    wep(ds.as_ref(), "w1", "caliw1", "10.65.1.2");
+    wep(ds.as_ref(), "w2", "caliw2", "10.65.1.3");
+    gnp(ds.as_ref(), "good", 80);
+    gnp(ds.as_ref(), "bad", 81);
+    let (nft, ct, sysctl) = (Shared::default(), Shared::default(), Shared::default());
+    let felix = Felix::new(
+        Config::new("h1"),
+        ds.clone(),
+        Kernel {
+            netlink: FakeNetlink::new(),
+            nft: nft.clone(),
+            conntrack: ct.clone(),
+            sysctl: sysctl.clone(),
+        },
+    );
+    Rig {
+        ds,
+        nft,
+        ct,
+        sysctl,
+        felix,
+        _dir: dir,
+    }
+}
+
+fn last_batch(nft: &Shared<RecordingNft>) -> String {
+    nft.0
+        .lock()
+        .unwrap()
+        .batches
+        .last()
+        .map(Value::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_rejected_policy_chain_is_failed_closed_alone_and_readiness_says_so() {
+    let mut r = rig();
+    r.nft.0.lock().unwrap().reject_comments = vec!["policy bad rule 0".to_owned()];
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let status = r.felix.status();
+    assert!(
+        !status.ready.load(std::sync::atomic::Ordering::Relaxed),
+        "not ready while a chain is failed closed"
+    );
+    let table = last_batch(&r.nft);
+    assert!(
+        table.contains("fail closed: this chain could not be programmed"),
+        "{table}"
+    );
+    // The good policy is programmed as it is; only the bad one drops.
+    assert!(table.contains("tier default policy good rule 0 Allow"));
+    assert!(!table.contains("tier default policy bad rule 0 Allow"));
+    assert!(r.nft.0.lock().unwrap().checks > 0, "found by nft --check");
+    let mut text = String::new();
+    let mut reg = prometheus_client::registry::Registry::default();
+    r.felix.metrics().register(&mut reg);
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    assert!(
+        text.contains("felix_int_dataplane_failures_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("felix_failed_closed_chains 1"), "{text}");
+
+    // The kernel takes it again (say, the cause was fixed): the next
+    // change programs the whole table and readiness comes back.
+    r.nft.0.lock().unwrap().reject_comments.clear();
+    gnp(r.ds.as_ref(), "bad", 82);
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(status.ready.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(last_batch(&r.nft).contains("tier default policy bad rule 0 Allow"));
+}
+
+#[test]
+fn when_nothing_can_be_programmed_every_workload_interface_drops() {
+    let mut r = rig();
+    // A rule in no policy's chain: no per-chain fallback can avoid it.
+    r.nft.0.lock().unwrap().reject_comments = vec!["neighbour discovery".to_owned()];
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(
+        !r.felix
+            .status()
+            .ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let table = last_batch(&r.nft);
+    assert!(
+        table.contains("fail closed: workload traffic is dropped until policy is programmed"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("policy good"),
+        "nothing of the desired table"
+    );
+}
+
+#[test]
+fn removed_endpoint_flows_deleted_and_generations_never_reused_with_stale_flows() {
+    let mut r = rig();
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let flushes = |ct: &Shared<RecordingConntrack>| ct.0.lock().unwrap().calls.clone();
+    assert_eq!(
+        flushes(&r.ct),
+        [ConntrackCall::FlushMark(1 << 16, CT_GENERATION_MASK)],
+        "generation 1's stale flows are deleted before it is used"
+    );
+    // Nothing changed: no new generation, no batch.
+    let batches = r.nft.0.lock().unwrap().batches.len();
+    r.felix.program(Instant::now());
+    assert_eq!(r.nft.0.lock().unwrap().batches.len(), batches);
+    assert_eq!(flushes(&r.ct).len(), 1);
+    // Sysctls of both interfaces: strict reverse-path filtering, no RAs.
+    {
+        let s = r.sysctl.0.lock().unwrap();
+        for iface in ["caliw1", "caliw2"] {
+            assert_eq!(s.values[&format!("net/ipv4/conf/{iface}/rp_filter")], "1");
+            assert_eq!(
+                s.values[&format!("net/ipv4/conf/{iface}/accept_redirects")],
+                "0"
+            );
+        }
+    }
+    // w2 goes: its address's flows are deleted, and the change is a new generation.
+    r.ds.delete(&Key::namespaced("WorkloadEndpoint", "default", "w2"), None)
+        .unwrap();
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let calls = flushes(&r.ct);
+    assert!(
+        calls.contains(&ConntrackCall::FlushAddress("10.65.1.3".parse().unwrap())),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&ConntrackCall::FlushMark(2 << 16, CT_GENERATION_MASK)));
+    assert!(!calls.contains(&ConntrackCall::FlushAddress("10.65.1.2".parse().unwrap())));
+}
