@@ -1,0 +1,107 @@
+//! What the lab test binaries share: a lab per test (torn down when
+//! dropped), Marathon app definitions, polling and reachability.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use calico_lab::{App, AppNetwork, Lab, Task};
+
+/// A lab that is torn down when dropped (also when the test panics).
+pub struct TestLab(Lab);
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.down() {
+            eprintln!("teardown: {e:#}");
+        }
+    }
+}
+
+impl std::ops::Deref for TestLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.0
+    }
+}
+
+pub fn lab(prefix: &str, hosts: u8) -> Option<TestLab> {
+    lab_on(prefix, hosts, false)
+}
+
+pub fn lab_on(prefix: &str, hosts: u8, etcd: bool) -> Option<TestLab> {
+    if !nix_is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{prefix}: the lab needs root; CI must run as root"
+        );
+        eprintln!("SKIPPED {prefix}: the lab needs root (network namespaces)");
+        return None;
+    }
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_calico-lab"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    for b in ["calico-node", "calico", "calico-ipam", "calicoctl"] {
+        assert!(
+            bin.join(b).is_file(),
+            "{b} is not built next to calico-lab: build the workspace first (cargo build --workspace)"
+        );
+    }
+    let l = Lab {
+        prefix: prefix.to_owned(),
+        dir: std::env::temp_dir().join(format!("calico-lab-test-{prefix}")),
+        bin,
+        verbose: false,
+    };
+    // A previous run killed half-way may have left it behind.
+    l.down().unwrap();
+    let l = TestLab(l);
+    l.up(hosts, etcd).unwrap();
+    Some(l)
+}
+
+pub fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn app(id: &str, instances: u32, labels: &[(&str, &str)]) -> App {
+    App {
+        id: format!("/{id}"),
+        instances,
+        networks: vec![AppNetwork {
+            mode: "container".into(),
+            name: "calico".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }],
+    }
+}
+
+pub fn url(t: &Task) -> String {
+    format!("http://{}:80/id", t.ip)
+}
+
+/// Polls `f` until it is true or `within` passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+pub fn reaches(lab: &Lab, from: &Task, to: &Task) -> bool {
+    lab.fetch(&from.id, &url(to)).as_deref() == Ok(to.id.as_str())
+}
