@@ -154,6 +154,44 @@ fn a_file_with_one_bad_document_writes_nothing() {
 }
 
 #[test]
+fn host_endpoint_policy_modes_not_enforced_are_refused_not_ignored() {
+    let c = Cluster::new();
+    for (field, extra) in [
+        ("preDNAT", "  preDNAT: true\n  applyOnForward: true\n"),
+        ("doNotTrack", "  doNotTrack: true\n  applyOnForward: true\n"),
+        ("applyOnForward", "  applyOnForward: true\n"),
+    ] {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: hep\nspec:\n  selector: has(host)\n{extra}  ingress:\n  - action: Deny\n"
+        );
+        let file = c.file("hep.yaml", &text);
+        let out = c.ctl(&["apply", "-f", &file]).fails();
+        assert!(
+            out.stderr.contains(&format!("spec.{field}")) && out.stderr.contains("not supported"),
+            "{field}: {}",
+            out.stderr
+        );
+        assert!(
+            c.names(&["globalnetworkpolicy"]).is_empty(),
+            "{field}: nothing written"
+        );
+    }
+    // Patching one in is refused the same way.
+    let file = c.file("plain.yaml", "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: hep\nspec:\n  selector: has(host)\n  ingress:\n  - action: Deny\n");
+    c.ctl(&["apply", "-f", &file]).ok();
+    let out = c
+        .ctl(&[
+            "patch",
+            "globalnetworkpolicy",
+            "hep",
+            "-p",
+            r#"{"spec":{"applyOnForward":true}}"#,
+        ])
+        .fails();
+    assert!(out.stderr.contains("spec.applyOnForward"), "{}", out.stderr);
+}
+
+#[test]
 fn bad_documents_each_get_a_clear_message() {
     let c = Cluster::new();
     let cases = [

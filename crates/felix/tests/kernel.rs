@@ -185,3 +185,133 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
         "the peer's neighbour entry is gone"
     );
 }
+
+/// Runs `cmd` (through `ip netns exec NS` when given) and says whether it succeeded.
+fn succeeds(ns: Option<&str>, cmd: &[&str]) -> bool {
+    let mut c = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]);
+            c.args(cmd);
+            c
+        }
+        None => {
+            let mut c = Command::new(cmd[0]);
+            c.args(&cmd[1..]);
+            c
+        }
+    };
+    c.output().is_ok_and(|o| o.status.success())
+}
+
+/// A named namespace for the workload side, deleted on drop.
+struct Workload(String);
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
+    if !enter_fresh_netns("felix fail closed before sync") {
+        return;
+    }
+    let w = Workload(format!("felix-fc-{}", std::process::id()));
+    let ip = |args: &[&str]| {
+        let mut all = vec!["ip"];
+        all.extend_from_slice(args);
+        assert!(succeeds(None, &all), "ip {args:?}");
+    };
+    ip(&["netns", "add", &w.0]);
+    ip(&["link", "set", "lo", "up"]);
+    ip(&[
+        "link", "add", "califc", "type", "veth", "peer", "name", "eth0", "netns", &w.0,
+    ]);
+    ip(&["addr", "add", "10.99.0.1/24", "dev", "califc"]);
+    ip(&["link", "set", "califc", "up"]);
+    ip(&["-n", &w.0, "addr", "add", "10.99.0.2/24", "dev", "eth0"]);
+    ip(&["-n", &w.0, "link", "set", "eth0", "up"]);
+    let ping = || succeeds(Some(&w.0), &["busybox", "ping", "-c1", "-W1", "10.99.0.1"]);
+    assert!(
+        ping(),
+        "without a table the workload reaches its host (the control)"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    let mut cfg = Config::new("h1");
+    cfg.endpoint_to_host = Some(calico_dataplane::EndpointToHostAction::Accept);
+    let mut felix = Felix::new(
+        cfg,
+        ds.clone(),
+        Kernel {
+            netlink: NetlinkSocket::new().unwrap(),
+            nft: NftCli::default(),
+            conntrack: ConntrackCli::default(),
+            sysctl: ProcSysctl,
+        },
+    );
+    // Started, datastore not read yet: no table, so one that drops
+    // every workload interface goes in.
+    felix.fail_closed_until_synced();
+    let table = nft_table();
+    assert!(
+        table.contains("iifname \"cali*\" counter packets 0 bytes 0 drop"),
+        "{table}"
+    );
+    assert!(!ping(), "before the first sync the workload is dropped");
+    // A table that is already there (a restart) is left as it is.
+    felix.fail_closed_until_synced();
+    assert_eq!(
+        nft_table().lines().filter(|l| l.contains("drop")).count(),
+        table.lines().filter(|l| l.contains("drop")).count()
+    );
+
+    // Synced: the endpoint exists, policy (its profile allows all, and
+    // DefaultEndpointToHostAction Accept) decides.
+    put(
+        ds.as_ref(),
+        Key::global("Profile", "calico"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
+            "metadata": {"name": "calico"},
+            "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
+    );
+    put(
+        ds.as_ref(),
+        Key::namespaced("WorkloadEndpoint", "default", "h1-mesos-fc-eth0"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": "h1-mesos-fc-eth0", "namespace": "default"},
+            "spec": {"node": "h1", "orchestrator": "mesos", "workload": "fc", "endpoint": "eth0",
+                     "interfaceName": "califc", "ipNetworks": ["10.99.0.2/32"],
+                     "profiles": ["calico"]}}),
+    );
+    let _watch = felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+    assert!(
+        ping(),
+        "programmed: the profile and Accept let it reach its host"
+    );
+    // The host side of the veth was configured on the way.
+    let sysctl = |k: &str| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap();
+    assert_eq!(sysctl("net/ipv4/conf/califc/rp_filter").trim(), "1");
+    assert_eq!(sysctl("net/ipv6/conf/califc/accept_ra").trim(), "0");
+    // Spoofing from the workload is dropped: another source on its eth0.
+    ip(&["-n", &w.0, "addr", "add", "10.99.0.3/24", "dev", "eth0"]);
+    assert!(
+        !succeeds(
+            Some(&w.0),
+            &[
+                "busybox",
+                "ping",
+                "-c1",
+                "-W1",
+                "-I",
+                "10.99.0.3",
+                "10.99.0.1"
+            ]
+        ),
+        "a source that is not the endpoint's is dropped"
+    );
+}
