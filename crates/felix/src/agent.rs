@@ -339,7 +339,12 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 stage(&mut calc, &kv.key.to_string(), Some(kv.value), None);
             }
         }
-        for kind in [cluster::KIND_NODE, cluster::KIND_POOL, cluster::KIND_BLOCK] {
+        for kind in [
+            cluster::KIND_NODE,
+            cluster::KIND_POOL,
+            cluster::KIND_BLOCK,
+            cluster::KIND_FELIX_CONFIG,
+        ] {
             for kv in self.ds.list(kind, None)?.items {
                 note(cluster.apply(
                     &node,

@@ -246,3 +246,62 @@ fn removed_endpoint_flows_deleted_and_generations_never_reused_with_stale_flows(
     assert!(calls.contains(&ConntrackCall::FlushMark(2 << 16, CT_GENERATION_MASK)));
     assert!(!calls.contains(&ConntrackCall::FlushAddress("10.65.1.2".parse().unwrap())));
 }
+
+#[test]
+fn felix_configuration_is_read_at_sync_node_over_default_over_built_in() {
+    let mut r = rig();
+    put(
+        r.ds.as_ref(),
+        Key::global("FelixConfiguration", "default"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"defaultEndpointToHostAction": "Accept", "workloadSourceSpoofing": "Any"}}),
+    );
+    put(
+        r.ds.as_ref(),
+        Key::namespaced("WorkloadEndpoint", "default", "w1"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": "w1", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"node": "h1", "orchestrator": "mesos", "workload": "w1", "endpoint": "eth0",
+                     "interfaceName": "caliw1", "ipNetworks": ["10.65.1.2/32"],
+                     "allowSpoofedSourcePrefixes": ["192.0.2.0/24"],
+                     "profiles": ["calico"]}}),
+    );
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let table = last_batch(&r.nft);
+    assert!(
+        table.contains("DefaultEndpointToHostAction Accept"),
+        "{table}"
+    );
+    assert!(
+        table.contains(r#""addr":"192.0.2.0","len":24"#),
+        "spoofing allowed: {table}"
+    );
+    assert_eq!(
+        r.sysctl.0.lock().unwrap().values["net/ipv4/conf/caliw1/rp_filter"],
+        "0",
+        "the kernel's reverse-path check is off where nft allows extra sources"
+    );
+
+    // This node's own resource wins over default.
+    put(
+        r.ds.as_ref(),
+        Key::global("FelixConfiguration", "node.h1"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+            "metadata": {"name": "node.h1"},
+            "spec": {"defaultEndpointToHostAction": "Drop", "workloadSourceSpoofing": "Disabled"}}),
+    );
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let table = last_batch(&r.nft);
+    assert!(
+        table.contains("DefaultEndpointToHostAction Drop"),
+        "{table}"
+    );
+    assert!(!table.contains("192.0.2.0"), "spoofing no longer allowed");
+    assert_eq!(
+        r.sysctl.0.lock().unwrap().values["net/ipv4/conf/caliw1/rp_filter"],
+        "1"
+    );
+}
