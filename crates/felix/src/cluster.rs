@@ -119,6 +119,14 @@ fn err(kind: &str, name: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// A kernel interface name: 1 to 15 of letters, digits, `_`, `.` and `-`.
+fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -272,11 +280,26 @@ impl Cluster {
             (KIND_WEP, value) => {
                 let ns = namespace.unwrap_or("default");
                 let key = format!("{ns}/{name}");
+                // Whatever is wrong with it, the endpoint is no longer
+                // known: its interface (if any) is dropped, fail closed.
+                self.local.remove(&key);
                 let local = match value {
                     None => None,
                     Some(v) => {
                         let w: v3::WorkloadEndpoint = serde_json::from_value(v.clone())
                             .map_err(|e| err(kind, &key, e.to_string()))?;
+                        // Written past validation, a name like `cali*` would
+                        // be a wildcard in nftables.
+                        if !is_interface_name(&w.spec.interface_name) {
+                            return Err(err(
+                                kind,
+                                &key,
+                                format!(
+                                    "spec.interfaceName {:?} is not an interface name",
+                                    w.spec.interface_name
+                                ),
+                            ));
+                        }
                         let allow_spoofed = w
                             .spec
                             .allow_spoofed_source_prefixes
@@ -493,6 +516,15 @@ mod tests {
                 vec!["172.29.1.2/32".parse().unwrap()]
             )]
         );
+        // A hostile interface name written past validation is refused and
+        // the endpoint forgotten (its interface then drops).
+        let mut hostile = wep("h1");
+        hostile["spec"]["interfaceName"] = json!("cali*");
+        let refused = c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&hostile));
+        assert!(refused.unwrap_err().to_string().contains("\"cali*\""));
+        assert!(c.local.is_empty());
+        c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h1")))
+            .unwrap();
         // Moving to another host makes it non-local.
         c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h2")))
             .unwrap();
