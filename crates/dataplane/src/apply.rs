@@ -161,6 +161,9 @@ pub struct RecordingNft {
     pub reject_comments: Vec<String>,
     /// Number of checks run.
     pub checks: usize,
+    /// What the table holds after every batch applied so far, as the
+    /// objects `nft -j list table` would print (without handles).
+    pub table: Vec<serde_json::Value>,
 }
 
 impl RecordingNft {
@@ -190,6 +193,7 @@ impl Nft for RecordingNft {
         if let Some(why) = self.rejects(&json) {
             return Err(Self::rejection(why));
         }
+        self.play(&json);
         self.batches.push(json);
         Ok(())
     }
@@ -203,19 +207,80 @@ impl Nft for RecordingNft {
     }
 
     fn list_owned(&mut self) -> Result<Nftables<'static>, Error> {
-        // What the last batch added is what the table now holds.
-        let added: Vec<serde_json::Value> = self
-            .batches
-            .last()
-            .and_then(|b| b["nftables"].as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|cmd| cmd.get("add").cloned())
-            .skip(1) // the table, added before the delete
-            .collect();
+        if self.batches.is_empty() {
+            return Err(Error::List {
+                program: "recording-nft".into(),
+                stderr: "No such file or directory: table inet calico".into(),
+            });
+        }
+        let mut objects = vec![serde_json::json!({
+            "table": {"family": "inet", "name": TABLE_NAME}
+        })];
+        objects.extend(self.table.iter().cloned());
         Ok(serde_json::from_value(
-            serde_json::json!({ "nftables": added }),
+            serde_json::json!({ "nftables": objects }),
         )?)
+    }
+}
+
+impl RecordingNft {
+    /// Plays one batch onto [`RecordingNft::table`] as the kernel would:
+    /// table replacement, chains, sets, rules, elements, flushes, deletes.
+    fn play(&mut self, batch: &serde_json::Value) {
+        use serde_json::Value;
+        let name_of = |o: &Value| o["name"].as_str().unwrap_or_default().to_owned();
+        for cmd in batch["nftables"].as_array().into_iter().flatten() {
+            let Some((verb, body)) = cmd.as_object().and_then(|o| o.iter().next()) else {
+                continue;
+            };
+            let Some((kind, obj)) = body.as_object().and_then(|o| o.iter().next()) else {
+                continue;
+            };
+            match (verb.as_str(), kind.as_str()) {
+                ("delete", "table") => self.table.clear(),
+                ("add", "table") => {}
+                ("add", "rule") => self.table.push(serde_json::json!({ "rule": obj })),
+                ("add", k @ ("chain" | "set" | "map")) => {
+                    let exists = self
+                        .table
+                        .iter()
+                        .any(|o| o.get(k).is_some_and(|x| name_of(x) == name_of(obj)));
+                    if !exists {
+                        let mut o = serde_json::Map::new();
+                        o.insert(k.to_owned(), obj.clone());
+                        self.table.push(Value::Object(o));
+                    }
+                }
+                ("add" | "delete", "element") => {
+                    let set = self
+                        .table
+                        .iter_mut()
+                        .find_map(|o| o.get_mut("set").filter(|x| name_of(x) == name_of(obj)));
+                    if let Some(set) = set {
+                        let elems = set
+                            .as_object_mut()
+                            .map(|m| m.entry("elem").or_insert_with(|| Value::Array(Vec::new())));
+                        if let Some(Value::Array(elems)) = elems {
+                            for e in obj["elem"].as_array().into_iter().flatten() {
+                                if verb == "add" {
+                                    elems.push(e.clone());
+                                } else {
+                                    elems.retain(|x| x != e);
+                                }
+                            }
+                        }
+                    }
+                }
+                ("flush", "chain") => self.table.retain(|o| {
+                    o.get("rule")
+                        .is_none_or(|r| r["chain"].as_str() != Some(&name_of(obj)))
+                }),
+                ("delete", k @ ("chain" | "set" | "map")) => self
+                    .table
+                    .retain(|o| o.get(k).is_none_or(|x| name_of(x) != name_of(obj))),
+                _ => {}
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`apply`] turns them into the batch and runs it through an [`Nft`].
 
 pub mod apply;
+pub mod diff;
 pub mod nat;
 pub mod render;
 

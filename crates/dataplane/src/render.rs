@@ -36,12 +36,13 @@ use calico_policy::model::{
     IpSetRef, PortRange,
 };
 use ipnet::IpNet;
+use nftables::expr::Verdict;
 use nftables::expr::{
     BinaryOperation, CT, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
     Range, SetItem,
 };
 use nftables::schema::{Chain, NfListObject, Rule, Set, SetFlag, SetType, SetTypeValue};
-use nftables::stmt::{Counter, JumpTarget, Log, Mangle, Match, Operator, Statement};
+use nftables::stmt::{Counter, JumpTarget, Log, Mangle, Match, Operator, Statement, VerdictMap};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 /// Family of the table we own: `inet` sees IPv4 and IPv6 in one chain.
@@ -89,6 +90,10 @@ pub const MARK_PASS: u32 = 0x2_0000;
 pub const CT_GENERATION_MASK: u32 = 0xffff_0000;
 /// Shift of the generation into [`CT_GENERATION_MASK`].
 pub const CT_GENERATION_SHIFT: u32 = 16;
+/// The chain accepting established flows of the current policy generation.
+pub const GEN_FAST_CHAIN: &str = "gen-fast";
+/// The chain stamping the current policy generation on an allowed flow.
+pub const GEN_REMEMBER_CHAIN: &str = "gen-remember";
 /// The raw-priority prerouting base chain: anti-spoofing for workloads.
 pub const PREROUTING_CHAIN: &str = "prerouting";
 /// Hook priority of [`PREROUTING_CHAIN`]: `raw` (-300), before conntrack.
@@ -506,6 +511,7 @@ pub fn render_with(
         .iter()
         .map(|(i, p)| (i.name.as_str(), *p))
         .collect();
+    r.generation_chains();
     r.anti_spoofing(&endpoints.iter().map(|(i, _)| *i).collect::<Vec<_>>());
     r.base_chain(&workloads, opts);
     r.input_chain(&workloads, &hosts, opts);
@@ -577,6 +583,32 @@ struct Renderer {
     /// Policy and profile chains with a rule that could not be rendered:
     /// they drop everything instead.
     broken: BTreeSet<String>,
+}
+
+/// `KEY vmap { IFACE : jump PREFIX<IFACE>, ... }`: one hash lookup from an
+/// interface to its chain, whatever the number of endpoints (nothing when
+/// there are none: an empty map is not valid). The map is anonymous: the
+/// `nftables` crate has no verdict type for named maps.
+fn dispatch(key: MetaKey, ifaces: &[&str], prefix: &str) -> Option<Statement<'static>> {
+    if ifaces.is_empty() {
+        return None;
+    }
+    Some(Statement::VerdictMap(VerdictMap {
+        key: meta(key),
+        data: Expression::Named(NamedExpression::Set(
+            ifaces
+                .iter()
+                .map(|i| {
+                    SetItem::Mapping(
+                        s(i),
+                        Expression::Verdict(Verdict::Jump(JumpTarget {
+                            target: Cow::Owned(format!("{prefix}{i}")),
+                        })),
+                    )
+                })
+                .collect(),
+        )),
+    }))
 }
 
 fn ct(key: &str) -> Expression<'static> {
@@ -932,25 +964,21 @@ impl Renderer {
             );
         }
         self.workload_tunnel_drops(FORWARD_CHAIN, opts);
-        // Sender's egress before receiver's ingress, as in Felix.
-        for (iface, program) in endpoints {
+        // Sender's egress before receiver's ingress, as in Felix; one
+        // verdict-map lookup each, whatever the number of endpoints.
+        let ifaces: Vec<&str> = endpoints.iter().map(|(i, _)| *i).collect();
+        if let Some(d) = dispatch(MetaKey::Iifname, &ifaces, FROM_ENDPOINT_PREFIX) {
             self.rule(
                 FORWARD_CHAIN,
-                vec![
-                    matches(meta(MetaKey::Iifname), Operator::EQ, s(iface)),
-                    jump(&format!("{FROM_ENDPOINT_PREFIX}{iface}")),
-                ],
-                format!("egress of {}", program.endpoint),
+                vec![d],
+                "egress of the sending workload".into(),
             );
         }
-        for (iface, program) in endpoints {
+        if let Some(d) = dispatch(MetaKey::Oifname, &ifaces, TO_ENDPOINT_PREFIX) {
             self.rule(
                 FORWARD_CHAIN,
-                vec![
-                    matches(meta(MetaKey::Oifname), Operator::EQ, s(iface)),
-                    jump(&format!("{TO_ENDPOINT_PREFIX}{iface}")),
-                ],
-                format!("ingress of {}", program.endpoint),
+                vec![d],
+                "ingress of the receiving workload".into(),
             );
         }
         self.remember_generation(FORWARD_CHAIN);
@@ -1155,17 +1183,11 @@ impl Renderer {
             "fail closed: workload interface without an endpoint".into(),
         );
         self.workload_tunnel_drops(chain, opts);
-        for (iface, program) in workloads {
-            // The egress chain drops what its policy denies and returns
-            // what it allows.
-            self.rule(
-                chain,
-                vec![
-                    matches(meta(MetaKey::Iifname), Operator::EQ, s(iface)),
-                    jump(&format!("{FROM_ENDPOINT_PREFIX}{iface}")),
-                ],
-                format!("egress of {}", program.endpoint),
-            );
+        // The egress chain drops what its policy denies and returns what
+        // it allows.
+        let ifaces: Vec<&str> = workloads.iter().map(|(i, _)| *i).collect();
+        if let Some(d) = dispatch(MetaKey::Iifname, &ifaces, FROM_ENDPOINT_PREFIX) {
+            self.rule(chain, vec![d], "egress of the sending workload".into());
         }
         match opts.endpoint_to_host {
             EndpointToHostAction::Drop => self.rule(
@@ -1202,21 +1224,9 @@ impl Renderer {
                 Expression::List(vec![s("established"), s("related")]),
             )
         };
-        let ct_generation = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-            ct("mark"),
-            Expression::Number(CT_GENERATION_MASK),
-        )));
         self.rule(
             chain,
-            vec![
-                established(),
-                matches(
-                    ct_generation,
-                    Operator::EQ,
-                    Expression::Number(self.generation),
-                ),
-                Statement::Accept(None),
-            ],
+            vec![jump(GEN_FAST_CHAIN)],
             "fast path: flow allowed under the current policy".into(),
         );
         if drop_invalid {
@@ -1241,11 +1251,35 @@ impl Renderer {
         );
     }
 
-    /// The last rule of a base chain, reached only by what every endpoint
-    /// chain allowed: the flow is good under this policy generation.
-    fn remember_generation(&mut self, chain: &str) {
+    /// The two one-rule chains that hold the policy generation, so a new
+    /// generation rewrites them alone: [`GEN_FAST_CHAIN`] accepts an
+    /// established flow allowed under it, [`GEN_REMEMBER_CHAIN`] stamps it
+    /// on a flow every endpoint chain allowed.
+    fn generation_chains(&mut self) {
+        self.chain(GEN_FAST_CHAIN);
         self.rule(
-            chain,
+            GEN_FAST_CHAIN,
+            vec![
+                matches(
+                    ct("state"),
+                    Operator::IN,
+                    Expression::List(vec![s("established"), s("related")]),
+                ),
+                matches(
+                    Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                        ct("mark"),
+                        Expression::Number(CT_GENERATION_MASK),
+                    ))),
+                    Operator::EQ,
+                    Expression::Number(self.generation),
+                ),
+                Statement::Accept(None),
+            ],
+            "established flow allowed under the current policy generation".into(),
+        );
+        self.chain(GEN_REMEMBER_CHAIN);
+        self.rule(
+            GEN_REMEMBER_CHAIN,
             vec![Statement::Mangle(Mangle {
                 key: ct("mark"),
                 value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
@@ -1256,6 +1290,16 @@ impl Renderer {
                     Expression::Number(self.generation),
                 ]))),
             })],
+            "stamp the current policy generation".into(),
+        );
+    }
+
+    /// The last rule of a base chain, reached only by what every endpoint
+    /// chain allowed: the flow is good under this policy generation.
+    fn remember_generation(&mut self, chain: &str) {
+        self.rule(
+            chain,
+            vec![jump(GEN_REMEMBER_CHAIN)],
             "remember the policy generation the flow was allowed under".into(),
         );
     }
@@ -1339,15 +1383,9 @@ impl Renderer {
                 "VXLAN between hosts".into(),
             );
         }
-        for (iface, program) in hosts {
-            self.rule(
-                chain,
-                vec![
-                    matches(meta(key), Operator::EQ, s(iface)),
-                    jump(&format!("{prefix}{iface}")),
-                ],
-                format!("{what} of {}", program.endpoint),
-            );
+        let ifaces: Vec<&str> = hosts.iter().map(|(i, _)| *i).collect();
+        if let Some(d) = dispatch(key, &ifaces, prefix) {
+            self.rule(chain, vec![d], format!("{what} of the host endpoint"));
         }
     }
 

@@ -8,10 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use calico_api::Kind;
+use calico_dataplane::diff::{Diff, TableModel, diff};
+use calico_dataplane::render::{GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN};
 use calico_dataplane::{
     Conntrack, EndpointToHostAction, HostOptions, Nft, Ruleset, add_nat_outgoing, batch,
     fail_closed_table, render_with,
 };
+
+/// The chains that change with the policy generation alone.
+const GENERATION_CHAINS: [&str; 2] = [GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN];
 use calico_datastore::{Datastore, DatastoreError, WatchEvent, WatchFilter, Watcher};
 use calico_netlink::{Netlink, Sysctl};
 use calico_policy::{INPUT_KINDS, PolicyCalculator, Update};
@@ -118,10 +123,10 @@ struct State {
 
 /// What was last programmed, to skip no-op batches and detect drift.
 struct Applied {
-    /// The desired table (rendered with [`Applied::generation`]).
-    desired: Value,
     /// What is in the kernel: the desired table, or a failed-closed form of it.
-    batch: Value,
+    ruleset: Ruleset,
+    /// The same by name, what the next change is compared with.
+    model: TableModel,
     rules: usize,
     routes: Desired,
     /// The policy generation flows allowed by this table carry.
@@ -435,10 +440,28 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         state.calc.flush();
         let unenforced = state.calc.snapshot().skipped_policies;
         let current = self.applied.as_ref().map_or(0, |a| a.generation);
-        let (mut ruleset, programs, ip_sets) = self.render(&state, current.max(1));
-        let unchanged = self.applied.as_ref().is_some_and(|a| {
-            !a.degraded && serde_json::to_value(batch(&ruleset)).is_ok_and(|json| json == a.desired)
-        });
+        // A new generation for every change: flows allowed before it are
+        // judged again. Rendered with the next one; when nothing but the
+        // generation differs, nothing is programmed and it is not used.
+        let generation = current.checked_add(1).unwrap_or(1);
+        let (ruleset, programs, ip_sets) = self.render(&state, generation);
+        let model = TableModel::of(&ruleset);
+        let plan = match &self.applied {
+            Some(a) if !a.degraded => diff(&a.model, &model),
+            _ => Diff::Replace,
+        };
+        let unchanged = match &plan {
+            Diff::Same => true,
+            Diff::Batch {
+                chains, elements, ..
+            } => {
+                *elements == 0
+                    && chains
+                        .iter()
+                        .all(|c| GENERATION_CHAINS.contains(&c.as_str()))
+            }
+            Diff::Replace => false,
+        };
         let routes = routes::desired(&self.cfg.node, &self.cfg.encap, &state.cluster);
         self.metrics
             .endpoints
@@ -448,11 +471,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             .set(i64::try_from(ip_sets).unwrap_or(i64::MAX));
         self.configure_interfaces(&state.cluster);
         if !unchanged {
-            // A new generation for every change: flows allowed before it are
-            // judged again. Flows still carrying the number about to be used
-            // (from 65,535 changes ago, or an earlier run) are deleted first,
-            // so no flow can skip the new policy by chance.
-            let generation = current.checked_add(1).unwrap_or(1);
+            // Flows still carrying the generation about to be used (from
+            // 65,535 changes ago, or an earlier run) are deleted first, so
+            // no flow can skip the new policy by chance.
             if let Err(e) = self.conntrack.flush_mark(
                 u32::from(generation) << calico_dataplane::render::CT_GENERATION_SHIFT,
                 calico_dataplane::render::CT_GENERATION_MASK,
@@ -460,11 +481,31 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 self.metrics.errors.inc();
                 eprintln!("felix: clearing flows of policy generation {generation}: {e}");
             }
-            ruleset = self.render(&state, generation).0;
             self.say_render_problems(&ruleset, &unenforced);
-            let desired = serde_json::to_value(batch(&ruleset)).unwrap_or_default();
-            let outcome = self.apply_or_fail_closed(&ruleset);
-            self.record_outcome(&outcome, &ruleset, desired, generation, routes.clone());
+            let started = Instant::now();
+            // Only what changed, in one transaction; the full replacement
+            // (with its fallbacks) when that cannot be or is refused.
+            let incremental = match plan {
+                Diff::Batch { batch, .. } => match self.nft.apply(&batch) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!(
+                            "felix: incremental nftables update refused ({e}); replacing the table"
+                        );
+                        false
+                    }
+                },
+                Diff::Same | Diff::Replace => false,
+            };
+            let outcome = if incremental {
+                Outcome::Programmed
+            } else {
+                self.apply_or_fail_closed(&ruleset)
+            };
+            self.metrics
+                .apply_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.record_outcome(&outcome, ruleset, model, generation, routes.clone());
         }
         self.metrics
             .unenforced_policies
@@ -572,17 +613,23 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     fn record_outcome(
         &mut self,
         outcome: &Outcome,
-        ruleset: &Ruleset,
-        desired: Value,
+        ruleset: Ruleset,
+        model: TableModel,
         generation: u16,
         routes: Desired,
     ) {
-        let in_kernel = match outcome {
-            Outcome::Programmed => ruleset.clone(),
+        let (in_kernel, model) = match outcome {
+            Outcome::Programmed => (ruleset.clone(), model),
             Outcome::FailedClosed(chains) => {
-                ruleset.fail_closed(&chains.iter().map(|(c, _)| c.clone()).collect())
+                let r = ruleset.fail_closed(&chains.iter().map(|(c, _)| c.clone()).collect());
+                let m = TableModel::of(&r);
+                (r, m)
             }
-            Outcome::AllFailedClosed => fail_closed_table(),
+            Outcome::AllFailedClosed => {
+                let r = fail_closed_table();
+                let m = TableModel::of(&r);
+                (r, m)
+            }
         };
         let failed: Vec<String> = match outcome {
             Outcome::Programmed => Vec::new(),
@@ -614,8 +661,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             .rules
             .set(i64::try_from(rules).unwrap_or(i64::MAX));
         self.applied = Some(Applied {
-            desired,
-            batch: serde_json::to_value(batch(&in_kernel)).unwrap_or_default(),
+            ruleset: in_kernel,
+            model,
             rules,
             routes,
             generation,
@@ -679,10 +726,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
 
     /// Puts back what was last programmed if the kernel lost it.
     pub fn repair_drift(&mut self) {
-        let Some((expected_rules, json, routes)) = self
-            .applied
-            .as_ref()
-            .map(|a| (a.rules, a.batch.clone(), a.routes.clone()))
+        let Some((expected_rules, routes)) =
+            self.applied.as_ref().map(|a| (a.rules, a.routes.clone()))
         else {
             return;
         };
@@ -701,10 +746,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 "felix: nftables table drifted ({} rules, expected {expected_rules}); reprogramming",
                 listed_rules.map_or("no table".to_owned(), |n| n.to_string()),
             );
-            match serde_json::from_value::<nftables::schema::Nftables<'_>>(json)
-                .map_err(Error::from)
-                .and_then(|b| Ok(self.nft.apply(&b)?))
-            {
+            let full = self.applied.as_ref().map(|a| batch(&a.ruleset));
+            match full.map(|b| self.nft.apply(&b)).unwrap_or(Ok(())) {
                 Ok(()) => {
                     self.metrics.drift_repairs.inc();
                 }

@@ -11,6 +11,9 @@ use prometheus_client::registry::Registry;
 pub struct Metrics {
     /// Seconds from a datastore change being seen to the kernel being programmed.
     pub programming_seconds: Histogram,
+    /// Seconds felix spends getting one change into nftables (the
+    /// incremental batch, or the full replacement and its fallbacks).
+    pub apply_seconds: Histogram,
     /// Rules in the nftables table.
     pub rules: Gauge,
     /// IP sets referenced by policy.
@@ -41,6 +44,8 @@ impl Default for Metrics {
         Metrics {
             // 1 ms .. ~16 s.
             programming_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            // 0.5 ms .. ~16 s.
+            apply_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             rules: Gauge::default(),
             ip_sets: Gauge::default(),
             endpoints: Gauge::default(),
@@ -62,6 +67,11 @@ impl Metrics {
             "programming_seconds",
             "Time from a datastore change to the kernel programmed",
             self.programming_seconds.clone(),
+        );
+        r.register(
+            "int_dataplane_apply_time_seconds",
+            "Time to get one change into nftables",
+            self.apply_seconds.clone(),
         );
         r.register(
             "nft_rules",

@@ -132,14 +132,9 @@ fn rig() -> Rig {
     }
 }
 
-fn last_batch(nft: &Shared<RecordingNft>) -> String {
-    nft.0
-        .lock()
-        .unwrap()
-        .batches
-        .last()
-        .map(Value::to_string)
-        .unwrap_or_default()
+/// What the table holds now (every batch so far played onto it).
+fn table_now(nft: &Shared<RecordingNft>) -> String {
+    serde_json::to_string(&nft.0.lock().unwrap().table).unwrap_or_default()
 }
 
 #[test]
@@ -153,7 +148,7 @@ fn a_rejected_policy_chain_is_failed_closed_alone_and_readiness_says_so() {
         !status.ready.load(std::sync::atomic::Ordering::Relaxed),
         "not ready while a chain is failed closed"
     );
-    let table = last_batch(&r.nft);
+    let table = table_now(&r.nft);
     assert!(
         table.contains("fail closed: this chain could not be programmed"),
         "{table}"
@@ -179,7 +174,7 @@ fn a_rejected_policy_chain_is_failed_closed_alone_and_readiness_says_so() {
     r.felix.sync().unwrap();
     r.felix.program(Instant::now());
     assert!(status.ready.load(std::sync::atomic::Ordering::Relaxed));
-    assert!(last_batch(&r.nft).contains("tier default policy bad rule 0 Allow"));
+    assert!(table_now(&r.nft).contains("tier default policy bad rule 0 Allow"));
 }
 
 #[test]
@@ -195,7 +190,7 @@ fn when_nothing_can_be_programmed_every_workload_interface_drops() {
             .ready
             .load(std::sync::atomic::Ordering::Relaxed)
     );
-    let table = last_batch(&r.nft);
+    let table = table_now(&r.nft);
     assert!(
         table.contains("fail closed: workload traffic is dropped until policy is programmed"),
         "{table}"
@@ -269,7 +264,7 @@ fn felix_configuration_is_read_at_sync_node_over_default_over_built_in() {
     );
     r.felix.sync().unwrap();
     r.felix.program(Instant::now());
-    let table = last_batch(&r.nft);
+    let table = table_now(&r.nft);
     assert!(
         table.contains("DefaultEndpointToHostAction Accept"),
         "{table}"
@@ -294,7 +289,7 @@ fn felix_configuration_is_read_at_sync_node_over_default_over_built_in() {
     );
     r.felix.sync().unwrap();
     r.felix.program(Instant::now());
-    let table = last_batch(&r.nft);
+    let table = table_now(&r.nft);
     assert!(
         table.contains("DefaultEndpointToHostAction Drop"),
         "{table}"

@@ -121,8 +121,8 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
 
     let table = nft_table();
     for want in [
-        "iifname \"caliw1\" jump from-caliw1",
-        "oifname \"caliw1\" jump to-caliw1",
+        "iifname vmap { \"caliw1\" : jump from-caliw1 }",
+        "oifname vmap { \"caliw1\" : jump to-caliw1 }",
         "masquerade",
         "hook postrouting",
         "10.65.0.0/16",

@@ -57,9 +57,17 @@ pub fn workload(name: &str) -> EndpointId {
 /// The calculator's snapshot for profile `calico`, the bookstore policy and
 /// the three endpoints, and the endpoint → interface map.
 pub fn bookstore() -> (Snapshot, BTreeMap<EndpointId, Interface>) {
+    bookstore_with(|_| {})
+}
+
+/// [`bookstore`] with the seed's policy document changed by `edit` first.
+pub fn bookstore_with(
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (Snapshot, BTreeMap<EndpointId, Interface>) {
     let prof = calico_api::parse_resource(seed("profile-calico.yaml")).expect("valid profile");
     let mut pol = seed("policy-bookstore.yaml");
     pol["metadata"]["namespace"] = json!("default");
+    edit(&mut pol);
     let pol = calico_api::parse_resource(pol).expect("valid policy");
     let mut updates = vec![
         Update::from_resource(&prof)

@@ -1,0 +1,272 @@
+//! Incremental programming: the batch that turns the table the kernel has
+//! into the one wanted, touching only what differs.
+//!
+//! A [`TableModel`] is a rendered [`Ruleset`] by name: each set with its
+//! elements, each chain with its rules. [`diff`] compares two models and
+//! emits, in an order the kernel accepts within one transaction:
+//! new sets and chains; set elements deleted, then added; each changed
+//! chain flushed and refilled; then chains and sets no longer wanted
+//! deleted (by then nothing refers to them). A change it cannot express
+//! this way (a set or base chain whose definition changed) makes it ask for
+//! the full replacement [`crate::batch`] instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nftables::batch::Batch;
+use nftables::schema::{Chain, Element, FlushObject, NfCmd, NfListObject, Nftables, Set};
+use serde_json::Value;
+
+use crate::render::{Ruleset, TABLE_FAMILY, TABLE_NAME};
+
+/// One set: its definition (without elements) and its elements, each as
+/// JSON for comparison with the expression kept for the batch.
+#[derive(Debug, Clone)]
+struct SetModel {
+    definition: Set<'static>,
+    definition_json: Value,
+    elements: BTreeMap<String, nftables::expr::Expression<'static>>,
+}
+
+/// One chain: its definition and its rules, as objects and as JSON.
+#[derive(Debug, Clone)]
+struct ChainModel {
+    definition: Chain<'static>,
+    definition_json: Value,
+    rules: Vec<NfListObject<'static>>,
+    rules_json: Vec<Value>,
+}
+
+/// A rendered table by name, the unit of comparison of [`diff`].
+#[derive(Debug, Clone, Default)]
+pub struct TableModel {
+    sets: BTreeMap<String, SetModel>,
+    chains: BTreeMap<String, ChainModel>,
+    /// Chain names in render order, so new chains are added in a stable order.
+    chain_order: Vec<String>,
+}
+
+impl TableModel {
+    /// The model of `ruleset`.
+    pub fn of(ruleset: &Ruleset) -> TableModel {
+        let mut m = TableModel::default();
+        for o in &ruleset.objects {
+            match o {
+                NfListObject::Set(s) => {
+                    let mut definition = (**s).clone();
+                    let elements = definition
+                        .elem
+                        .take()
+                        .map(|e| {
+                            e.iter()
+                                .map(|x| (json_text(x), x.clone()))
+                                .collect::<BTreeMap<_, _>>()
+                        })
+                        .unwrap_or_default();
+                    let definition_json = serde_json::to_value(&definition).unwrap_or_default();
+                    m.sets.insert(
+                        s.name.to_string(),
+                        SetModel {
+                            definition,
+                            definition_json,
+                            elements,
+                        },
+                    );
+                }
+                NfListObject::Chain(c) => {
+                    m.chain_order.push(c.name.to_string());
+                    m.chains.insert(
+                        c.name.to_string(),
+                        ChainModel {
+                            definition: c.clone(),
+                            definition_json: serde_json::to_value(c).unwrap_or_default(),
+                            rules: Vec::new(),
+                            rules_json: Vec::new(),
+                        },
+                    );
+                }
+                NfListObject::Rule(r) => {
+                    if let Some(chain) = m.chains.get_mut(r.chain.as_ref()) {
+                        chain
+                            .rules_json
+                            .push(serde_json::to_value(r).unwrap_or_default());
+                        chain.rules.push(o.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+
+    /// Number of rules.
+    pub fn rule_count(&self) -> usize {
+        self.chains.values().map(|c| c.rules.len()).sum()
+    }
+}
+
+fn json_text(x: &nftables::expr::Expression<'_>) -> String {
+    serde_json::to_string(x).unwrap_or_default()
+}
+
+/// What [`diff`] found.
+#[derive(Debug)]
+pub enum Diff {
+    /// The kernel already has the wanted table.
+    Same,
+    /// This batch makes it so.
+    Batch {
+        /// The commands, one transaction.
+        batch: Nftables<'static>,
+        /// Chains rewritten, added or deleted.
+        chains: BTreeSet<String>,
+        /// Set elements added or deleted.
+        elements: usize,
+    },
+    /// Only a full replacement can make it so (a definition changed).
+    Replace,
+}
+
+/// The batch that turns `have` into `want`.
+pub fn diff(have: &TableModel, want: &TableModel) -> Diff {
+    for (name, s) in &want.sets {
+        if have
+            .sets
+            .get(name)
+            .is_some_and(|h| h.definition_json != s.definition_json)
+        {
+            return Diff::Replace;
+        }
+    }
+    for (name, c) in &want.chains {
+        if have
+            .chains
+            .get(name)
+            .is_some_and(|h| h.definition_json != c.definition_json)
+        {
+            return Diff::Replace;
+        }
+    }
+    let mut b = Batch::new();
+    let (mut chains, mut elements) = (BTreeSet::new(), 0);
+    // 1. New sets, with their elements, and new chains (empty).
+    for (name, s) in &want.sets {
+        if !have.sets.contains_key(name) {
+            let mut set = s.definition.clone();
+            if !s.elements.is_empty() {
+                set.elem = Some(s.elements.values().cloned().collect::<Vec<_>>().into());
+            }
+            b.add(NfListObject::Set(Box::new(set)));
+            elements += s.elements.len();
+        }
+    }
+    for name in &want.chain_order {
+        if !have.chains.contains_key(name) {
+            b.add(NfListObject::Chain(want.chains[name].definition.clone()));
+        }
+    }
+    // 2. Elements of existing sets: deletions first, so an interval added
+    //    in place of an overlapping one never collides with it.
+    for (name, s) in &want.sets {
+        let Some(h) = have.sets.get(name) else {
+            continue;
+        };
+        let gone: Vec<_> = h
+            .elements
+            .iter()
+            .filter(|(k, _)| !s.elements.contains_key(*k))
+            .map(|(_, e)| e.clone())
+            .collect();
+        let new: Vec<_> = s
+            .elements
+            .iter()
+            .filter(|(k, _)| !h.elements.contains_key(*k))
+            .map(|(_, e)| e.clone())
+            .collect();
+        elements += gone.len() + new.len();
+        if !gone.is_empty() {
+            b.delete(NfListObject::Element(element(name, gone)));
+        }
+        if !new.is_empty() {
+            b.add(NfListObject::Element(element(name, new)));
+        }
+    }
+    // 3. Chains whose rules differ (new chains included): flushed, refilled.
+    for name in &want.chain_order {
+        let c = &want.chains[name];
+        let old = have.chains.get(name);
+        if old.is_some_and(|h| h.rules_json == c.rules_json) {
+            continue;
+        }
+        if old.is_none() && c.rules.is_empty() {
+            continue;
+        }
+        chains.insert(name.clone());
+        if old.is_some() {
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(named_chain(name))));
+        }
+        for r in &c.rules {
+            b.add(r.clone());
+        }
+    }
+    // 4. What is no longer wanted, once nothing refers to it.
+    let removed_chains: Vec<&ChainModel> = have
+        .chain_order
+        .iter()
+        .filter(|n| !want.chains.contains_key(*n))
+        .map(|n| &have.chains[n])
+        .collect();
+    // Their rules may jump to one another: empty them all before deleting any.
+    for c in &removed_chains {
+        if !c.rules.is_empty() {
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(named_chain(
+                &c.definition.name,
+            ))));
+        }
+    }
+    for c in &removed_chains {
+        chains.insert(c.definition.name.to_string());
+        b.delete(NfListObject::Chain(named_chain(&c.definition.name)));
+    }
+    let removed_sets: BTreeSet<&String> = have
+        .sets
+        .keys()
+        .filter(|n| !want.sets.contains_key(*n))
+        .collect();
+    for name in removed_sets {
+        b.delete(NfListObject::Set(Box::new(Set {
+            family: TABLE_FAMILY,
+            table: TABLE_NAME.into(),
+            name: name.clone().into(),
+            ..Set::default()
+        })));
+    }
+    let batch = b.to_nftables();
+    if batch.objects.is_empty() {
+        Diff::Same
+    } else {
+        Diff::Batch {
+            batch,
+            chains,
+            elements,
+        }
+    }
+}
+
+/// A chain by name only, as delete and flush want it.
+fn named_chain(name: &str) -> Chain<'static> {
+    Chain {
+        family: TABLE_FAMILY,
+        table: TABLE_NAME.into(),
+        name: name.to_owned().into(),
+        ..Chain::default()
+    }
+}
+
+fn element(set: &str, elem: Vec<nftables::expr::Expression<'static>>) -> Element<'static> {
+    Element {
+        family: TABLE_FAMILY,
+        table: TABLE_NAME.into(),
+        name: set.to_owned().into(),
+        elem: elem.into(),
+    }
+}
