@@ -1,7 +1,10 @@
 //! Kernel programming time for a large ruleset: renders N policies × 20
 //! ingress rules (ports, nets, selectors) selecting 10 local endpoints and
-//! applies the table with the real `nft` in a fresh network namespace,
-//! timing each atomic batch (first load, then re-applies of a changed table):
+//! programs it in a fresh network namespace, side by side: the whole table
+//! replaced through the `nft` command on every change (before), a cold start
+//! through libnftables, one policy change at a time incrementally through
+//! the `nft` command and through libnftables, and remote endpoints joining
+//! an IP set:
 //!
 //! ```text
 //! sudo cargo run --release -p calico-dataplane --example program_rules -- 500
@@ -11,7 +14,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use calico_api::v3;
-use calico_dataplane::{Interface, Nft, NftCli, batch, render};
+use calico_dataplane::diff::{Diff, TableModel, diff};
+use calico_dataplane::{
+    HostOptions, Interface, Nft, NftCli, NftLib, RenderCache, batch, render, render_cached,
+};
 use calico_policy::{EndpointId, PolicyCalculator, Update};
 
 fn policy(n: u32, rules: u32, marker: u32) -> Update {
@@ -91,11 +97,7 @@ fn main() {
                 .expect("update accepted");
         }
         let ruleset = render(&calc.snapshot(), &ifaces);
-        rules = ruleset
-            .objects
-            .iter()
-            .filter(|o| matches!(o, nftables::schema::NfListObject::Rule(_)))
-            .count();
+        rules = ruleset.rule_count();
         let b = batch(&ruleset);
         let t = Instant::now();
         nft.apply(&b).expect("nft accepted the batch");
@@ -105,9 +107,105 @@ fn main() {
     let mut rest: Vec<Duration> = times[1..].to_vec();
     rest.sort_unstable();
     println!(
-        "program {policies} policies x {RULES} rules for 10 local endpoints: {rules} nft rules; first load {first:.2?}, re-apply median {:.2?} (max {:.2?}, {} runs)",
+        "program {policies} policies x {RULES} rules for 10 local endpoints: {rules} nft rules; full replace via nft: first load {first:.2?}, re-apply median {:.2?} (max {:.2?}, {} runs)",
         rest[rest.len() / 2],
         rest[rest.len() - 1],
         rest.len()
     );
+
+    // Cold start through libnftables, into an empty table.
+    let mut lib = NftLib::open().expect("libnftables (Debian libnftables1)");
+    lib.apply(&batch(&calico_dataplane::fail_closed_table()))
+        .expect("fail-closed table");
+    let ruleset = render(&calc.snapshot(), &ifaces);
+    let t = Instant::now();
+    lib.apply(&batch(&ruleset)).expect("full load");
+    println!(
+        "  cold start, full load via libnftables: {:.2?}",
+        t.elapsed()
+    );
+
+    // One policy change at a time, incrementally, through each transport;
+    // policy chains whose program did not change come from the cache.
+    let mut have = TableModel::of(&ruleset);
+    let mut cache = RenderCache::default();
+    render_cached(
+        &calc.snapshot(),
+        &ifaces,
+        &HostOptions::default(),
+        &mut cache,
+    );
+    let mut marker = 100;
+    for (name, n) in [
+        ("nft command", &mut nft as &mut dyn Nft),
+        ("libnftables", &mut lib),
+    ] {
+        let (mut apply, mut total) = (Vec::new(), Vec::new());
+        for _ in 0..50 {
+            marker += 1;
+            calc.apply(policy(marker % policies, RULES, marker))
+                .expect("update accepted");
+            let t0 = Instant::now();
+            let mut ruleset = render_cached(
+                &calc.snapshot(),
+                &ifaces,
+                &HostOptions::default(),
+                &mut cache,
+            );
+            let want = TableModel::take(&mut ruleset);
+            let Diff::Batch { batch, chains, .. } = diff(&have, &want) else {
+                panic!("a policy change is a batch")
+            };
+            assert_eq!(chains.len(), 1, "{chains:?}");
+            let t1 = Instant::now();
+            n.apply(&batch).expect("incremental batch");
+            apply.push(t1.elapsed());
+            total.push(t0.elapsed());
+            have = want;
+        }
+        println!(
+            "  one policy change, incremental via {name}: apply {}; render+diff+apply {}",
+            stats(&mut apply),
+            stats(&mut total)
+        );
+    }
+
+    // An endpoint on another host joins a selector's IP set.
+    let mut apply = Vec::new();
+    for e in 0..50u32 {
+        let mut w = v3::WorkloadEndpoint::default();
+        w.metadata.name = format!("far{e}");
+        w.metadata.namespace = "default".into();
+        w.metadata.labels = BTreeMap::from([("role".to_owned(), format!("r{}", e % 50))]);
+        w.spec.node = "other".into();
+        w.spec.ip_networks = vec![format!("10.201.{}.{}/32", e / 200, e % 200 + 1)];
+        calc.apply(Update::WorkloadEndpoint(w)).expect("endpoint");
+        let want = TableModel::of(&render(&calc.snapshot(), &ifaces));
+        let Diff::Batch {
+            batch, elements, ..
+        } = diff(&have, &want)
+        else {
+            panic!("a new member is a batch")
+        };
+        assert!(elements > 0);
+        let t = Instant::now();
+        lib.apply(&batch).expect("member batch");
+        apply.push(t.elapsed());
+        have = want;
+    }
+    println!(
+        "  remote endpoint added (IP set member), incremental via libnftables: apply {}",
+        stats(&mut apply)
+    );
+}
+
+/// `median M, p99 P, max X`.
+fn stats(v: &mut [Duration]) -> String {
+    v.sort_unstable();
+    let p99 = v[((v.len() * 99).div_ceil(100)).saturating_sub(1)];
+    format!(
+        "median {:.2?}, p99 {p99:.2?}, max {:.2?}",
+        v[v.len() / 2],
+        v[v.len() - 1]
+    )
 }

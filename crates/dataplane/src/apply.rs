@@ -34,6 +34,9 @@ pub enum Error {
     /// `nft list` printed something that is not the JSON schema.
     #[error("parsing nft JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// libnftables could not be loaded or refused a batch.
+    #[error("libnftables: {0}")]
+    Lib(#[from] calico_nftlib::Error),
     /// `conntrack -D` failed.
     #[error("deleting conntrack entries ({filter}): {stderr}")]
     Conntrack {
@@ -147,6 +150,82 @@ impl Nft for NftCli {
             });
         }
         Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+/// nftables through libnftables in this process: one persistent context,
+/// no process start or cache load per batch.
+#[derive(Debug)]
+pub struct NftLib(calico_nftlib::Libnftables);
+
+impl NftLib {
+    /// Opens libnftables in the calling thread's network namespace.
+    pub fn open() -> Result<Self, Error> {
+        Ok(NftLib(calico_nftlib::Libnftables::open()?))
+    }
+}
+
+impl Nft for NftLib {
+    fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
+        self.0.run(&serde_json::to_string(batch)?, false)?;
+        Ok(())
+    }
+
+    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
+        self.0.run(&serde_json::to_string(batch)?, true)?;
+        Ok(())
+    }
+
+    fn list_owned(&mut self) -> Result<Nftables<'static>, Error> {
+        let family = serde_json::to_value(TABLE_FAMILY)?;
+        let family = family.as_str().unwrap_or("inet");
+        let out = self
+            .0
+            .run(&format!("list table {family} {TABLE_NAME}"), false)?;
+        Ok(serde_json::from_str(&out)?)
+    }
+}
+
+/// The best way to nftables on this host: libnftables in process, else the
+/// `nft` command.
+#[derive(Debug)]
+pub enum KernelNft {
+    /// libnftables.
+    Lib(NftLib),
+    /// The `nft` command.
+    Cli(NftCli),
+}
+
+impl KernelNft {
+    /// libnftables when it loads, else `nft` (with why, to be logged).
+    pub fn open() -> (Self, Option<Error>) {
+        match NftLib::open() {
+            Ok(lib) => (KernelNft::Lib(lib), None),
+            Err(e) => (KernelNft::Cli(NftCli::default()), Some(e)),
+        }
+    }
+}
+
+impl Nft for KernelNft {
+    fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
+        match self {
+            KernelNft::Lib(n) => n.apply(batch),
+            KernelNft::Cli(n) => n.apply(batch),
+        }
+    }
+
+    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
+        match self {
+            KernelNft::Lib(n) => n.check(batch),
+            KernelNft::Cli(n) => n.check(batch),
+        }
+    }
+
+    fn list_owned(&mut self) -> Result<Nftables<'static>, Error> {
+        match self {
+            KernelNft::Lib(n) => n.list_owned(),
+            KernelNft::Cli(n) => n.list_owned(),
+        }
     }
 }
 

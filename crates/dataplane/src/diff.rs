@@ -13,27 +13,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nftables::batch::Batch;
+use nftables::expr::Expression;
 use nftables::schema::{Chain, Element, FlushObject, NfCmd, NfListObject, Nftables, Set};
-use serde_json::Value;
 
 use crate::render::{Ruleset, TABLE_FAMILY, TABLE_NAME};
 
-/// One set: its definition (without elements) and its elements, each as
-/// JSON for comparison with the expression kept for the batch.
+/// One set: its definition (without elements) and its elements in render
+/// order (deterministic, so equal contents compare equal without sorting).
 #[derive(Debug, Clone)]
 struct SetModel {
     definition: Set<'static>,
-    definition_json: Value,
-    elements: BTreeMap<String, nftables::expr::Expression<'static>>,
+    elements: Vec<Expression<'static>>,
 }
 
-/// One chain: its definition and its rules, as objects and as JSON.
+/// One chain: its definition and its rules.
 #[derive(Debug, Clone)]
 struct ChainModel {
     definition: Chain<'static>,
-    definition_json: Value,
     rules: Vec<NfListObject<'static>>,
-    rules_json: Vec<Value>,
 }
 
 /// A rendered table by name, the unit of comparison of [`diff`].
@@ -48,26 +45,50 @@ pub struct TableModel {
 impl TableModel {
     /// The model of `ruleset`.
     pub fn of(ruleset: &Ruleset) -> TableModel {
+        TableModel::from_objects(ruleset.objects.clone())
+    }
+
+    /// The model of `ruleset`'s objects, taken out of it (no copy: a
+    /// 10,000-rule table is worth not cloning on every change).
+    pub fn take(ruleset: &mut Ruleset) -> TableModel {
+        TableModel::from_objects(std::mem::take(&mut ruleset.objects))
+    }
+
+    /// The table's objects again, in an order a batch can add them: sets
+    /// (with their elements), chains, then each chain's rules.
+    pub fn objects(&self) -> Vec<NfListObject<'static>> {
+        let mut out = Vec::with_capacity(self.sets.len() + self.chains.len() + self.rule_count());
+        for s in self.sets.values() {
+            let mut set = s.definition.clone();
+            if !s.elements.is_empty() {
+                set.elem = Some(s.elements.clone().into());
+            }
+            out.push(NfListObject::Set(Box::new(set)));
+        }
+        for name in &self.chain_order {
+            out.push(NfListObject::Chain(self.chains[name].definition.clone()));
+        }
+        for name in &self.chain_order {
+            out.extend(self.chains[name].rules.iter().cloned());
+        }
+        out
+    }
+
+    fn from_objects(objects: Vec<NfListObject<'static>>) -> TableModel {
         let mut m = TableModel::default();
-        for o in &ruleset.objects {
+        for o in objects {
             match o {
                 NfListObject::Set(s) => {
-                    let mut definition = (**s).clone();
+                    let mut definition = *s;
                     let elements = definition
                         .elem
                         .take()
-                        .map(|e| {
-                            e.iter()
-                                .map(|x| (json_text(x), x.clone()))
-                                .collect::<BTreeMap<_, _>>()
-                        })
+                        .map(std::borrow::Cow::into_owned)
                         .unwrap_or_default();
-                    let definition_json = serde_json::to_value(&definition).unwrap_or_default();
                     m.sets.insert(
-                        s.name.to_string(),
+                        definition.name.to_string(),
                         SetModel {
                             definition,
-                            definition_json,
                             elements,
                         },
                     );
@@ -77,19 +98,14 @@ impl TableModel {
                     m.chains.insert(
                         c.name.to_string(),
                         ChainModel {
-                            definition: c.clone(),
-                            definition_json: serde_json::to_value(c).unwrap_or_default(),
+                            definition: c,
                             rules: Vec::new(),
-                            rules_json: Vec::new(),
                         },
                     );
                 }
-                NfListObject::Rule(r) => {
+                NfListObject::Rule(ref r) => {
                     if let Some(chain) = m.chains.get_mut(r.chain.as_ref()) {
-                        chain
-                            .rules_json
-                            .push(serde_json::to_value(r).unwrap_or_default());
-                        chain.rules.push(o.clone());
+                        chain.rules.push(o);
                     }
                 }
                 _ => {}
@@ -104,8 +120,12 @@ impl TableModel {
     }
 }
 
-fn json_text(x: &nftables::expr::Expression<'_>) -> String {
-    serde_json::to_string(x).unwrap_or_default()
+/// Elements by their JSON text, to tell two element lists apart.
+fn keyed<'e>(elements: &'e [Expression<'static>]) -> BTreeMap<String, &'e Expression<'static>> {
+    elements
+        .iter()
+        .map(|e| (serde_json::to_string(e).unwrap_or_default(), e))
+        .collect()
 }
 
 /// What [`diff`] found.
@@ -132,7 +152,7 @@ pub fn diff(have: &TableModel, want: &TableModel) -> Diff {
         if have
             .sets
             .get(name)
-            .is_some_and(|h| h.definition_json != s.definition_json)
+            .is_some_and(|h| h.definition != s.definition)
         {
             return Diff::Replace;
         }
@@ -141,7 +161,7 @@ pub fn diff(have: &TableModel, want: &TableModel) -> Diff {
         if have
             .chains
             .get(name)
-            .is_some_and(|h| h.definition_json != c.definition_json)
+            .is_some_and(|h| h.definition != c.definition)
         {
             return Diff::Replace;
         }
@@ -153,7 +173,7 @@ pub fn diff(have: &TableModel, want: &TableModel) -> Diff {
         if !have.sets.contains_key(name) {
             let mut set = s.definition.clone();
             if !s.elements.is_empty() {
-                set.elem = Some(s.elements.values().cloned().collect::<Vec<_>>().into());
+                set.elem = Some(s.elements.clone().into());
             }
             b.add(NfListObject::Set(Box::new(set)));
             elements += s.elements.len();
@@ -170,17 +190,19 @@ pub fn diff(have: &TableModel, want: &TableModel) -> Diff {
         let Some(h) = have.sets.get(name) else {
             continue;
         };
-        let gone: Vec<_> = h
-            .elements
+        if h.elements == s.elements {
+            continue;
+        }
+        let (before, after) = (keyed(&h.elements), keyed(&s.elements));
+        let gone: Vec<_> = before
             .iter()
-            .filter(|(k, _)| !s.elements.contains_key(*k))
-            .map(|(_, e)| e.clone())
+            .filter(|(k, _)| !after.contains_key(*k))
+            .map(|(_, e)| (*e).clone())
             .collect();
-        let new: Vec<_> = s
-            .elements
+        let new: Vec<_> = after
             .iter()
-            .filter(|(k, _)| !h.elements.contains_key(*k))
-            .map(|(_, e)| e.clone())
+            .filter(|(k, _)| !before.contains_key(*k))
+            .map(|(_, e)| (*e).clone())
             .collect();
         elements += gone.len() + new.len();
         if !gone.is_empty() {
@@ -194,7 +216,7 @@ pub fn diff(have: &TableModel, want: &TableModel) -> Diff {
     for name in &want.chain_order {
         let c = &want.chains[name];
         let old = have.chains.get(name);
-        if old.is_some_and(|h| h.rules_json == c.rules_json) {
+        if old.is_some_and(|h| h.rules == c.rules) {
             continue;
         }
         if old.is_none() && c.rules.is_empty() {

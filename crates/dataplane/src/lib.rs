@@ -11,12 +11,12 @@ pub mod nat;
 pub mod render;
 
 pub use apply::{
-    Conntrack, ConntrackCall, ConntrackCli, Error, Nft, NftCli, RecordingConntrack, RecordingNft,
-    batch,
+    Conntrack, ConntrackCall, ConntrackCli, Error, KernelNft, Nft, NftCli, NftLib,
+    RecordingConntrack, RecordingNft, batch,
 };
 pub use nat::add_nat_outgoing;
 pub use render::{
     DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND, EndpointToHostAction,
     EndpointToHostActionError, Failsafe, FailsafeError, HostOptions, Interface, L4Protocol,
-    Ruleset, fail_closed_table, parse_failsafes, render, render_with,
+    RenderCache, Ruleset, fail_closed_table, parse_failsafes, render, render_cached, render_with,
 };

@@ -469,8 +469,20 @@ pub fn render_with(
     ifaces: &BTreeMap<EndpointId, Interface>,
     opts: &HostOptions,
 ) -> Ruleset {
+    render_cached(snapshot, ifaces, opts, &mut RenderCache::default())
+}
+
+/// [`render_with`], reusing the policy and profile chains of earlier renders
+/// kept in `cache` (which then holds this render's).
+pub fn render_cached(
+    snapshot: &Snapshot,
+    ifaces: &BTreeMap<EndpointId, Interface>,
+    opts: &HostOptions,
+    cache: &mut RenderCache,
+) -> Ruleset {
     let mut r = Renderer {
         generation: u32::from(opts.generation.max(1)) << CT_GENERATION_SHIFT,
+        cache: std::mem::take(cache),
         ..Renderer::default()
     };
     let named_port_sets = named_port_set_ids(snapshot);
@@ -529,6 +541,9 @@ pub fn render_with(
         }
     }
     r.fail_closed_broken_policies();
+    let used = std::mem::take(&mut r.cache_used);
+    r.cache.chains.retain(|name, _| used.contains(name));
+    *cache = std::mem::take(&mut r.cache);
     let mut out = r.out;
     // Chains and sets first: a rule may only refer to what already exists.
     out.objects = r.objects;
@@ -583,6 +598,57 @@ struct Renderer {
     /// Policy and profile chains with a rule that could not be rendered:
     /// they drop everything instead.
     broken: BTreeSet<String>,
+    /// Policy and profile chains of earlier renders.
+    cache: RenderCache,
+    /// Chains taken from or put into the cache by this render.
+    cache_used: HashSet<String>,
+}
+
+/// The program a cached chain was rendered from.
+#[derive(Debug, Clone)]
+enum Program {
+    Policy(std::sync::Arc<calico_policy::model::PolicyProgram>),
+    Profile(std::sync::Arc<calico_policy::model::ProfileProgram>),
+}
+
+impl Program {
+    fn same(&self, other: &Program) -> bool {
+        match (self, other) {
+            (Program::Policy(a), Program::Policy(b)) => std::sync::Arc::ptr_eq(a, b),
+            (Program::Profile(a), Program::Profile(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    fn rules(&self) -> &[CompiledRule] {
+        match self {
+            Program::Policy(p) => &p.rules,
+            Program::Profile(p) => &p.rules,
+        }
+    }
+}
+
+/// One policy or profile chain as rendered, with what it was rendered from.
+#[derive(Debug, Clone)]
+struct CachedChain {
+    program: Program,
+    /// Whether each set the rules refer to had members (per family): the
+    /// variants rendered depend on it.
+    sets: Vec<bool>,
+    rules: Vec<NfListObject<'static>>,
+    errors: Vec<String>,
+    skipped: Vec<String>,
+    broken: bool,
+}
+
+/// Policy and profile chains kept between renders ([`render_cached`]): a
+/// chain whose compiled program is the very same (the calculation shares
+/// unchanged programs) and whose sets are as empty or not as before is
+/// reused instead of rendered again. Most of a table is policy chains, so
+/// a change renders little more than what it changed.
+#[derive(Debug, Default, Clone)]
+pub struct RenderCache {
+    chains: std::collections::HashMap<String, CachedChain>,
 }
 
 /// `KEY vmap { IFACE : jump PREFIX<IFACE>, ... }`: one hash lookup from an
@@ -1425,7 +1491,7 @@ impl Renderer {
                     self.chain(&target);
                     let what = format!("tier {} policy {name}", tier.tier);
                     self.out.units.push((target.clone(), what.clone()));
-                    self.rules_chain(&target, &what, &policy.rules, true);
+                    self.program_chain(&target, &what, Program::Policy(policy.clone()));
                 }
                 // After a Pass the rest of the tier is skipped.
                 self.rule(
@@ -1462,7 +1528,7 @@ impl Renderer {
                 self.chain(&target);
                 let what = format!("profile {}", profile.name);
                 self.out.units.push((target.clone(), what.clone()));
-                self.rules_chain(&target, &what, &profile.rules, false);
+                self.program_chain(&target, &what, Program::Profile(profile.clone()));
             }
             self.rule(
                 &chain,
@@ -1480,6 +1546,49 @@ impl Renderer {
             vec![counter(), Statement::Drop(None)],
             format!("{direction} of {endpoint}: no policy or profile allowed"),
         );
+    }
+
+    /// Emits a policy's or profile's chain: from the cache when it was
+    /// rendered from the same program with the same sets empty, else anew
+    /// (and cached).
+    fn program_chain(&mut self, chain: &str, what: &str, program: Program) {
+        let sets: Vec<bool> = program
+            .rules()
+            .iter()
+            .flat_map(CompiledRule::ip_sets)
+            .flat_map(|r| {
+                [Family::V4, Family::V6].map(|f| self.nonempty.contains(&(r.id.clone(), f)))
+            })
+            .collect();
+        self.cache_used.insert(chain.to_owned());
+        if let Some(c) = self.cache.chains.get(chain)
+            && c.program.same(&program)
+            && c.sets == sets
+        {
+            self.rules.extend(c.rules.iter().cloned());
+            self.out.errors.extend(c.errors.iter().cloned());
+            self.out.skipped_rules.extend(c.skipped.iter().cloned());
+            if c.broken {
+                self.broken.insert(chain.to_owned());
+            }
+            return;
+        }
+        let (rules, errors, skipped) = (
+            self.rules.len(),
+            self.out.errors.len(),
+            self.out.skipped_rules.len(),
+        );
+        let policy = matches!(program, Program::Policy(_));
+        self.rules_chain(chain, what, program.rules(), policy);
+        let cached = CachedChain {
+            sets,
+            rules: self.rules[rules..].to_vec(),
+            errors: self.out.errors[errors..].to_vec(),
+            skipped: self.out.skipped_rules[skipped..].to_vec(),
+            broken: self.broken.contains(chain),
+            program,
+        };
+        self.cache.chains.insert(chain.to_owned(), cached);
     }
 
     /// Emits a policy's or profile's rules into `chain`; falling off its end

@@ -223,6 +223,7 @@ proptest! {
         }
         let mut nft = NftCli::default();
         let rendered: Vec<_> = worlds.iter().map(render).collect();
+
         nft.apply(&batch(&rendered[0])).expect("first load");
         // Forward through the states, then back (reversed), then the first
         // straight to the last (squashed).
@@ -241,5 +242,79 @@ proptest! {
             let fresh = listing();
             prop_assert_eq!(incremental, fresh, "step {:?}", pair);
         }
+    }
+}
+
+#[test]
+fn cached_render_equals_a_fresh_one_as_policies_and_sets_change() {
+    let policy = |i: u32, port: u32, role: &str| {
+        Update::GlobalNetworkPolicy(
+            serde_json::from_value(json!({"metadata": {"name": format!("p{i}")}, "spec": {
+                "order": i, "selector": "app == 'web'",
+                "ingress": [{"action": "Allow", "protocol": "TCP",
+                             "source": {"selector": format!("role == '{role}'")},
+                             "destination": {"ports": [port]}}]}}))
+            .unwrap(),
+        )
+    };
+    let remote = |j: u32, role: &str| {
+        Update::WorkloadEndpoint(
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("r{j}"), "namespace": "default", "labels": {"role": role}},
+                "spec": {"node": "other", "orchestrator": "mesos",
+                         "ipNetworks": [format!("10.6.0.{}/32", j + 1)], "profiles": ["calico"]}}))
+            .unwrap(),
+        )
+    };
+    let mut calc = PolicyCalculator::new("node1");
+    let mut updates = vec![Update::Profile(
+        serde_json::from_value(json!({"metadata": {"name": "calico"}, "spec": {
+            "ingress": [{"action": "Allow", "source": {"selector": "has(role)"}}]}}))
+        .unwrap(),
+    )];
+    updates.extend((0..6).map(|i| policy(i, 80, &format!("r{i}"))));
+    let mut ifaces = BTreeMap::new();
+    for j in 0..2u32 {
+        updates.push(Update::WorkloadEndpoint(
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("w{j}"), "namespace": "default", "labels": {"app": "web"}},
+                "spec": {"node": "node1", "orchestrator": "mesos",
+                         "ipNetworks": [format!("10.5.0.{}/32", j + 1)], "profiles": ["calico"]}}))
+            .unwrap(),
+        ));
+        ifaces.insert(
+            EndpointId::Workload {
+                namespace: "default".into(),
+                name: format!("w{j}"),
+            },
+            Interface::new(
+                format!("calic{j}"),
+                vec![format!("10.5.0.{}/32", j + 1).parse().unwrap()],
+            ),
+        );
+    }
+    let (_, errors) = calc.apply_batch(updates);
+    assert!(errors.is_empty(), "{errors:?}");
+    let opts = HostOptions::default();
+    let mut cache = calico_dataplane::RenderCache::default();
+    for step in 0..40u32 {
+        // A policy's port moves, or a remote endpoint makes a selector's
+        // set non-empty (and then empty again): rule variants change.
+        let change = match step % 3 {
+            0 => policy(step % 6, 81 + step, &format!("r{}", step % 6)),
+            1 => remote(step % 5, &format!("r{}", step % 6)),
+            _ => Update::Delete {
+                kind: calico_api::Kind::WorkloadEndpoint,
+                namespace: Some("default".into()),
+                name: format!("r{}", (step + 2) % 5),
+            },
+        };
+        calc.apply(change).expect("change accepted");
+        let snap = calc.snapshot();
+        let cached = calico_dataplane::render_cached(&snap, &ifaces, &opts, &mut cache);
+        let fresh = render_with(&snap, &ifaces, &opts);
+        assert_eq!(cached.objects, fresh.objects, "step {step}");
+        assert_eq!(cached.errors, fresh.errors);
+        assert_eq!(cached.skipped_rules, fresh.skipped_rules);
     }
 }

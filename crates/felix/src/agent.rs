@@ -11,8 +11,8 @@ use calico_api::Kind;
 use calico_dataplane::diff::{Diff, TableModel, diff};
 use calico_dataplane::render::{GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN};
 use calico_dataplane::{
-    Conntrack, EndpointToHostAction, HostOptions, Nft, Ruleset, add_nat_outgoing, batch,
-    fail_closed_table, render_with,
+    Conntrack, EndpointToHostAction, HostOptions, Nft, RenderCache, Ruleset, add_nat_outgoing,
+    batch, fail_closed_table, render_cached,
 };
 
 /// The chains that change with the policy generation alone.
@@ -123,9 +123,8 @@ struct State {
 
 /// What was last programmed, to skip no-op batches and detect drift.
 struct Applied {
-    /// What is in the kernel: the desired table, or a failed-closed form of it.
-    ruleset: Ruleset,
-    /// The same by name, what the next change is compared with.
+    /// What is in the kernel (the desired table, or a failed-closed form of
+    /// it), by name: what the next change is compared with.
     model: TableModel,
     rules: usize,
     routes: Desired,
@@ -185,6 +184,8 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     /// Workload interfaces whose sysctls are written, with the spoofing
     /// setting they were written for.
     configured_ifaces: BTreeMap<String, bool>,
+    /// Policy and profile chains rendered before, reused while unchanged.
+    render_cache: RenderCache,
 }
 
 fn policy_kind(kind: &str) -> Option<Kind> {
@@ -221,6 +222,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             failed_at: None,
             local_addresses: BTreeSet::new(),
             configured_ifaces: BTreeMap::new(),
+            render_cache: RenderCache::default(),
         }
     }
 
@@ -419,11 +421,11 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     }
 
     /// The desired table for the model, stamped with `generation`.
-    fn render(&self, state: &State, generation: u16) -> (Ruleset, usize, usize) {
+    fn render(&mut self, state: &State, generation: u16) -> (Ruleset, usize, usize) {
         let snapshot = state.calc.snapshot();
         let host = self.host_options(&state.cluster, generation);
         let ifaces = state.cluster.interfaces(self.spoofing(&state.cluster));
-        let mut ruleset = render_with(&snapshot, &ifaces, &host);
+        let mut ruleset = render_cached(&snapshot, &ifaces, &host, &mut self.render_cache);
         let (masq, all) = state.cluster.nat_pools();
         add_nat_outgoing(&mut ruleset, &masq, &all);
         (ruleset, snapshot.programs.len(), snapshot.ip_sets.len())
@@ -444,8 +446,10 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         // judged again. Rendered with the next one; when nothing but the
         // generation differs, nothing is programmed and it is not used.
         let generation = current.checked_add(1).unwrap_or(1);
-        let (ruleset, programs, ip_sets) = self.render(&state, generation);
-        let model = TableModel::of(&ruleset);
+        let (mut ruleset, programs, ip_sets) = self.render(&state, generation);
+        // The objects move into the model; the ruleset keeps what it says
+        // about them (units, errors) and gets them back only for a full load.
+        let model = TableModel::take(&mut ruleset);
         let plan = match &self.applied {
             Some(a) if !a.degraded => diff(&a.model, &model),
             _ => Diff::Replace,
@@ -500,6 +504,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             let outcome = if incremental {
                 Outcome::Programmed
             } else {
+                ruleset.objects = model.objects();
                 self.apply_or_fail_closed(&ruleset)
             };
             self.metrics
@@ -618,18 +623,12 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         generation: u16,
         routes: Desired,
     ) {
-        let (in_kernel, model) = match outcome {
-            Outcome::Programmed => (ruleset.clone(), model),
-            Outcome::FailedClosed(chains) => {
-                let r = ruleset.fail_closed(&chains.iter().map(|(c, _)| c.clone()).collect());
-                let m = TableModel::of(&r);
-                (r, m)
-            }
-            Outcome::AllFailedClosed => {
-                let r = fail_closed_table();
-                let m = TableModel::of(&r);
-                (r, m)
-            }
+        let model = match outcome {
+            Outcome::Programmed => model,
+            Outcome::FailedClosed(chains) => TableModel::of(
+                &ruleset.fail_closed(&chains.iter().map(|(c, _)| c.clone()).collect()),
+            ),
+            Outcome::AllFailedClosed => TableModel::of(&fail_closed_table()),
         };
         let failed: Vec<String> = match outcome {
             Outcome::Programmed => Vec::new(),
@@ -656,12 +655,11 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             );
         }
         self.failed_at = (*outcome != Outcome::Programmed).then(Instant::now);
-        let rules = in_kernel.rule_count();
+        let rules = model.rule_count();
         self.metrics
             .rules
             .set(i64::try_from(rules).unwrap_or(i64::MAX));
         self.applied = Some(Applied {
-            ruleset: in_kernel,
             model,
             rules,
             routes,
@@ -746,7 +744,12 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 "felix: nftables table drifted ({} rules, expected {expected_rules}); reprogramming",
                 listed_rules.map_or("no table".to_owned(), |n| n.to_string()),
             );
-            let full = self.applied.as_ref().map(|a| batch(&a.ruleset));
+            let full = self.applied.as_ref().map(|a| {
+                batch(&Ruleset {
+                    objects: a.model.objects(),
+                    ..Ruleset::default()
+                })
+            });
             match full.map(|b| self.nft.apply(&b)).unwrap_or(Ok(())) {
                 Ok(()) => {
                     self.metrics.drift_repairs.inc();

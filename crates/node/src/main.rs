@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use calico_dataplane::{ConntrackCli, NftCli};
+use calico_dataplane::{ConntrackCli, KernelNft};
 use calico_datastore::{Datastore, DatastoreConfig};
 use calico_felix::{Config, Encap, Felix, Kernel, Status, VxlanConfig};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
@@ -192,9 +192,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Encap::Ipip(params.ipinip_mtu)
     };
+    let (nft, no_lib) = KernelNft::open();
+    if let Some(why) = no_lib {
+        eprintln!("calico-node: {why}; programming nftables through the nft command instead");
+    }
     let kernel = Kernel {
         netlink: NetlinkSocket::new()?,
-        nft: NftCli::default(),
+        nft,
         conntrack: ConntrackCli::default(),
         sysctl: ProcSysctl,
     };
