@@ -114,6 +114,11 @@ impl TableModel {
         m
     }
 
+    /// Number of sets.
+    pub fn set_count(&self) -> usize {
+        self.sets.len()
+    }
+
     /// Number of rules.
     pub fn rule_count(&self) -> usize {
         self.chains.values().map(|c| c.rules.len()).sum()

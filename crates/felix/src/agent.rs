@@ -423,6 +423,23 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     /// The desired table for the model, stamped with `generation`.
     fn render(&mut self, state: &State, generation: u16) -> (Ruleset, usize, usize) {
         let snapshot = state.calc.snapshot();
+        let policies: BTreeSet<(&str, String)> = snapshot
+            .programs
+            .iter()
+            .flat_map(|p| [&p.ingress, &p.egress])
+            .flat_map(|d| &d.tiers)
+            .flat_map(|t| {
+                t.policies
+                    .iter()
+                    .map(|p| (t.tier.as_str(), p.display_name()))
+            })
+            .collect();
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.local_policies.set(gauge(policies.len()));
+        self.metrics.hosts.set(gauge(state.cluster.hosts.len()));
+        self.metrics
+            .workload_endpoints
+            .set(gauge(state.cluster.workload_endpoints.len()));
         let host = self.host_options(&state.cluster, generation);
         let ifaces = state.cluster.interfaces(self.spoofing(&state.cluster));
         let mut ruleset = render_cached(&snapshot, &ifaces, &host, &mut self.render_cache);
@@ -439,7 +456,11 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         let Some(mut state) = self.state.take() else {
             return;
         };
+        let calc_started = Instant::now();
         state.calc.flush();
+        self.metrics
+            .calc_seconds
+            .observe(calc_started.elapsed().as_secs_f64());
         let unenforced = state.calc.snapshot().skipped_policies;
         let current = self.applied.as_ref().map_or(0, |a| a.generation);
         // A new generation for every change: flows allowed before it are
@@ -656,6 +677,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         }
         self.failed_at = (*outcome != Outcome::Programmed).then(Instant::now);
         let rules = model.rule_count();
+        self.metrics
+            .nft_sets
+            .set(i64::try_from(model.set_count()).unwrap_or(i64::MAX));
         self.metrics
             .rules
             .set(i64::try_from(rules).unwrap_or(i64::MAX));

@@ -109,6 +109,8 @@ pub struct Cluster {
     pub host_endpoints: BTreeMap<String, String>,
     /// FelixConfiguration settings by resource name (`default`, `node.NAME`).
     pub felix_configs: BTreeMap<String, FelixSettings>,
+    /// Every workload endpoint of the cluster (`namespace/name`), any host.
+    pub workload_endpoints: std::collections::BTreeSet<String>,
 }
 
 fn err(kind: &str, name: &str, reason: impl Into<String>) -> Error {
@@ -283,6 +285,11 @@ impl Cluster {
                 // Whatever is wrong with it, the endpoint is no longer
                 // known: its interface (if any) is dropped, fail closed.
                 self.local.remove(&key);
+                if value.is_some() {
+                    self.workload_endpoints.insert(key.clone());
+                } else {
+                    self.workload_endpoints.remove(&key);
+                }
                 let local = match value {
                     None => None,
                     Some(v) => {

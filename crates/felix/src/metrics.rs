@@ -14,8 +14,18 @@ pub struct Metrics {
     /// Seconds felix spends getting one change into nftables (the
     /// incremental batch, or the full replacement and its fallbacks).
     pub apply_seconds: Histogram,
+    /// Seconds the policy calculation takes to absorb a batch of changes.
+    pub calc_seconds: Histogram,
     /// Rules in the nftables table.
     pub rules: Gauge,
+    /// Sets in the nftables table.
+    pub nft_sets: Gauge,
+    /// Policies that apply to at least one local endpoint.
+    pub local_policies: Gauge,
+    /// Hosts (Node resources) in the cluster.
+    pub hosts: Gauge,
+    /// Workload endpoints in the cluster, on every host.
+    pub workload_endpoints: Gauge,
     /// IP sets referenced by policy.
     pub ip_sets: Gauge,
     /// Local endpoints with a program.
@@ -46,7 +56,13 @@ impl Default for Metrics {
             programming_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             // 0.5 ms .. ~16 s.
             apply_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            // 10 µs .. ~0.3 s.
+            calc_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
             rules: Gauge::default(),
+            nft_sets: Gauge::default(),
+            local_policies: Gauge::default(),
+            hosts: Gauge::default(),
+            workload_endpoints: Gauge::default(),
             ip_sets: Gauge::default(),
             endpoints: Gauge::default(),
             errors: Counter::default(),
@@ -72,6 +88,31 @@ impl Metrics {
             "int_dataplane_apply_time_seconds",
             "Time to get one change into nftables",
             self.apply_seconds.clone(),
+        );
+        r.register(
+            "calc_graph_update_time_seconds",
+            "Time the policy calculation takes to absorb a batch of changes",
+            self.calc_seconds.clone(),
+        );
+        r.register(
+            "nft_sets",
+            "Sets in the owned nftables table",
+            self.nft_sets.clone(),
+        );
+        r.register(
+            "active_local_policies",
+            "Policies applying to at least one local endpoint",
+            self.local_policies.clone(),
+        );
+        r.register(
+            "cluster_num_hosts",
+            "Hosts in the cluster",
+            self.hosts.clone(),
+        );
+        r.register(
+            "cluster_num_workload_endpoints",
+            "Workload endpoints in the cluster, on every host",
+            self.workload_endpoints.clone(),
         );
         r.register(
             "nft_rules",

@@ -94,6 +94,13 @@ fn same_host_and_cross_host_connectivity_and_bulk_transfer() {
         "felix_nft_rules ",
         "felix_programming_seconds_count ",
         "felix_active_local_endpoints 2",
+        "felix_int_dataplane_apply_time_seconds_count ",
+        "felix_calc_graph_update_time_seconds_count ",
+        "felix_active_local_policies ",
+        "felix_cluster_num_hosts 2",
+        "felix_cluster_num_workload_endpoints 3",
+        "felix_nft_sets ",
+        "felix_int_dataplane_failures_total 0",
     ] {
         assert!(
             metrics.contains(series),
