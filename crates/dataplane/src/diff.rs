@@ -114,6 +114,19 @@ impl TableModel {
         m
     }
 
+    /// (chain, number of rules) of every chain with rules.
+    pub fn rule_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.chains
+            .iter()
+            .filter(|(_, c)| !c.rules.is_empty())
+            .map(|(n, c)| (n.as_str(), c.rules.len()))
+    }
+
+    /// Number of rules of chain `name`, if there is such a chain.
+    pub fn chain_rule_count(&self, name: &str) -> Option<usize> {
+        self.chains.get(name).map(|c| c.rules.len())
+    }
+
     /// Number of sets.
     pub fn set_count(&self) -> usize {
         self.sets.len()

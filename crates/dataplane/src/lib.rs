@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod monitor;
 pub mod nat;
 pub mod render;
 
@@ -14,6 +15,7 @@ pub use apply::{
     Conntrack, ConntrackCall, ConntrackCli, Error, KernelNft, Nft, NftCli, NftLib,
     RecordingConntrack, RecordingNft, batch,
 };
+pub use monitor::NftMonitor;
 pub use nat::add_nat_outgoing;
 pub use render::{
     DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND, EndpointToHostAction,

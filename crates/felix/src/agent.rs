@@ -11,8 +11,8 @@ use calico_api::Kind;
 use calico_dataplane::diff::{Diff, TableModel, diff};
 use calico_dataplane::render::{GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN};
 use calico_dataplane::{
-    Conntrack, EndpointToHostAction, HostOptions, Nft, RenderCache, Ruleset, add_nat_outgoing,
-    batch, fail_closed_table, render_cached,
+    Conntrack, EndpointToHostAction, HostOptions, Nft, NftMonitor, RenderCache, Ruleset,
+    add_nat_outgoing, batch, fail_closed_table, render_cached,
 };
 
 /// The chains that change with the policy generation alone.
@@ -67,6 +67,14 @@ pub struct Config {
     /// How long a failed-closed dataplane waits before trying the desired
     /// table again (it is also tried on every datastore change).
     pub failure_retry_interval: Duration,
+    /// Watch the kernel's nftables notifications (`nft monitor`) for changes
+    /// to our table by another process and repair them at once. Needs our
+    /// own changes to come from this process (libnftables); then the whole
+    /// table is read back only every `verify_interval`.
+    pub nft_monitor: bool,
+    /// How often the whole table is read back and checked while the monitor
+    /// runs (without it, every `resync_interval`).
+    pub verify_interval: Duration,
 }
 
 impl Config {
@@ -82,6 +90,8 @@ impl Config {
             endpoint_to_host: None,
             source_spoofing: None,
             failure_retry_interval: Duration::from_secs(10),
+            nft_monitor: false,
+            verify_interval: Duration::from_secs(60),
         }
     }
 }
@@ -186,6 +196,22 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     configured_ifaces: BTreeMap<String, bool>,
     /// Policy and profile chains rendered before, reused while unchanged.
     render_cache: RenderCache,
+    /// Kernel notifications of changes to our table by others.
+    monitor: Option<NftMonitor>,
+    /// What our table in the kernel holds, as far as we know.
+    kernel: KernelView,
+}
+
+/// What our table in the kernel holds, as far as felix knows: the monitor
+/// counts the rules a whole-table replacement deletes from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KernelView {
+    /// Not known (a table from an earlier run, or changed by someone else).
+    Unknown,
+    /// The fail-closed table felix put in.
+    FailClosed,
+    /// What [`Applied::model`] says.
+    Applied,
 }
 
 fn policy_kind(kind: &str) -> Option<Kind> {
@@ -223,7 +249,36 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             local_addresses: BTreeSet::new(),
             configured_ifaces: BTreeMap::new(),
             render_cache: RenderCache::default(),
+            monitor: None,
+            kernel: KernelView::Unknown,
         }
+    }
+
+    /// Applies a batch that replaces the whole table (telling the monitor
+    /// the events to come are ours).
+    fn apply_whole(
+        &mut self,
+        whole: &nftables::schema::Nftables<'_>,
+    ) -> Result<(), calico_dataplane::Error> {
+        if let Some(m) = &self.monitor {
+            match self.kernel {
+                KernelView::Unknown => m.expect(whole, None),
+                KernelView::FailClosed => {
+                    m.expect(whole, Some(&TableModel::of(&fail_closed_table())));
+                }
+                KernelView::Applied => m.expect(whole, self.applied.as_ref().map(|a| &a.model)),
+            }
+        }
+        let applied = self.nft.apply(whole);
+        match &applied {
+            Ok(()) => self.kernel = KernelView::Unknown,
+            Err(_) => {
+                if let Some(m) = &self.monitor {
+                    m.forget();
+                }
+            }
+        }
+        applied
     }
 
     /// Before anything else: without a table of ours (a fresh boot, or it
@@ -235,9 +290,19 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             return;
         }
         eprintln!("felix: no nftables table yet: dropping workload traffic until the first sync");
+        // There is no table: nothing to delete.
+        self.kernel = KernelView::FailClosed;
+        let empty = TableModel::default();
+        if let Some(m) = &self.monitor {
+            m.expect(&batch(&fail_closed_table()), Some(&empty));
+        }
         if let Err(e) = self.nft.apply(&batch(&fail_closed_table())) {
             eprintln!("felix: installing the fail-closed table: {e}");
             self.metrics.errors.inc();
+            self.kernel = KernelView::Unknown;
+            if let Some(m) = &self.monitor {
+                m.forget();
+            }
         }
     }
 
@@ -253,6 +318,15 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
 
     /// Runs until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) {
+        if self.cfg.nft_monitor {
+            match NftMonitor::spawn() {
+                Ok(m) => self.monitor = Some(m),
+                Err(e) => eprintln!(
+                    "felix: starting nft monitor: {e}; checking the table every {:?} instead",
+                    self.cfg.resync_interval
+                ),
+            }
+        }
         self.fail_closed_until_synced();
         while !stop.load(Ordering::Relaxed) {
             self.status.beat();
@@ -279,6 +353,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     fn watch(&mut self, watcher: &mut dyn Watcher, stop: &AtomicBool) {
         let mut dirty_since: Option<Instant> = None;
         let mut last_check = Instant::now();
+        let mut last_verify = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             self.status.beat();
             let wait = if dirty_since.is_some() {
@@ -311,8 +386,21 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                     return;
                 }
             }
+            if self
+                .monitor
+                .as_ref()
+                .is_some_and(NftMonitor::take_foreign_change)
+            {
+                self.kernel = KernelView::Unknown;
+                self.reload_table("changed by another process");
+            }
             if last_check.elapsed() >= self.cfg.resync_interval {
-                self.repair_drift();
+                let monitored = self.monitor.as_mut().is_some_and(NftMonitor::alive);
+                if !monitored || last_verify.elapsed() >= self.cfg.verify_interval {
+                    self.verify_table();
+                    last_verify = Instant::now();
+                }
+                self.repair_routes_and_interfaces();
                 last_check = Instant::now();
             }
             if dirty_since.is_none()
@@ -511,15 +599,26 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             // Only what changed, in one transaction; the full replacement
             // (with its fallbacks) when that cannot be or is refused.
             let incremental = match plan {
-                Diff::Batch { batch, .. } => match self.nft.apply(&batch) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        eprintln!(
-                            "felix: incremental nftables update refused ({e}); replacing the table"
-                        );
-                        false
+                Diff::Batch { batch, .. } => {
+                    if let Some(m) = &self.monitor {
+                        m.expect(&batch, self.applied.as_ref().map(|a| &a.model));
                     }
-                },
+                    let applied = self.nft.apply(&batch);
+                    if applied.is_err()
+                        && let Some(m) = &self.monitor
+                    {
+                        m.forget();
+                    }
+                    match applied {
+                        Ok(()) => true,
+                        Err(e) => {
+                            eprintln!(
+                                "felix: incremental nftables update refused ({e}); replacing the table"
+                            );
+                            false
+                        }
+                    }
+                }
                 Diff::Same | Diff::Replace => false,
             };
             let outcome = if incremental {
@@ -572,12 +671,12 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     /// everything; when even that fails, drops every workload interface.
     fn apply_or_fail_closed(&mut self, ruleset: &Ruleset) -> Outcome {
         let full = batch(ruleset);
-        let first = match self.nft.apply(&full) {
+        let first = match self.apply_whole(&full) {
             Ok(()) => return Outcome::Programmed,
             Err(e) => e,
         };
         std::thread::sleep(Duration::from_millis(50));
-        let cause = match self.nft.apply(&full) {
+        let cause = match self.apply_whole(&full) {
             Ok(()) => return Outcome::Programmed,
             Err(e) => e,
         };
@@ -613,7 +712,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             }
             bad.insert(rest[lo - 1].clone());
         }
-        match self.nft.apply(&batch(&ruleset.fail_closed(&bad))) {
+        match self.apply_whole(&batch(&ruleset.fail_closed(&bad))) {
             Ok(()) => Outcome::FailedClosed(
                 ruleset
                     .units
@@ -627,11 +726,12 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     }
 
     fn all_failed_closed(&mut self) -> Outcome {
-        if let Err(e) = self.nft.apply(&batch(&fail_closed_table())) {
-            self.said.say(
+        match self.apply_whole(&batch(&fail_closed_table())) {
+            Ok(()) => self.kernel = KernelView::FailClosed,
+            Err(e) => self.said.say(
                 "ERROR even the fail-closed table could not be programmed",
                 vec![e.to_string()],
-            );
+            ),
         }
         Outcome::AllFailedClosed
     }
@@ -683,6 +783,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         self.metrics
             .rules
             .set(i64::try_from(rules).unwrap_or(i64::MAX));
+        self.kernel = KernelView::Applied;
         self.applied = Some(Applied {
             model,
             rules,
@@ -746,11 +847,17 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         self.local_addresses = now;
     }
 
-    /// Puts back what was last programmed if the kernel lost it.
+    /// Puts back what was last programmed if the kernel lost it: the whole
+    /// table is read back and checked, routes and interfaces reconciled.
     pub fn repair_drift(&mut self) {
-        let Some((expected_rules, routes)) =
-            self.applied.as_ref().map(|a| (a.rules, a.routes.clone()))
-        else {
+        self.verify_table();
+        self.repair_routes_and_interfaces();
+    }
+
+    /// Reads our table back; reloads it when its rules are not what was
+    /// programmed.
+    fn verify_table(&mut self) {
+        let Some(expected_rules) = self.applied.as_ref().map(|a| a.rules) else {
             return;
         };
         let listed_rules = self.nft.list_owned().ok().and_then(|t| {
@@ -764,28 +871,43 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             )
         });
         if listed_rules != Some(expected_rules) {
-            eprintln!(
-                "felix: nftables table drifted ({} rules, expected {expected_rules}); reprogramming",
+            self.reload_table(&format!(
+                "drifted ({} rules, expected {expected_rules})",
                 listed_rules.map_or("no table".to_owned(), |n| n.to_string()),
-            );
-            let full = self.applied.as_ref().map(|a| {
-                batch(&Ruleset {
-                    objects: a.model.objects(),
-                    ..Ruleset::default()
-                })
-            });
-            match full.map(|b| self.nft.apply(&b)).unwrap_or(Ok(())) {
-                Ok(()) => {
-                    self.metrics.drift_repairs.inc();
-                }
-                Err(e) => {
-                    eprintln!("felix: repairing nftables: {e}");
-                    self.metrics.errors.inc();
-                    // Whatever is there now must not stay open.
-                    self.all_failed_closed();
-                }
+            ));
+        }
+    }
+
+    /// Loads what was last programmed again, whole.
+    fn reload_table(&mut self, why: &str) {
+        let Some(full) = self.applied.as_ref().map(|a| {
+            batch(&Ruleset {
+                objects: a.model.objects(),
+                ..Ruleset::default()
+            })
+        }) else {
+            return;
+        };
+        eprintln!("felix: nftables table {why}; reprogramming");
+        match self.apply_whole(&full) {
+            Ok(()) => {
+                self.kernel = KernelView::Applied;
+                self.metrics.drift_repairs.inc();
+            }
+            Err(e) => {
+                eprintln!("felix: repairing nftables: {e}");
+                self.metrics.errors.inc();
+                // Whatever is there now must not stay open.
+                self.all_failed_closed();
             }
         }
+    }
+
+    /// Routes back as programmed; sysctls of interfaces that appeared.
+    fn repair_routes_and_interfaces(&mut self) {
+        let Some(routes) = self.applied.as_ref().map(|a| a.routes.clone()) else {
+            return;
+        };
         let report = routes::reconcile(&mut self.nl, &routes);
         if !report.changes.is_empty() {
             eprintln!("felix: repaired routes: {}", report.changes.join("; "));

@@ -315,3 +315,65 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
         "a source that is not the endpoint's is dropped"
     );
 }
+
+#[test]
+fn a_table_flushed_or_deleted_by_hand_is_back_within_a_second() {
+    if !enter_fresh_netns("felix repairs a foreign change") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    seed(ds.as_ref());
+    let mut nl = NetlinkSocket::new().unwrap();
+    nl.set_link_up("lo").unwrap();
+    let mut cfg = Config::new("h1");
+    cfg.nft_monitor = true;
+    // Only the kernel's notifications can bring it back this fast: the
+    // full read-back is a minute away.
+    cfg.verify_interval = std::time::Duration::from_secs(60);
+    let mut felix = Felix::new(
+        cfg,
+        ds.clone(),
+        Kernel {
+            netlink: nl,
+            nft: calico_dataplane::NftLib::open().expect("libnftables"),
+            conntrack: ConntrackCli::default(),
+            sysctl: ProcSysctl,
+        },
+    );
+    let status = felix.status();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // A thread made by this one shares its network namespace.
+    let agent = std::thread::spawn(move || felix.run(&stop2));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(status.ready.load(std::sync::atomic::Ordering::Relaxed)
+        && nft_table().contains("from-caliw1"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "felix never programmed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let full = nft_table();
+    for how in [
+        ["flush", "table", "inet", "calico"],
+        ["delete", "table", "inet", "calico"],
+    ] {
+        assert!(Command::new("nft").args(how).status().unwrap().success());
+        let t = std::time::Instant::now();
+        while nft_table() != full {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(1),
+                "`nft {}` not repaired within 1 s:\n{}",
+                how.join(" "),
+                nft_table()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        eprintln!("nft {}: back in {:?}", how.join(" "), t.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    agent.join().unwrap();
+}

@@ -193,8 +193,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         Encap::Ipip(params.ipinip_mtu)
     };
     let (nft, no_lib) = KernelNft::open();
-    if let Some(why) = no_lib {
-        eprintln!("calico-node: {why}; programming nftables through the nft command instead");
+    match no_lib {
+        Some(why) => {
+            eprintln!("calico-node: {why}; programming nftables through the nft command instead")
+        }
+        // Our own changes come from this process: the kernel's change
+        // notifications tell others' apart.
+        None => cfg.nft_monitor = true,
     }
     let kernel = Kernel {
         netlink: NetlinkSocket::new()?,
