@@ -200,6 +200,9 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     monitor: Option<NftMonitor>,
     /// What our table in the kernel holds, as far as we know.
     kernel: KernelView,
+    /// The policy generation whose flows were last deleted (the next one to
+    /// be used, once a change has been programmed).
+    cleared_generation: Option<u16>,
 }
 
 /// What our table in the kernel holds, as far as felix knows: the monitor
@@ -251,6 +254,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             render_cache: RenderCache::default(),
             monitor: None,
             kernel: KernelView::Unknown,
+            cleared_generation: None,
         }
     }
 
@@ -586,13 +590,12 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         if !unchanged {
             // Flows still carrying the generation about to be used (from
             // 65,535 changes ago, or an earlier run) are deleted first, so
-            // no flow can skip the new policy by chance.
-            if let Err(e) = self.conntrack.flush_mark(
-                u32::from(generation) << calico_dataplane::render::CT_GENERATION_SHIFT,
-                calico_dataplane::render::CT_GENERATION_MASK,
-            ) {
-                self.metrics.errors.inc();
-                eprintln!("felix: clearing flows of policy generation {generation}: {e}");
+            // no flow can skip the new policy by chance. After the first
+            // change this was done for it right after the previous one
+            // (nothing can carry a generation not yet in force), off the
+            // path of the change.
+            if self.cleared_generation != Some(generation) {
+                self.clear_generation(generation);
             }
             self.say_render_problems(&ruleset, &unenforced);
             let started = Instant::now();
@@ -631,6 +634,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 .apply_seconds
                 .observe(started.elapsed().as_secs_f64());
             self.record_outcome(&outcome, ruleset, model, generation, routes.clone());
+            self.clear_generation(generation.checked_add(1).unwrap_or(1));
         }
         self.metrics
             .unenforced_policies
@@ -647,6 +651,21 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         let ready = self.applied.as_ref().is_some_and(|a| !a.degraded) && unenforced.is_empty();
         self.status.ready.store(ready, Ordering::Relaxed);
         self.state = Some(state);
+    }
+
+    /// Deletes the flows whose conntrack mark carries `generation`.
+    fn clear_generation(&mut self, generation: u16) {
+        match self.conntrack.flush_mark(
+            u32::from(generation) << calico_dataplane::render::CT_GENERATION_SHIFT,
+            calico_dataplane::render::CT_GENERATION_MASK,
+        ) {
+            Ok(()) => self.cleared_generation = Some(generation),
+            Err(e) => {
+                self.cleared_generation = None;
+                self.metrics.errors.inc();
+                eprintln!("felix: clearing flows of policy generation {generation}: {e}");
+            }
+        }
     }
 
     /// Logs (once each) rules left out for unsupported criteria, rules that

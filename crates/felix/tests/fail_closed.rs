@@ -209,14 +209,17 @@ fn removed_endpoint_flows_deleted_and_generations_never_reused_with_stale_flows(
     let flushes = |ct: &Shared<RecordingConntrack>| ct.0.lock().unwrap().calls.clone();
     assert_eq!(
         flushes(&r.ct),
-        [ConntrackCall::FlushMark(1 << 16, CT_GENERATION_MASK)],
-        "generation 1's stale flows are deleted before it is used"
+        [
+            ConntrackCall::FlushMark(1 << 16, CT_GENERATION_MASK),
+            ConntrackCall::FlushMark(2 << 16, CT_GENERATION_MASK),
+        ],
+        "generation 1's stale flows are deleted before it is used, generation 2's right after"
     );
     // Nothing changed: no new generation, no batch.
     let batches = r.nft.0.lock().unwrap().batches.len();
     r.felix.program(Instant::now());
     assert_eq!(r.nft.0.lock().unwrap().batches.len(), batches);
-    assert_eq!(flushes(&r.ct).len(), 1);
+    assert_eq!(flushes(&r.ct).len(), 2);
     // Sysctls of both interfaces: strict reverse-path filtering, no RAs.
     {
         let s = r.sysctl.0.lock().unwrap();
@@ -238,7 +241,15 @@ fn removed_endpoint_flows_deleted_and_generations_never_reused_with_stale_flows(
         calls.contains(&ConntrackCall::FlushAddress("10.65.1.3".parse().unwrap())),
         "{calls:?}"
     );
-    assert!(calls.contains(&ConntrackCall::FlushMark(2 << 16, CT_GENERATION_MASK)));
+    // Generation 2 was cleared beforehand; 3, the next, right after.
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| **c == ConntrackCall::FlushMark(2 << 16, CT_GENERATION_MASK))
+            .count(),
+        1
+    );
+    assert!(calls.contains(&ConntrackCall::FlushMark(3 << 16, CT_GENERATION_MASK)));
     assert!(!calls.contains(&ConntrackCall::FlushAddress("10.65.1.2".parse().unwrap())));
 }
 
