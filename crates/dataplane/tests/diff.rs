@@ -318,3 +318,52 @@ fn cached_render_equals_a_fresh_one_as_policies_and_sets_change() {
         assert_eq!(cached.skipped_rules, fresh.skipped_rules);
     }
 }
+
+#[test]
+fn a_cold_start_in_pieces_keeps_the_fail_closed_table_until_the_last() {
+    if !calico_netlink::testing::enter_fresh_netns("cold start in pieces") {
+        return;
+    }
+    let world = World {
+        policies: vec![Some((0, 0)), Some((1, 1)), Some((2, 2)), Some((0, 1))],
+        endpoints: vec![Some(0), Some(1), Some(2), Some(0)],
+        nets: vec![1, 2],
+    };
+    let want = render(&world);
+    let fail_closed = calico_dataplane::fail_closed_table();
+    let mut nft = NftCli::default();
+    nft.apply(&batch(&fail_closed)).expect("fail-closed table");
+    let closed = listing();
+    let have = TableModel::of(&fail_closed);
+    let Diff::Batch { batch: b, .. } = diff(&have, &TableModel::of(&want)) else {
+        panic!("a cold start is a batch")
+    };
+    let pieces = calico_dataplane::diff::split(b, &have, 5);
+    assert!(pieces.len() > 3, "{} pieces", pieces.len());
+    for (i, piece) in pieces.iter().enumerate() {
+        let rules = piece
+            .objects
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    nftables::schema::NfObject::CmdObject(nftables::schema::NfCmd::Add(
+                        nftables::schema::NfListObject::Rule(_)
+                    ))
+                )
+            })
+            .count();
+        nft.apply(piece).expect("piece accepted");
+        if i + 1 < pieces.len() {
+            assert!(rules <= 5, "piece {i}: {rules} rules");
+            // Until the last piece, traffic sees the fail-closed base chains.
+            for chain in ["prerouting", "forward", "input", "output"] {
+                let key = format!("rules {chain}");
+                assert_eq!(listing().get(&key), closed.get(&key), "piece {i}, {chain}");
+            }
+        }
+    }
+    let incremental = listing();
+    nft.apply(&batch(&want)).expect("fresh load");
+    assert_eq!(incremental, listing());
+}

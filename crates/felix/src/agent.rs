@@ -8,12 +8,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use calico_api::Kind;
-use calico_dataplane::diff::{Diff, TableModel, diff};
+use calico_dataplane::diff::{Diff, TableModel, diff, split};
 use calico_dataplane::render::{GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN};
 use calico_dataplane::{
     Conntrack, EndpointToHostAction, HostOptions, Nft, NftMonitor, RenderCache, Ruleset,
     add_nat_outgoing, batch, fail_closed_table, render_cached,
 };
+
+/// Most new rules in one nftables commit: a commit holds the netfilter lock
+/// (and stalls forwarding) for as long as it runs, about 40 ms per 1,000
+/// rules here.
+const MAX_RULES_PER_COMMIT: usize = 2_500;
 
 /// The chains that change with the policy generation alone.
 const GENERATION_CHAINS: [&str; 2] = [GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN];
@@ -563,8 +568,11 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         // The objects move into the model; the ruleset keeps what it says
         // about them (units, errors) and gets them back only for a full load.
         let model = TableModel::take(&mut ruleset);
-        let plan = match &self.applied {
-            Some(a) if !a.degraded => diff(&a.model, &model),
+        let plan = match (&self.applied, self.kernel) {
+            (Some(a), _) if !a.degraded => diff(&a.model, &model),
+            // Right after start the fail-closed table is in: build on it,
+            // in pieces, rather than replace it in one long commit.
+            (None, KernelView::FailClosed) => diff(&TableModel::of(&fail_closed_table()), &model),
             _ => Diff::Replace,
         };
         let unchanged = match &plan {
@@ -603,14 +611,23 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             // (with its fallbacks) when that cannot be or is refused.
             let incremental = match plan {
                 Diff::Batch { batch, .. } => {
-                    if let Some(m) = &self.monitor {
-                        m.expect(&batch, self.applied.as_ref().map(|a| &a.model));
-                    }
-                    let applied = self.nft.apply(&batch);
-                    if applied.is_err()
-                        && let Some(m) = &self.monitor
-                    {
-                        m.forget();
+                    let fail_closed = TableModel::of(&fail_closed_table());
+                    let have = match &self.applied {
+                        Some(a) => &a.model,
+                        None => &fail_closed,
+                    };
+                    let mut applied = Ok(());
+                    for piece in split(batch, have, MAX_RULES_PER_COMMIT) {
+                        if let Some(m) = &self.monitor {
+                            m.expect(&piece, Some(have));
+                        }
+                        applied = self.nft.apply(&piece);
+                        if applied.is_err() {
+                            if let Some(m) = &self.monitor {
+                                m.forget();
+                            }
+                            break;
+                        }
                     }
                     match applied {
                         Ok(()) => true,

@@ -356,14 +356,20 @@ fn a_table_flushed_or_deleted_by_hand_is_back_within_a_second() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let full = nft_table();
+    // Chains and sets may be listed in another order after a reload.
+    let sorted = |t: String| {
+        let mut lines: Vec<String> = t.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let full = sorted(nft_table());
     for how in [
         ["flush", "table", "inet", "calico"],
         ["delete", "table", "inet", "calico"],
     ] {
         assert!(Command::new("nft").args(how).status().unwrap().success());
         let t = std::time::Instant::now();
-        while nft_table() != full {
+        while sorted(nft_table()) != full {
             assert!(
                 t.elapsed() < std::time::Duration::from_secs(1),
                 "`nft {}` not repaired within 1 s:\n{}",
