@@ -53,7 +53,18 @@ pub struct NetConf {
     /// GC: the attachments that must be kept.
     #[serde(rename = "cni.dev/valid-attachments", default)]
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// ADD waits up to this long for felix to say the endpoint's policy is
+    /// in force before returning (0 or absent: no wait), as upstream.
+    #[serde(rename = "policy_setup_timeout_seconds", default)]
+    pub policy_setup_timeout_seconds: Option<u64>,
+    /// Where felix writes its endpoint status files
+    /// (default [`DEFAULT_ENDPOINT_STATUS_DIR`]).
+    #[serde(rename = "endpoint_status_dir", default)]
+    pub endpoint_status_dir: Option<PathBuf>,
 }
+
+/// Where felix writes endpoint status files unless configured otherwise.
+pub const DEFAULT_ENDPOINT_STATUS_DIR: &str = "/var/run/calico/endpoint-status";
 
 /// Runtime configuration passed through capabilities.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -314,6 +314,23 @@ pub fn add(req: &Request) -> Result<Value, CniError> {
             true,
         ));
     }
+    if let Some(secs) = req.conf.policy_setup_timeout_seconds.filter(|s| *s > 0) {
+        let dir = req
+            .conf
+            .endpoint_status_dir
+            .clone()
+            .unwrap_or_else(|| crate::config::DEFAULT_ENDPOINT_STATUS_DIR.into());
+        let status = dir.join(&n.namespace).join(&n.wep);
+        if !wait_for_file(&status, std::time::Duration::from_secs(secs)) {
+            // As upstream: the container starts anyway; its interface stays
+            // dropped (fail closed) until felix programs it.
+            eprintln!(
+                "calico: policy for {} not in force after {secs} s (no {}); continuing",
+                n.wep,
+                status.display()
+            );
+        }
+    }
     Ok(cni::add_result(
         &req.cni_version,
         &AddResult {
@@ -325,6 +342,20 @@ pub fn add(req: &Request) -> Result<Value, CniError> {
             ips,
         },
     ))
+}
+
+/// Whether `path` exists within `timeout` (checked every 20 ms).
+pub fn wait_for_file(path: &std::path::Path, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if path.exists() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// DEL: remove the veth (and with it the routes), the endpoint and the addresses; anything
@@ -527,5 +558,33 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
             CniError::new(cni::CODE_TRY_AGAIN, "GC left some attachments behind")
                 .with_details(errors.join("; ")),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_for_file;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn waits_for_the_status_file_or_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default").join("w1");
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(150));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, "up\n").unwrap();
+            })
+        };
+        assert!(wait_for_file(&path, Duration::from_secs(5)));
+        writer.join().unwrap();
+        let t = Instant::now();
+        assert!(!wait_for_file(
+            &dir.path().join("absent"),
+            Duration::from_millis(100)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(100));
     }
 }

@@ -80,6 +80,10 @@ pub struct Config {
     /// How often the whole table is read back and checked while the monitor
     /// runs (without it, every `resync_interval`).
     pub verify_interval: Duration,
+    /// Where to say which local endpoints have their policy in force: a file
+    /// `DIR/NAMESPACE/NAME` per endpoint, which the CNI plugin waits for
+    /// (`policy_setup_timeout_seconds`). None: not written.
+    pub endpoint_status_dir: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -97,6 +101,7 @@ impl Config {
             failure_retry_interval: Duration::from_secs(10),
             nft_monitor: false,
             verify_interval: Duration::from_secs(60),
+            endpoint_status_dir: None,
         }
     }
 }
@@ -208,6 +213,9 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     /// The policy generation whose flows were last deleted (the next one to
     /// be used, once a change has been programmed).
     cleared_generation: Option<u16>,
+    /// Endpoint status files written (`namespace/name`); None before the
+    /// first write, when stale files of an earlier run are swept.
+    status_written: Option<BTreeSet<String>>,
 }
 
 /// What our table in the kernel holds, as far as felix knows: the monitor
@@ -260,6 +268,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             monitor: None,
             kernel: KernelView::Unknown,
             cleared_generation: None,
+            status_written: None,
         }
     }
 
@@ -653,6 +662,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             self.record_outcome(&outcome, ruleset, model, generation, routes.clone());
             self.clear_generation(generation.checked_add(1).unwrap_or(1));
         }
+        if self.applied.as_ref().is_some_and(|a| !a.degraded) {
+            self.write_endpoint_status(&state.cluster);
+        }
         self.metrics
             .unenforced_policies
             .set(i64::try_from(unenforced.len()).unwrap_or(i64::MAX));
@@ -668,6 +680,44 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         let ready = self.applied.as_ref().is_some_and(|a| !a.degraded) && unenforced.is_empty();
         self.status.ready.store(ready, Ordering::Relaxed);
         self.state = Some(state);
+    }
+
+    /// Says which local endpoints have their policy in force (all of them:
+    /// the table is programmed as desired): one file each, for the CNI
+    /// plugin to wait on; the files of endpoints gone are removed.
+    fn write_endpoint_status(&mut self, cluster: &Cluster) {
+        let Some(dir) = self.cfg.endpoint_status_dir.clone() else {
+            return;
+        };
+        let now: BTreeSet<String> = cluster
+            .local
+            .iter()
+            .filter(|(_, l)| !l.iface.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let before = match self.status_written.take() {
+            Some(b) => b,
+            // First time: whatever an earlier run left is swept below.
+            None => status_files(&dir),
+        };
+        let mut problems = Vec::new();
+        for key in now.difference(&before) {
+            let path = dir.join(key);
+            let tmp = dir.join(format!("{key}.tmp"));
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&tmp, "up\n"))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                problems.push(format!("{}: {e}", path.display()));
+            }
+        }
+        for key in before.difference(&now) {
+            let _ = std::fs::remove_file(dir.join(key));
+        }
+        self.said.say("writing endpoint status files", problems);
+        self.status_written = Some(now);
     }
 
     /// Deletes the flows whose conntrack mark carries `generation`.
@@ -964,6 +1014,21 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         }
         self.said.say("programming routes", now);
     }
+}
+
+/// The `namespace/name` status files under `dir`.
+fn status_files(dir: &std::path::Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for ns in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            found.insert(format!(
+                "{}/{}",
+                ns.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
 }
 
 /// Feeds one stored value (or its deletion) to the calculation. Invalid

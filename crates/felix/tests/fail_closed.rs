@@ -311,3 +311,40 @@ fn felix_configuration_is_read_at_sync_node_over_default_over_built_in() {
         "1"
     );
 }
+
+#[test]
+fn endpoint_status_files_say_which_endpoints_are_programmed() {
+    let status = tempfile::tempdir().unwrap();
+    // A file an earlier run left for an endpoint that is gone.
+    std::fs::create_dir_all(status.path().join("default")).unwrap();
+    std::fs::write(status.path().join("default/gone"), "up\n").unwrap();
+    let mut r = rig();
+    let mut cfg = Config::new("h1");
+    cfg.endpoint_status_dir = Some(status.path().to_owned());
+    r.felix = Felix::new(
+        cfg,
+        r.ds.clone(),
+        Kernel {
+            netlink: FakeNetlink::new(),
+            nft: r.nft.clone(),
+            conntrack: r.ct.clone(),
+            sysctl: r.sysctl.clone(),
+        },
+    );
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let files = || {
+        let mut v: Vec<String> = std::fs::read_dir(status.path().join("default"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files(), ["w1", "w2"]);
+    r.ds.delete(&Key::namespaced("WorkloadEndpoint", "default", "w2"), None)
+        .unwrap();
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert_eq!(files(), ["w1"]);
+}

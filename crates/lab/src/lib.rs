@@ -322,7 +322,15 @@ impl Lab {
         }
     }
 
-    /// A CNI network configuration naming the lab's datastore.
+    /// Where calico-node on `host` says which endpoints are programmed
+    /// (each host its own: the hosts share this machine's filesystem).
+    fn status_prefix(&self, host: &str) -> PathBuf {
+        self.dir.join("run").join(host)
+    }
+
+    /// A CNI network configuration naming the lab's datastore. ADD waits
+    /// until felix has programmed the endpoint's policy, so a task never
+    /// runs before its policy is in force.
     fn cni_conf(&self, state: &State, node: &str) -> Value {
         let mut conf = json!({
             "cniVersion": "1.0.0",
@@ -330,6 +338,8 @@ impl Lab {
             "type": "calico",
             "nodename": node,
             "ipam": {"type": "calico-ipam"},
+            "policy_setup_timeout_seconds": 10,
+            "endpoint_status_dir": self.status_prefix(node).join("endpoint-status"),
         });
         match &state.etcd {
             Some(url) => {
@@ -356,6 +366,8 @@ impl Lab {
             .args(["netns", "exec", &h.netns])
             .arg(node_bin)
             .args(["--node", &h.name, "--ip", &h.ip, "--leak-grace", "15m"])
+            .arg("--endpoint-status-prefix")
+            .arg(self.status_prefix(&h.name))
             .envs(self.datastore_env(&self.state()?))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

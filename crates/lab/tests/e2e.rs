@@ -23,6 +23,21 @@ fn same_host_and_cross_host_connectivity_and_bulk_transfer() {
         .add_app(&app("b", 1, &[("app", "b")]), Some("h2"))
         .unwrap();
     assert_ne!(a[0].ip, a[1].ip);
+    // ADD returned only once felix had the policy of each in force: its
+    // endpoint status files are there (two tasks on h1, one on h2).
+    for (host, n) in [("h1", 2), ("h2", 1)] {
+        let dir = lab
+            .dir
+            .join("run")
+            .join(host)
+            .join("endpoint-status/default");
+        assert_eq!(
+            std::fs::read_dir(&dir).map(Iterator::count).unwrap_or(0),
+            n,
+            "{}",
+            dir.display()
+        );
+    }
     assert!(reaches(&lab, &a[0], &a[1]), "same host");
     assert!(reaches(&lab, &a[0], &b[0]), "cross host, through VXLAN");
     assert!(reaches(&lab, &b[0], &a[1]), "cross host, back");

@@ -60,6 +60,15 @@ struct Args {
     /// allowSpoofedSourcePrefixes (overrides FelixConfiguration).
     #[arg(long, env = "FELIX_WORKLOADSOURCESPOOFING", value_parser = parse_spoofing)]
     workload_source_spoofing: Option<bool>,
+    /// felix writes `PREFIX/endpoint-status/NAMESPACE/NAME` once an endpoint's
+    /// policy is in force (the CNI plugin's `policy_setup_timeout_seconds`
+    /// waits for it).
+    #[arg(
+        long,
+        env = "FELIX_ENDPOINTSTATUSPATHPREFIX",
+        default_value = "/var/run/calico"
+    )]
+    endpoint_status_prefix: PathBuf,
     /// How long an address must look leaked before the collector frees it.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     leak_grace: Duration,
@@ -183,6 +192,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     cfg.host = host;
     cfg.endpoint_to_host = args.default_endpoint_to_host_action;
     cfg.source_spoofing = args.workload_source_spoofing;
+    cfg.endpoint_status_dir = Some(args.endpoint_status_prefix.join("endpoint-status"));
     cfg.encap = if params.vxlan_enabled {
         Encap::Vxlan(VxlanConfig {
             vni: params.vxlan_vni,
