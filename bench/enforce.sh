@@ -48,7 +48,7 @@ if [ "$POLICIES" -gt 0 ]; then
   printf "spec:\n  order: 5000\n  selector: app == \"srv\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    protocol: UDP\n    destination:\n      ports: [9000]\n"
   }' > "$work/others.yaml"
   ctl apply -f "$work/others.yaml" >/dev/null
-  sleep 3
+  sleep $((3 + POLICIES / 1000 * 3))
 fi
 duration=$((SAMPLES * 2 + 10))
 ip netns exec "$srv_ns" python3 bench/probe.py recv 9000 "$work/arrivals" "$duration" &

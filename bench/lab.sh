@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Figures for issue 7, on a 2-host lab (network namespaces, the embedded datastore, release
 # binaries), all in one run:
-#  1. iperf3 throughput across hosts (VXLAN) with no policy vs 1,000 policies selecting the
-#     server (the client's allow comes last, after 999 non-matching policies), in alternating
-#     rounds;
+#  1. iperf3 throughput across hosts (VXLAN) with no policy vs POLICIES (default 1,000)
+#     policies selecting the server (the client's allow comes last, after the others), in
+#     alternating rounds;
 #  2. time from `calicoctl apply` (process start) to the change being in the kernel of the
 #     server's host, with 1,000 endpoints in the datastore (median and p99 of SAMPLES changes);
 #  3. kernel programming time of a ~10,000-rule table (dataplane example, real nft).
@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SECS=${SECONDS_PER_RUN:-5}
 SAMPLES=${SAMPLES:-50}
+POLICIES=${POLICIES:-1000}
 scripts/setup-debian.sh >/dev/null
 cargo build --locked --release -q -p calico-lab -p calico-node -p calico-cni -p calico-ipam-plugin -p calicoctl
 cargo build --locked --release -q -p calico-dataplane --example program_rules
@@ -37,8 +38,8 @@ sleep 0.5
 gbps() { lab exec cli -- iperf3 -c "$srv_ip" -t "$SECS" -f g | awk '/receiver/ {print $(NF-2)}'; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-awk 'BEGIN {
-  for (i = 0; i < 999; i++) {
+awk -v n="$POLICIES" 'BEGIN {
+  for (i = 0; i < n - 1; i++) {
     printf "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: bench-%04d\n", i
     printf "spec:\n  order: %d\n  selector: app == \"srv\"\n  types: [Ingress]\n  ingress:\n", i
     printf "  - action: Allow\n    protocol: TCP\n    source:\n      selector: svc == \"s%d\"\n    destination:\n      ports: [%d]\n---\n", i, 1000 + i
@@ -55,14 +56,14 @@ none=(); many=()
 for _ in $(seq "$RUNS"); do
   none+=("$(gbps)")
   "$bin/calicoctl" apply -f "$work/policies.yaml" >/dev/null
-  for _ in $(seq 300); do [ "$(h1_rules)" -ge 1000 ] && break; sleep 0.1; done
+  for _ in $(seq 1200); do [ "$(h1_rules)" -ge "$POLICIES" ] && break; sleep 0.1; done
   jumps=$(h1_rules)
   many+=("$(gbps)")
   "$bin/calicoctl" delete -f "$work/policies.yaml" >/dev/null
-  for _ in $(seq 300); do [ "$(h1_rules)" -eq 0 ] && break; sleep 0.1; done
+  for _ in $(seq 1200); do [ "$(h1_rules)" -eq 0 ] && break; sleep 0.1; done
 done
 printf '%-34s %s Gbit/s (runs: %s)\n' "no policy" "$(median "${none[@]}")" "${none[*]}"
-printf '%-34s %s Gbit/s (runs: %s)\n' "1,000 policies in force" "$(median "${many[@]}")" "${many[*]}"
+printf '%-34s %s Gbit/s (runs: %s)\n' "$POLICIES policies in force" "$(median "${many[@]}")" "${many[*]}"
 echo "(server host: $jumps policy jumps in its chains; ratio $(awk -v a="$(median "${many[@]}")" -v b="$(median "${none[@]}")" 'BEGIN {printf "%.2f", a / b}'))"
 "$bin/calicoctl" apply -f "$work/policies.yaml" >/dev/null
 lab exec srv -- sh -c 'kill $(pidof iperf3)' >/dev/null 2>&1 || true

@@ -1,9 +1,14 @@
 //! nftables dataplane for calico-rs: renders the compiled endpoint programs
-//! of [`calico_policy`] into one table we own (`inet calico`) and replaces
-//! that table's contents in one atomic `nft -j -f -` batch.
+//! of [`calico_policy`] into one table we own (`inet calico`) and programs
+//! it, a change at a time.
 //!
-//! - [`render`] builds the desired sets, chains and rules;
-//! - [`apply`] turns them into the batch and runs it through an [`Nft`].
+//! - [`render`] builds the desired sets, chains and rules (reusing unchanged
+//!   policy chains through a [`RenderCache`]);
+//! - [`diff`] turns what the kernel holds into what is wanted with only what
+//!   differs, split into bounded commits for big changes;
+//! - [`apply`] runs batches through an [`Nft`]: libnftables in process
+//!   ([`NftLib`]), the `nft` command, or a recording fake; and conntrack;
+//! - [`monitor`] tells someone else's changes to the table from ours.
 
 pub mod apply;
 pub mod diff;

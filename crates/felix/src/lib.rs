@@ -5,9 +5,11 @@
 //! blocks ([`cluster`]) up to date, and programs the kernel: one nftables
 //! table through [`calico_dataplane`] and routes, the VXLAN device and its
 //! peers through [`calico_netlink`] ([`routes`]). [`agent::Felix`] ties
-//! them together: nothing is changed before the first complete sync, every
-//! change is one atomic nftables batch, drift is repaired periodically, and
-//! a datastore outage leaves the last state in force.
+//! them together: workload interfaces drop until the first complete sync,
+//! every change sends only what it changed, a rule or chain the kernel
+//! refuses fails closed (and says so), someone else's change to the table
+//! is repaired at once, and a datastore outage leaves the last state in
+//! force.
 
 pub mod agent;
 pub mod cluster;
