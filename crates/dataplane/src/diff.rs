@@ -127,6 +127,15 @@ impl TableModel {
         self.chains.get(name).map(|c| c.rules.len())
     }
 
+    /// Number of elements of each set that has any.
+    pub fn element_counts(&self) -> BTreeMap<String, usize> {
+        self.sets
+            .iter()
+            .filter(|(_, s)| !s.elements.is_empty())
+            .map(|(n, s)| (n.clone(), s.elements.len()))
+            .collect()
+    }
+
     /// Number of sets.
     pub fn set_count(&self) -> usize {
         self.sets.len()

@@ -943,24 +943,58 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     /// Reads our table back; reloads it when its rules are not what was
     /// programmed.
     fn verify_table(&mut self) {
-        let Some(expected_rules) = self.applied.as_ref().map(|a| a.rules) else {
+        let Some((expected_rules, expected_elements)) = self
+            .applied
+            .as_ref()
+            .map(|a| (a.rules, a.model.element_counts()))
+        else {
             return;
         };
-        let listed_rules = self.nft.list_owned().ok().and_then(|t| {
+        let listed = self.nft.list_owned().ok().and_then(|t| {
             let v = serde_json::to_value(&t).ok()?;
-            Some(
-                v["nftables"]
-                    .as_array()?
-                    .iter()
-                    .filter(|o| o.get("rule").is_some())
-                    .count(),
-            )
+            let objects = v["nftables"].as_array()?;
+            let rules = objects.iter().filter(|o| o.get("rule").is_some()).count();
+            // Someone deleting an element (an address from a deny set, say)
+            // changes no rule: set sizes are compared too.
+            let elements: BTreeMap<String, usize> = objects
+                .iter()
+                .filter_map(|o| o.get("set"))
+                .map(|s| {
+                    let n = s["elem"].as_array().map_or(0, Vec::len);
+                    (s["name"].as_str().unwrap_or_default().to_owned(), n)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            Some((rules, elements))
         });
-        if listed_rules != Some(expected_rules) {
-            self.reload_table(&format!(
-                "drifted ({} rules, expected {expected_rules})",
-                listed_rules.map_or("no table".to_owned(), |n| n.to_string()),
-            ));
+        let drift = match &listed {
+            None => Some("no table".to_owned()),
+            Some((rules, _)) if *rules != expected_rules => {
+                Some(format!("{rules} rules, expected {expected_rules}"))
+            }
+            Some((_, elements)) if *elements != expected_elements => Some(
+                expected_elements
+                    .iter()
+                    .filter(|(set, n)| elements.get(*set) != Some(n))
+                    .map(|(set, n)| {
+                        format!(
+                            "set {set} has {}, expected {n}",
+                            elements.get(set).unwrap_or(&0)
+                        )
+                    })
+                    .chain(
+                        elements
+                            .keys()
+                            .filter(|s| !expected_elements.contains_key(*s))
+                            .map(|s| format!("set {s} has unexpected elements")),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            Some(_) => None,
+        };
+        if let Some(why) = drift {
+            self.reload_table(&format!("drifted ({why})"));
         }
     }
 

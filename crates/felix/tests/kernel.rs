@@ -149,6 +149,30 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
     );
     assert_eq!(nl.fdb("vxlan.calico").unwrap().len(), 1);
 
+    // An intact table is left alone by the full check (sets included:
+    // nft lists their elements as felix added them).
+    felix.repair_drift();
+    assert_eq!(felix.metrics().drift_repairs.get(), 0, "no drift seen");
+    // Someone removes an address from a set: no rule changes, still repaired.
+    assert!(
+        Command::new("nft")
+            .args([
+                "delete",
+                "element",
+                "inet",
+                "calico",
+                "wl-src4",
+                "{ \"caliw1\" . 10.65.1.2 }",
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_ne!(nft_table(), table);
+    felix.repair_drift();
+    assert_eq!(nft_table(), table, "the element is back");
+    assert_eq!(felix.metrics().drift_repairs.get(), 1);
+
     // Someone deletes our table and a route: both come back.
     assert!(
         Command::new("nft")
