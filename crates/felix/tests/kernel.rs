@@ -26,6 +26,19 @@ fn nft_table() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The real kernel interfaces of the calling thread's namespace, with `nft` for nftables.
+fn real_kernel<F: calico_dataplane::Nft>(
+    netlink: NetlinkSocket,
+    nft: F,
+) -> Kernel<NetlinkSocket, F, ConntrackCli, ProcSysctl> {
+    Kernel {
+        netlink,
+        nft,
+        conntrack: ConntrackCli::default(),
+        sysctl: ProcSysctl,
+    }
+}
+
 fn put(ds: &dyn Datastore, key: Key, value: serde_json::Value) {
     ds.write_batch(vec![calico_datastore::WriteOp::Upsert { key, value }])
         .unwrap();
@@ -108,12 +121,7 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
     let mut felix = Felix::new(
         cfg,
         ds.clone(),
-        Kernel {
-            netlink: NetlinkSocket::new().unwrap(),
-            nft: NftCli::default(),
-            conntrack: ConntrackCli::default(),
-            sysctl: ProcSysctl,
-        },
+        real_kernel(NetlinkSocket::new().unwrap(), NftCli::default()),
     );
     assert!(nft_table().is_empty(), "nothing before the first sync");
     let _watch = felix.sync().unwrap();
@@ -270,12 +278,7 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
     let mut felix = Felix::new(
         cfg,
         ds.clone(),
-        Kernel {
-            netlink: NetlinkSocket::new().unwrap(),
-            nft: NftCli::default(),
-            conntrack: ConntrackCli::default(),
-            sysctl: ProcSysctl,
-        },
+        real_kernel(NetlinkSocket::new().unwrap(), NftCli::default()),
     );
     // Started, datastore not read yet: no table, so one that drops
     // every workload interface goes in.
@@ -358,12 +361,7 @@ fn a_table_flushed_or_deleted_by_hand_is_back_within_a_second() {
     let mut felix = Felix::new(
         cfg,
         ds.clone(),
-        Kernel {
-            netlink: nl,
-            nft: calico_dataplane::NftLib::open().expect("libnftables"),
-            conntrack: ConntrackCli::default(),
-            sysctl: ProcSysctl,
-        },
+        real_kernel(nl, calico_dataplane::NftLib::open().expect("libnftables")),
     );
     let status = felix.status();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
