@@ -12,31 +12,15 @@ SAMPLES=${SAMPLES:-20}
 POLICIES=${POLICIES:-0}
 etcd=()
 [ "${1:-}" = "--etcd" ] && etcd=(--etcd)
-scripts/setup-debian.sh >/dev/null
-cargo build --locked --release -q -p calico-lab -p calico-node -p calico-cni -p calico-ipam-plugin -p calicoctl
-bin=${CARGO_TARGET_DIR:-target}/release
-lab() { "$bin/calico-lab" --prefix enf "$@"; }
-work=$(mktemp -d)
-trap 'lab down >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-export CALICO_DATASTORE_PATH=/run/calico-lab-enf/calico.db
-unset DATASTORE_TYPE
+BENCH_PREFIX=enf
+. bench/common.sh
 if [ ${#etcd[@]} -gt 0 ]; then
   export DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=http://172.30.0.254:2379
   ctl() { ip netns exec enf-ul "$bin/calicoctl" "$@"; }
 else
   ctl() { "$bin/calicoctl" "$@"; }
 fi
-
-echo "machine: $(nproc) vCPU $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-lab down >/dev/null 2>&1 || true
-lab up --hosts 2 "${etcd[@]}" >/dev/null
-printf '{"id":"/srv","instances":1,"networks":[{"mode":"container","name":"calico","labels":{"app":"srv"}}]}' > "$work/srv.json"
-printf '{"id":"/cli","instances":1,"networks":[{"mode":"container","name":"calico","labels":{"app":"cli"}}]}' > "$work/cli.json"
-lab app "$work/srv.json" --host h1 >/dev/null
-lab app "$work/cli.json" --host h2 >/dev/null
-srv_ip=$(lab status | awk '/task srv/ {print $6}')
-srv_ns=$(lab status | awk '/task srv/ {print $8}')
-cli_ns=$(lab status | awk '/task cli/ {print $8}')
+bench_lab_up "${etcd[@]}"
 if [ "$POLICIES" -gt 0 ]; then
   awk -v n="$POLICIES" 'BEGIN { for (i = 0; i < n; i++) {
     printf "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: other-%04d\n", i

@@ -14,29 +14,14 @@ RUNS=${RUNS:-3}
 SECS=${SECONDS_PER_RUN:-5}
 SAMPLES=${SAMPLES:-50}
 POLICIES=${POLICIES:-1000}
-scripts/setup-debian.sh >/dev/null
-cargo build --locked --release -q -p calico-lab -p calico-node -p calico-cni -p calico-ipam-plugin -p calicoctl
+BENCH_PREFIX=bench
+. bench/common.sh
 cargo build --locked --release -q -p calico-dataplane --example program_rules
-bin=${CARGO_TARGET_DIR:-target}/release
-lab() { "$bin/calico-lab" --prefix bench "$@"; }
-work=$(mktemp -d)
-trap 'lab down >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-export CALICO_DATASTORE_PATH=/run/calico-lab-bench/calico.db
-unset DATASTORE_TYPE
-
-echo "machine: $(nproc) vCPU $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-lab down >/dev/null 2>&1 || true
-lab up --hosts 2 >/dev/null
-printf '{"id":"/srv","instances":1,"networks":[{"mode":"container","name":"calico","labels":{"app":"srv"}}]}' > "$work/srv.json"
-printf '{"id":"/cli","instances":1,"networks":[{"mode":"container","name":"calico","labels":{"app":"cli"}}]}' > "$work/cli.json"
-lab app "$work/srv.json" --host h1 >/dev/null
-lab app "$work/cli.json" --host h2 >/dev/null
-srv_ip=$(lab status | awk '/task srv/ {print $6}')
+bench_lab_up
 lab exec srv -- iperf3 -s -D >/dev/null
 sleep 0.5
 
 gbps() { lab exec cli -- iperf3 -c "$srv_ip" -t "$SECS" -f g | awk '/receiver/ {print $(NF-2)}'; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 awk -v n="$POLICIES" 'BEGIN {
   for (i = 0; i < n - 1; i++) {
