@@ -310,28 +310,26 @@ impl Ruleset {
     /// This ruleset with the rules of `chains` replaced by one drop each:
     /// what is programmed when the kernel rejects those chains.
     pub fn fail_closed(&self, chains: &BTreeSet<String>) -> Ruleset {
-        let mut out = Ruleset {
-            objects: Vec::with_capacity(self.objects.len()),
-            ..self.clone()
-        };
-        out.objects.clear();
-        for o in &self.objects {
-            match o {
-                NfListObject::Rule(r) if chains.contains(r.chain.as_ref()) => {}
-                NfListObject::Chain(c) if chains.contains(c.name.as_ref()) => {
-                    out.objects.push(o.clone());
-                }
-                _ => out.objects.push(o.clone()),
-            }
+        let objects = self
+            .objects
+            .iter()
+            .filter(|o| !matches!(o, NfListObject::Rule(r) if chains.contains(r.chain.as_ref())))
+            .cloned()
+            .chain(chains.iter().map(|chain| {
+                rule_object(
+                    chain,
+                    vec![counter(), Statement::Drop(None)],
+                    "fail closed: this chain could not be programmed",
+                )
+            }))
+            .collect();
+        Ruleset {
+            objects,
+            unmapped: self.unmapped.clone(),
+            skipped_rules: self.skipped_rules.clone(),
+            errors: self.errors.clone(),
+            units: self.units.clone(),
         }
-        for chain in chains {
-            out.objects.push(rule_object(
-                chain,
-                vec![counter(), Statement::Drop(None)],
-                "fail closed: this chain could not be programmed",
-            ));
-        }
-        out
     }
 
     /// Number of rules.

@@ -103,6 +103,25 @@ fn world() -> impl Strategy<Value = World> {
         })
 }
 
+/// Local endpoint `w{j}` (address 10.5.0.{j+1}, label `app`) on interface
+/// `{iface_prefix}{j}`: its update, id and interface.
+fn local_endpoint(j: usize, app: &str, iface_prefix: &str) -> (Update, EndpointId, Interface) {
+    let ip = format!("10.5.0.{}/32", j + 1);
+    let update = Update::WorkloadEndpoint(
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("w{j}"), "namespace": "default", "labels": {"app": app}},
+            "spec": {"node": "node1", "orchestrator": "mesos", "ipNetworks": [&ip],
+                     "profiles": ["calico"]}}))
+        .unwrap(),
+    );
+    let id = EndpointId::Workload {
+        namespace: "default".into(),
+        name: format!("w{j}"),
+    };
+    let iface = Interface::new(format!("{iface_prefix}{j}"), vec![ip.parse().unwrap()]);
+    (update, id, iface)
+}
+
 fn render(w: &World) -> calico_dataplane::Ruleset {
     let mut updates = vec![Update::Profile(
         serde_json::from_value(json!({"metadata": {"name": "calico"}, "spec": {
@@ -141,24 +160,9 @@ fn render(w: &World) -> calico_dataplane::Ruleset {
     let mut ifaces = BTreeMap::new();
     for (j, e) in w.endpoints.iter().enumerate() {
         let Some(app) = e else { continue };
-        let ip = format!("10.5.0.{}", j + 1);
-        updates.push(Update::WorkloadEndpoint(
-            serde_json::from_value(json!({
-                "metadata": {"name": format!("w{j}"), "namespace": "default", "labels": {"app": APPS[*app]}},
-                "spec": {"node": "node1", "orchestrator": "mesos", "ipNetworks": [format!("{ip}/32")],
-                         "profiles": ["calico"]}}))
-            .unwrap(),
-        ));
-        ifaces.insert(
-            EndpointId::Workload {
-                namespace: "default".into(),
-                name: format!("w{j}"),
-            },
-            Interface::new(
-                format!("calidf{j}"),
-                vec![format!("{ip}/32").parse().unwrap()],
-            ),
-        );
+        let (update, id, iface) = local_endpoint(j, APPS[*app], "calidf");
+        updates.push(update);
+        ifaces.insert(id, iface);
     }
     let mut calc = PolicyCalculator::new("node1");
     let (_, errors) = calc.apply_batch(updates);
@@ -274,24 +278,10 @@ fn cached_render_equals_a_fresh_one_as_policies_and_sets_change() {
     )];
     updates.extend((0..6).map(|i| policy(i, 80, &format!("r{i}"))));
     let mut ifaces = BTreeMap::new();
-    for j in 0..2u32 {
-        updates.push(Update::WorkloadEndpoint(
-            serde_json::from_value(json!({
-                "metadata": {"name": format!("w{j}"), "namespace": "default", "labels": {"app": "web"}},
-                "spec": {"node": "node1", "orchestrator": "mesos",
-                         "ipNetworks": [format!("10.5.0.{}/32", j + 1)], "profiles": ["calico"]}}))
-            .unwrap(),
-        ));
-        ifaces.insert(
-            EndpointId::Workload {
-                namespace: "default".into(),
-                name: format!("w{j}"),
-            },
-            Interface::new(
-                format!("calic{j}"),
-                vec![format!("10.5.0.{}/32", j + 1).parse().unwrap()],
-            ),
-        );
+    for j in 0..2 {
+        let (update, id, iface) = local_endpoint(j, "web", "calic");
+        updates.push(update);
+        ifaces.insert(id, iface);
     }
     let (_, errors) = calc.apply_batch(updates);
     assert!(errors.is_empty(), "{errors:?}");

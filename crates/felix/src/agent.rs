@@ -24,7 +24,7 @@ const MAX_RULES_PER_COMMIT: usize = 2_500;
 const GENERATION_CHAINS: [&str; 2] = [GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN];
 use calico_datastore::{Datastore, DatastoreError, WatchEvent, WatchFilter, Watcher};
 use calico_netlink::{Netlink, Sysctl};
-use calico_policy::{INPUT_KINDS, PolicyCalculator, Update};
+use calico_policy::{INPUT_KINDS, PolicyCalculator, Snapshot, Update};
 use serde_json::Value;
 
 use crate::cluster::{self, Cluster};
@@ -526,32 +526,15 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             .unwrap_or(false)
     }
 
-    /// The desired table for the model, stamped with `generation`.
-    fn render(&mut self, state: &State, generation: u16) -> (Ruleset, usize, usize) {
-        let snapshot = state.calc.snapshot();
-        let policies: BTreeSet<(&str, String)> = snapshot
-            .programs
-            .iter()
-            .flat_map(|p| [&p.ingress, &p.egress])
-            .flat_map(|d| &d.tiers)
-            .flat_map(|t| {
-                t.policies
-                    .iter()
-                    .map(|p| (t.tier.as_str(), p.display_name()))
-            })
-            .collect();
-        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.metrics.local_policies.set(gauge(policies.len()));
-        self.metrics.hosts.set(gauge(state.cluster.hosts.len()));
-        self.metrics
-            .workload_endpoints
-            .set(gauge(state.cluster.workload_endpoints.len()));
+    /// The desired table for `snapshot` and the cluster model, stamped
+    /// with `generation`.
+    fn render(&mut self, state: &State, snapshot: &Snapshot, generation: u16) -> Ruleset {
         let host = self.host_options(&state.cluster, generation);
         let ifaces = state.cluster.interfaces(self.spoofing(&state.cluster));
-        let mut ruleset = render_cached(&snapshot, &ifaces, &host, &mut self.render_cache);
+        let mut ruleset = render_cached(snapshot, &ifaces, &host, &mut self.render_cache);
         let (masq, all) = state.cluster.nat_pools();
         add_nat_outgoing(&mut ruleset, &masq, &all);
-        (ruleset, snapshot.programs.len(), snapshot.ip_sets.len())
+        ruleset
     }
 
     /// Programs the kernel from the model: one nftables batch (skipped when
@@ -567,13 +550,33 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         self.metrics
             .calc_seconds
             .observe(calc_started.elapsed().as_secs_f64());
-        let unenforced = state.calc.snapshot().skipped_policies;
+        // Once per pass: a snapshot copies every IP set's members.
+        let snapshot = state.calc.snapshot();
+        let unenforced = snapshot.skipped_policies.clone();
         let current = self.applied.as_ref().map_or(0, |a| a.generation);
         // A new generation for every change: flows allowed before it are
         // judged again. Rendered with the next one; when nothing but the
         // generation differs, nothing is programmed and it is not used.
         let generation = current.checked_add(1).unwrap_or(1);
-        let (mut ruleset, programs, ip_sets) = self.render(&state, generation);
+        let mut ruleset = self.render(&state, &snapshot, generation);
+        // A policy's chains (ingress and egress) share what they are.
+        let policies: std::collections::HashSet<&str> = ruleset
+            .units
+            .iter()
+            .filter(|(c, _)| {
+                c.starts_with(calico_dataplane::render::POLICY_INGRESS_PREFIX)
+                    || c.starts_with(calico_dataplane::render::POLICY_EGRESS_PREFIX)
+            })
+            .map(|(_, what)| what.as_str())
+            .collect();
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.local_policies.set(gauge(policies.len()));
+        self.metrics.hosts.set(gauge(state.cluster.hosts.len()));
+        self.metrics
+            .workload_endpoints
+            .set(gauge(state.cluster.workload_endpoints.len()));
+        let (programs, ip_sets) = (snapshot.programs.len(), snapshot.ip_sets.len());
+        drop(snapshot);
         // The objects move into the model; the ruleset keeps what it says
         // about them (units, errors) and gets them back only for a full load.
         let model = TableModel::take(&mut ruleset);
@@ -620,10 +623,13 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             // (with its fallbacks) when that cannot be or is refused.
             let incremental = match plan {
                 Diff::Batch { batch, .. } => {
-                    let fail_closed = TableModel::of(&fail_closed_table());
+                    let fail_closed;
                     let have = match &self.applied {
                         Some(a) => &a.model,
-                        None => &fail_closed,
+                        None => {
+                            fail_closed = TableModel::of(&fail_closed_table());
+                            &fail_closed
+                        }
                     };
                     let mut applied = Ok(());
                     for piece in split(batch, have, MAX_RULES_PER_COMMIT) {

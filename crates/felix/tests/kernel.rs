@@ -39,6 +39,13 @@ fn real_kernel<F: calico_dataplane::Nft>(
     }
 }
 
+/// An empty embedded datastore (in a directory kept while the guard lives).
+fn store() -> (tempfile::TempDir, Arc<dyn Datastore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    (dir, ds)
+}
+
 fn put(ds: &dyn Datastore, key: Key, value: serde_json::Value) {
     ds.write_batch(vec![calico_datastore::WriteOp::Upsert { key, value }])
         .unwrap();
@@ -95,8 +102,7 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
     if !enter_fresh_netns("felix programs") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    let (_dir, ds) = store();
     seed(ds.as_ref());
     let mut nl = NetlinkSocket::new().unwrap();
     nl.set_link_up("lo").unwrap();
@@ -271,8 +277,7 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
         "without a table the workload reaches its host (the control)"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    let (_dir, ds) = store();
     let mut cfg = Config::new("h1");
     cfg.endpoint_to_host = Some(calico_dataplane::EndpointToHostAction::Accept);
     let mut felix = Felix::new(
@@ -348,8 +353,7 @@ fn a_table_flushed_or_deleted_by_hand_is_back_within_a_second() {
     if !enter_fresh_netns("felix repairs a foreign change") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    let (_dir, ds) = store();
     seed(ds.as_ref());
     let mut nl = NetlinkSocket::new().unwrap();
     nl.set_link_up("lo").unwrap();
