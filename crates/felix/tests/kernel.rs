@@ -271,9 +271,27 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
     ip(&["link", "set", "califc", "up"]);
     ip(&["-n", &w.0, "addr", "add", "10.99.0.2/24", "dev", "eth0"]);
     ip(&["-n", &w.0, "link", "set", "eth0", "up"]);
+    // IPv6 too, without duplicate address detection's delay.
+    ip(&["addr", "add", "fd99::1/64", "dev", "califc", "nodad"]);
+    ip(&[
+        "-n",
+        &w.0,
+        "addr",
+        "add",
+        "fd99::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
     let ping = || succeeds(Some(&w.0), &["busybox", "ping", "-c1", "-W1", "10.99.0.1"]);
+    let ping6 = |from: &str| {
+        succeeds(
+            Some(&w.0),
+            &["busybox", "ping", "-6", "-c1", "-W2", "-I", from, "fd99::1"],
+        )
+    };
     assert!(
-        ping(),
+        ping() && ping6("fd99::2"),
         "without a table the workload reaches its host (the control)"
     );
 
@@ -316,13 +334,13 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
         json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
             "metadata": {"name": "h1-mesos-fc-eth0", "namespace": "default"},
             "spec": {"node": "h1", "orchestrator": "mesos", "workload": "fc", "endpoint": "eth0",
-                     "interfaceName": "califc", "ipNetworks": ["10.99.0.2/32"],
+                     "interfaceName": "califc", "ipNetworks": ["10.99.0.2/32", "fd99::2/128"],
                      "profiles": ["calico"]}}),
     );
     let _watch = felix.sync().unwrap();
     felix.program(std::time::Instant::now());
     assert!(
-        ping(),
+        ping() && ping6("fd99::2"),
         "programmed: the profile and Accept let it reach its host"
     );
     // The host side of the veth was configured on the way.
@@ -346,6 +364,22 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
         ),
         "a source that is not the endpoint's is dropped"
     );
+    // The same for IPv6 (no kernel reverse-path filter there: nft alone).
+    ip(&[
+        "-n",
+        &w.0,
+        "addr",
+        "add",
+        "fd99::3/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(
+        !ping6("fd99::3"),
+        "an IPv6 source that is not the endpoint's is dropped"
+    );
+    assert!(ping6("fd99::2"), "its own IPv6 address still works");
 }
 
 #[test]
