@@ -753,7 +753,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             ruleset.errors.clone(),
         );
         self.said.say(
-            "ERROR policy in the datastore cannot be enforced (preDNAT/doNotTrack); delete it",
+            "ERROR policy in the datastore cannot be fully enforced (preDNAT, doNotTrack, applyOnForward); delete it",
             unenforced.to_vec(),
         );
     }

@@ -348,3 +348,41 @@ fn endpoint_status_files_say_which_endpoints_are_programmed() {
     r.felix.program(Instant::now());
     assert_eq!(files(), ["w1"]);
 }
+
+#[test]
+fn a_policy_this_dataplane_cannot_enforce_is_said_and_readiness_is_false() {
+    let mut r = rig();
+    // Written past calicoctl (which refuses it), e.g. with etcdctl.
+    put(
+        r.ds.as_ref(),
+        Key::global("GlobalNetworkPolicy", "raw"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "raw"},
+            "spec": {"selector": "all()", "preDNAT": true, "applyOnForward": true,
+                     "ingress": [{"action": "Deny"}]}}),
+    );
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(
+        !r.felix
+            .status()
+            .ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut text = String::new();
+    let mut reg = prometheus_client::registry::Registry::default();
+    r.felix.metrics().register(&mut reg);
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    assert!(text.contains("felix_unenforced_policies 1"), "{text}");
+    // Deleted: ready again.
+    r.ds.delete(&Key::global("GlobalNetworkPolicy", "raw"), None)
+        .unwrap();
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(
+        r.felix
+            .status()
+            .ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+}

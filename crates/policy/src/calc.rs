@@ -207,8 +207,9 @@ pub struct Snapshot {
     /// Every IP set with its members.
     #[serde(rename = "ipSets")]
     pub ip_sets: BTreeMap<IpSetId, BTreeSet<IpSetMember>>,
-    /// GlobalNetworkPolicies skipped because they are preDNAT or doNotTrack
-    /// (host-endpoint special tables this calculator does not produce).
+    /// GlobalNetworkPolicies not fully enforced: preDNAT or doNotTrack ones
+    /// are skipped (host-endpoint special tables this calculator does not
+    /// produce); applyOnForward ones apply on input and output only.
     #[serde(rename = "skippedPolicies", default)]
     pub skipped_policies: Vec<String>,
 }
@@ -996,7 +997,12 @@ impl PolicyCalculator {
             self.skipped.insert(name);
             return Ok(());
         }
-        self.skipped.remove(&name);
+        if s.apply_on_forward {
+            // Programmed, but not for forwarded traffic: said, not hidden.
+            self.skipped.insert(name.clone());
+        } else {
+            self.skipped.remove(&name);
+        }
         let err = |source| Error::Compile {
             kind: Kind::GlobalNetworkPolicy,
             name: name.clone(),

@@ -689,6 +689,19 @@ fn special_global_policies_are_skipped_and_noted() {
 }
 
 #[test]
+fn apply_on_forward_policies_apply_and_are_noted_as_not_fully_enforced() {
+    let calc = with(vec![
+        profile("calico", json!({"ingress": [{"action": "Allow"}]})),
+        gnp(
+            "fwd",
+            json!({"selector": "all()", "applyOnForward": true, "ingress": [{"action": "Deny"}]}),
+        ),
+    ]);
+    assert_eq!(ingress(&calc, &tcp(CLIENT, EP, 80)).verdict, Verdict::Deny);
+    assert_eq!(calc.snapshot().skipped_policies, ["fwd"]);
+}
+
+#[test]
 fn deltas_are_incremental_and_sets_exist_only_when_referenced() {
     let mut calc = with(vec![]);
     assert!(calc.snapshot().ip_sets.is_empty());
