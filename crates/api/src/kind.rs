@@ -35,7 +35,23 @@ pub enum Kind {
     Tier,
     /// A container's network interface.
     WorkloadEndpoint,
+    /// Internal: an IPAM block (addresses carved from a pool, with their owners).
+    IpamBlock,
+    /// Internal: a block's affinity to a host.
+    BlockAffinity,
+    /// Internal: the addresses one allocation handle holds.
+    IpamHandle,
+    /// Internal: cluster-wide IPAM settings.
+    IpamConfig,
 }
+
+/// The internal kinds IPAM stores beside the API resources; not documents users write.
+pub const INTERNAL_KINDS: [Kind; 4] = [
+    Kind::IpamBlock,
+    Kind::BlockAffinity,
+    Kind::IpamHandle,
+    Kind::IpamConfig,
+];
 
 /// Every kind, in the order `calicoctl get all`-style listings use.
 pub const ALL_KINDS: [Kind; 15] = [
@@ -94,7 +110,24 @@ impl Kind {
             Kind::Profile => "Profile",
             Kind::Tier => "Tier",
             Kind::WorkloadEndpoint => "WorkloadEndpoint",
+            Kind::IpamBlock => "IPAMBlock",
+            Kind::BlockAffinity => "BlockAffinity",
+            Kind::IpamHandle => "IPAMHandle",
+            Kind::IpamConfig => "IPAMConfig",
         }
+    }
+
+    /// Whether this is one of IPAM's [`INTERNAL_KINDS`].
+    pub fn is_internal(self) -> bool {
+        INTERNAL_KINDS.contains(&self)
+    }
+
+    /// Any kind the datastore holds, API or internal, by its stored name (exact spelling).
+    pub fn from_stored_name(name: &str) -> Option<Kind> {
+        ALL_KINDS
+            .into_iter()
+            .chain(INTERNAL_KINDS)
+            .find(|k| k.as_str() == name)
     }
 
     /// Lower-case plural, as in upstream's etcd key layout
@@ -116,6 +149,10 @@ impl Kind {
             Kind::Profile => "profiles",
             Kind::Tier => "tiers",
             Kind::WorkloadEndpoint => "workloadendpoints",
+            Kind::IpamBlock => "ipamblocks",
+            Kind::BlockAffinity => "blockaffinities",
+            Kind::IpamHandle => "ipamhandles",
+            Kind::IpamConfig => "ipamconfigs",
         }
     }
 
@@ -127,7 +164,7 @@ impl Kind {
         )
     }
 
-    /// The kind named by a document's `kind` field (exact spelling).
+    /// The API kind named by a document's `kind` field (exact spelling); never an internal kind.
     pub fn from_document_kind(kind: &str) -> Option<Kind> {
         ALL_KINDS.into_iter().find(|k| k.as_str() == kind)
     }
@@ -188,5 +225,10 @@ mod tests {
         assert_eq!(Kind::from_cli_name("gnp"), Some(Kind::GlobalNetworkPolicy));
         assert_eq!(Kind::from_cli_name("networkpolicy "), None);
         assert_eq!(Kind::from_document_kind("networkpolicy"), None);
+        for kind in ALL_KINDS.into_iter().chain(INTERNAL_KINDS) {
+            assert_eq!(Kind::from_stored_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::from_document_kind("IPAMBlock"), None);
+        assert_eq!(Kind::from_cli_name("ipamblock"), None);
     }
 }

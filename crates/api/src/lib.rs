@@ -17,7 +17,7 @@ pub mod numorstring;
 pub mod v3;
 mod validate;
 
-pub use kind::{ALL_KIND_NAMES, ALL_KINDS, Kind};
+pub use kind::{ALL_KIND_NAMES, ALL_KINDS, INTERNAL_KINDS, Kind};
 pub use validate::{is_dns1123_label, is_dns1123_subdomain};
 
 /// The API group/version of every resource this crate knows.
@@ -267,11 +267,19 @@ fn strict<T: DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
     })
 }
 
-fn process<T: ApiResource>(doc: Value) -> Result<Value, ValidationError> {
+/// Turns a document of a known kind into its typed form, checked and defaulted as
+/// [`parse_resource`] does (strict fields, metadata rules, upstream's defaults and validation)
+/// but without going back to JSON: how the sync layer decodes stored values, once.
+pub fn decode<T: ApiResource>(doc: Value) -> Result<T, ValidationError> {
     let mut r: T = strict(doc)?;
     check_metadata(T::KIND, r.metadata())?;
     r.apply_defaults();
     r.validate_spec()?;
+    Ok(r)
+}
+
+fn process<T: ApiResource>(doc: Value) -> Result<Value, ValidationError> {
+    let r: T = decode(doc)?;
     serde_json::to_value(&r).map_err(|e| ValidationError::new("", None, e.to_string()))
 }
 
@@ -325,6 +333,13 @@ pub fn parse_resource(doc: Value) -> Result<Resource, ValidationError> {
         Kind::Profile => process::<v3::Profile>(doc)?,
         Kind::Tier => process::<v3::Tier>(doc)?,
         Kind::WorkloadEndpoint => process::<v3::WorkloadEndpoint>(doc)?,
+        Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle | Kind::IpamConfig => {
+            return Err(ValidationError::new(
+                "kind",
+                Some(kind.as_str().to_owned()),
+                "an internal IPAM kind is not a resource document",
+            ));
+        }
     };
     Ok(Resource { kind, value })
 }

@@ -74,7 +74,7 @@ fn ns_args(flag: &NamespaceFlag, all_namespaces: bool) -> NamespaceArgs {
 
 fn key_of(resource: &Resource) -> Key {
     Key {
-        kind: resource.kind.as_str().to_owned(),
+        kind: resource.kind,
         namespace: resource.namespace().map(str::to_owned),
         name: resource.name().to_owned(),
     }
@@ -293,7 +293,7 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             check_name(name)?;
             targets.push((
                 Key {
-                    kind: kind.as_str().into(),
+                    kind,
                     namespace: namespace.clone(),
                     name: name.clone(),
                 },
@@ -364,7 +364,7 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             for name in &args.names {
                 check_name(name)?;
                 named.push(Key {
-                    kind: kind.as_str().into(),
+                    kind,
                     namespace: namespace.clone(),
                     name: name.clone(),
                 });
@@ -373,11 +373,7 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     }
 
     let show_policies = args.show_policies;
-    if show_policies
-        && (named.is_empty()
-            || named
-                .iter()
-                .any(|k| k.kind != Kind::WorkloadEndpoint.as_str()))
+    if show_policies && (named.is_empty() || named.iter().any(|k| k.kind != Kind::WorkloadEndpoint))
     {
         return Err(CommandError::new(
             "--show-policies works with named workload endpoints: calicoctl get workloadendpoint NAME --show-policies",
@@ -389,7 +385,7 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let mut shown = Vec::new();
     if let Some((kind, namespace)) = list {
         let listed = ds
-            .list(kind.as_str(), namespace.as_deref())
+            .list(kind, namespace.as_deref())
             .map_err(|e| CommandError::new(format!("listing {}: {e}", kind.plural())))?;
         results.push(Printable::List {
             kind,
@@ -438,7 +434,7 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
 
 /// The cluster-wide AS number shown for nodes without their own (upstream's default 64512).
 fn configured_as_number(ds: &dyn Datastore) -> String {
-    ds.get(&Key::global("BGPConfiguration", "default"))
+    ds.get(&Key::global(Kind::BgpConfiguration, "default"))
         .ok()
         .flatten()
         .and_then(|kv| {
@@ -512,7 +508,7 @@ fn patch(args: PatchArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         }
     };
     let key = Key {
-        kind: kind.as_str().into(),
+        kind,
         namespace: cli_namespace(kind, &args.namespace)?,
         name: args.name.clone(),
     };
@@ -548,7 +544,7 @@ fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         return Err(CommandError::new("label key may not be empty"));
     }
     let key = Key {
-        kind: kind.as_str().into(),
+        kind,
         namespace: cli_namespace(kind, &args.namespace)?,
         name: args.name.clone(),
     };
@@ -614,7 +610,7 @@ fn validate(args: ValidateArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
 
 fn version(ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let cluster = (ctx.open)().ok().and_then(|ds| {
-        ds.get(&Key::global("ClusterInformation", "default"))
+        ds.get(&Key::global(Kind::ClusterInformation, "default"))
             .ok()
             .flatten()
     });

@@ -383,6 +383,10 @@ fn columns(kind: Kind, as_number: &str) -> Columns {
                 ("INTERFACE", "{{.Spec.InterfaceName}}".into()),
             ],
         ),
+        // Internal kinds are never listed as resources; a name column is all they would show.
+        Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle | Kind::IpamConfig => {
+            (&["NAME"], &["NAME"], Vec::new())
+        }
     };
     let mut templates = vec![(name.0.to_owned(), name.1)];
     if kind.is_namespaced() {

@@ -8,35 +8,43 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use calico_api::{Kind, Resource};
+use std::time::Duration;
+
+use calico_api::v3;
 use calico_datastore::Datastore;
 use calico_policy::eval::RuleSource;
 use calico_policy::{
     Decision, Direction, EndpointId, INPUT_KINDS, Packet, PolicyCalculator, Trace, Update, Verdict,
 };
+use calico_sync::{SyncEvent, Syncer};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::commands::CommandError;
 
 /// Everything the policy calculation reads, loaded once.
 pub struct PolicyInputs {
-    resources: Vec<Resource>,
+    resources: Vec<calico_sync::Resource>,
 }
 
+/// How long a one-shot read of the datastore may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl PolicyInputs {
-    /// Read every policy-relevant resource from the datastore.
+    /// Read every policy-relevant resource from the datastore, through the sync layer felix
+    /// uses, so the same values are read the same way.
     pub fn load(ds: &dyn Datastore) -> Result<Self, CommandError> {
+        let mut syncer = Syncer::new(ds, INPUT_KINDS);
+        let events = syncer
+            .read_until_in_sync(READ_TIMEOUT)
+            .map_err(CommandError::new)?;
         let mut resources = Vec::new();
-        for kind in INPUT_KINDS {
-            let listed = ds
-                .list(kind.as_str(), None)
-                .map_err(|e| CommandError::new(format!("listing {}: {e}", kind.plural())))?;
-            for kv in listed.items {
-                let resource = calico_api::parse_resource(kv.value).map_err(|e| {
-                    CommandError::new(format!("datastore content {} is invalid: {e}", kv.key))
-                })?;
-                resources.push(resource);
+        for ev in events {
+            match ev {
+                SyncEvent::Set { resource, .. } => resources.push(resource),
+                SyncEvent::Unreadable { error, .. } => {
+                    return Err(CommandError::new(format!("{error}; cannot compute policy")));
+                }
+                _ => {}
             }
         }
         Ok(Self { resources })
@@ -46,9 +54,7 @@ impl PolicyInputs {
     fn calculator(&self, node: &str) -> Result<PolicyCalculator, CommandError> {
         let mut calc = PolicyCalculator::new(node);
         for resource in &self.resources {
-            let update = Update::from_resource(resource)
-                .map_err(|e| CommandError::new(format!("computing policy: {e}")))?;
-            if let Some(update) = update {
+            if let Some(update) = Update::from_typed(resource.clone()) {
                 calc.stage(update)
                     .map_err(|e| CommandError::new(format!("computing policy: {e}")))?;
             }
@@ -57,10 +63,11 @@ impl PolicyInputs {
         Ok(calc)
     }
 
-    fn workload_endpoints(&self) -> impl Iterator<Item = &Resource> {
-        self.resources
-            .iter()
-            .filter(|r| r.kind == Kind::WorkloadEndpoint)
+    fn workload_endpoints(&self) -> impl Iterator<Item = &v3::WorkloadEndpoint> {
+        self.resources.iter().filter_map(|r| match r {
+            calico_sync::Resource::WorkloadEndpoint(w) => Some(w),
+            _ => None,
+        })
     }
 
     /// The endpoint a `--src`/`--dst` argument names: `namespace/name`, `name` (namespace
@@ -70,23 +77,23 @@ impl PolicyInputs {
         if let Ok(ip) = what.parse::<IpAddr>() {
             let owner = self
                 .workload_endpoints()
-                .find(|r| endpoint_ips(r).contains(&ip));
+                .find(|w| endpoint_ips(w).contains(&ip));
             return Ok(match owner {
-                Some(r) => Party::endpoint(r, Some(ip)),
+                Some(w) => Party::endpoint(w, Some(ip)),
                 None => Party::External(ip),
             });
         }
         let (namespace, name) = what.split_once('/').unwrap_or(("default", what));
-        let by_name: Vec<&Resource> = self
+        let in_namespace = |w: &&v3::WorkloadEndpoint| w.metadata.namespace == namespace;
+        let by_name: Vec<&v3::WorkloadEndpoint> = self
             .workload_endpoints()
-            .filter(|r| r.namespace() == Some(namespace) && r.name() == name)
+            .filter(in_namespace)
+            .filter(|w| w.metadata.name == name)
             .collect();
         let candidates = if by_name.is_empty() {
             self.workload_endpoints()
-                .filter(|r| {
-                    r.namespace() == Some(namespace)
-                        && r.value.pointer("/spec/workload").and_then(Value::as_str) == Some(name)
-                })
+                .filter(in_namespace)
+                .filter(|w| w.spec.workload == name)
                 .collect()
         } else {
             by_name
@@ -99,7 +106,7 @@ impl PolicyInputs {
             many => Err(CommandError::new(format!(
                 "{flag} {what:?} is ambiguous: it names {}",
                 many.iter()
-                    .map(|r| format!("{namespace}/{}", r.name()))
+                    .map(|w| format!("{namespace}/{}", w.metadata.name))
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
@@ -107,13 +114,10 @@ impl PolicyInputs {
     }
 }
 
-fn endpoint_ips(r: &Resource) -> Vec<IpAddr> {
-    r.value
-        .pointer("/spec/ipNetworks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+fn endpoint_ips(w: &v3::WorkloadEndpoint) -> Vec<IpAddr> {
+    w.spec
+        .ip_networks
+        .iter()
         .filter_map(|net| net.split('/').next()?.parse().ok())
         .collect()
 }
@@ -132,19 +136,14 @@ enum Party {
 }
 
 impl Party {
-    fn endpoint(r: &Resource, chosen_ip: Option<IpAddr>) -> Self {
+    fn endpoint(w: &v3::WorkloadEndpoint, chosen_ip: Option<IpAddr>) -> Self {
         Party::Endpoint {
             id: EndpointId::Workload {
-                namespace: r.namespace().unwrap_or("default").to_owned(),
-                name: r.name().to_owned(),
+                namespace: w.metadata.namespace.clone(),
+                name: w.metadata.name.clone(),
             },
-            node: r
-                .value
-                .pointer("/spec/node")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            ips: endpoint_ips(r),
+            node: w.spec.node.clone(),
+            ips: endpoint_ips(w),
             chosen_ip,
         }
     }
@@ -429,7 +428,7 @@ pub fn show_policies(
     let inputs = PolicyInputs::load(ds)?;
     let endpoint = inputs
         .workload_endpoints()
-        .find(|r| r.namespace() == Some(namespace) && r.name() == name)
+        .find(|w| w.metadata.namespace == namespace && w.metadata.name == name)
         .ok_or_else(|| {
             CommandError::new(format!(
                 "resource does not exist: WorkloadEndpoint({namespace}/{name})"

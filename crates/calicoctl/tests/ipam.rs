@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use calico_ipam::{AssignArgs, Ipam};
 use serde_json::{Value, json};
 
@@ -35,7 +35,7 @@ impl Cluster {
                      "endpoint": "eth0", "ipNetworks": [format!("{ip}/32")]}});
         self.ds()
             .write_batch(vec![WriteOp::Upsert {
-                key: Key::namespaced("WorkloadEndpoint", "default", name),
+                key: Key::namespaced(Kind::WorkloadEndpoint, "default", name),
                 value,
             }])
             .unwrap();

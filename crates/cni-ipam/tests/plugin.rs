@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use calico_datastore::config::{DatastoreConfig, DatastoreType};
 use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip};
-use calico_datastore::{Datastore, Key, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_calico-ipam");
@@ -136,7 +136,7 @@ impl Cluster {
         serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
     }
 
-    fn put(&self, kind: &str, name: &str, value: Value) {
+    fn put(&self, kind: Kind, name: &str, value: Value) {
         self.ds()
             .write_batch(vec![WriteOp::Upsert {
                 key: Key::global(kind, name),
@@ -146,12 +146,12 @@ impl Cluster {
     }
 
     fn add_pool(&self, name: &str, cidr: &str, block_size: u32, disabled: bool) {
-        self.put("IPPool", name, pool(name, cidr, block_size, disabled));
+        self.put(Kind::IpPool, name, pool(name, cidr, block_size, disabled));
     }
 
     fn add_node(&self, name: &str) {
         self.put(
-            "Node",
+            Kind::Node,
             name,
             json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
                    "metadata": {"name": name}, "spec": {}}),
@@ -331,7 +331,7 @@ fn reservations_are_never_handed_out() {
     let c = Cluster::new();
     c.add_pool("p", "10.5.0.0/29", 29, false);
     c.put(
-        "IPReservation",
+        Kind::IpReservation,
         "r",
         json!({"apiVersion": "projectcalico.org/v3", "kind": "IPReservation",
                "metadata": {"name": "r"},

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use calico_api::names::WorkloadEndpointIdentifiers;
 use calico_api::v3;
-use calico_datastore::{Datastore, DatastoreError, Key};
+use calico_datastore::{Datastore, DatastoreError, Key, Kind};
 use calico_netlink::real::{NetlinkSocket, NetnsFile, ProcSysctl};
 use calico_netlink::{Netlink, format_mac};
 use serde_json::Value;
@@ -18,9 +18,6 @@ use crate::config::Request;
 use crate::dataplane::{self, Plan};
 use crate::labels;
 use calico_cni_common::open_store;
-
-/// The WorkloadEndpoint kind.
-const WEP_KIND: &str = "WorkloadEndpoint";
 
 /// Names derived from a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +168,7 @@ fn open_netns(req: &Request) -> Result<NetnsFile, CniError> {
 fn wep_document(req: &Request, n: &Names, ips: &[IpAddr], mac: &str) -> Result<Value, CniError> {
     let mut wep = v3::WorkloadEndpoint {
         api_version: "projectcalico.org/v3".to_owned(),
-        kind: WEP_KIND.to_owned(),
+        kind: Kind::WorkloadEndpoint.as_str().to_owned(),
         ..Default::default()
     };
     wep.metadata.name.clone_from(&n.wep);
@@ -227,7 +224,10 @@ fn rollback(
     }
     if wep_written
         && let Some(ds) = ds
-        && let Err(e) = ds.delete(&Key::namespaced(WEP_KIND, &n.namespace, &n.wep), None)
+        && let Err(e) = ds.delete(
+            &Key::namespaced(Kind::WorkloadEndpoint, &n.namespace, &n.wep),
+            None,
+        )
         && !matches!(e, DatastoreError::NotFound { .. })
     {
         errors.push(format!("deleting endpoint {}: {e}", n.wep));
@@ -303,7 +303,7 @@ pub fn add(req: &Request) -> Result<Value, CniError> {
         Ok(d) => d,
         Err(e) => return Err(fail(e, &mut host, false)),
     };
-    let key = Key::namespaced(WEP_KIND, &n.namespace, &n.wep);
+    let key = Key::namespaced(Kind::WorkloadEndpoint, &n.namespace, &n.wep);
     if let Err(e) = store
         .get()
         .write_batch(vec![calico_datastore::WriteOp::Upsert { key, value: doc }])
@@ -369,10 +369,10 @@ pub fn del(req: &Request) -> Result<(), CniError> {
     }
     match open_store(&req.datastore, cni::CODE_TRY_AGAIN) {
         Ok(store) => {
-            match store
-                .get()
-                .delete(&Key::namespaced(WEP_KIND, &n.namespace, &n.wep), None)
-            {
+            match store.get().delete(
+                &Key::namespaced(Kind::WorkloadEndpoint, &n.namespace, &n.wep),
+                None,
+            ) {
                 Ok(_) | Err(DatastoreError::NotFound { .. }) => {}
                 Err(e) => errors.push(ds_err(&format!("deleting endpoint {}", n.wep), &e)),
             }
@@ -418,7 +418,7 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     let n = names(req)?;
     let ips = cni::result_ips(prev);
     let store = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
-    let key = Key::namespaced(WEP_KIND, &n.namespace, &n.wep);
+    let key = Key::namespaced(Kind::WorkloadEndpoint, &n.namespace, &n.wep);
     let wep = store
         .get()
         .get(&key)
@@ -520,7 +520,7 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
     let store = open_store(&req.datastore, cni::CODE_TRY_AGAIN)?;
     let list = store
         .get()
-        .list(WEP_KIND, None)
+        .list(Kind::WorkloadEndpoint, None)
         .map_err(|e| ds_err("listing endpoints", &e))?;
     let mut errors = Vec::new();
     for kv in list.items {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use calico_netlink::real::{NetlinkSocket, NetnsFile, ProcSysctl};
 use calico_netlink::{CALICO_GATEWAY_V4, CALICO_HOST_MAC, Netlink, Netns, Route, Sysctl, VethSpec};
 use serde_json::{Value, json};
@@ -90,7 +90,7 @@ impl Host {
             nl,
         };
         h.put(
-            "Node",
+            Kind::Node,
             "host1",
             json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
             "metadata": {"name": "host1"}, "spec": {}}),
@@ -106,7 +106,7 @@ impl Host {
         SqliteDatastore::open(&self.db()).unwrap()
     }
 
-    fn put(&self, kind: &str, name: &str, value: Value) {
+    fn put(&self, kind: Kind, name: &str, value: Value) {
         self.ds()
             .write_batch(vec![WriteOp::Upsert {
                 key: Key::global(kind, name),
@@ -117,7 +117,7 @@ impl Host {
 
     fn pool(&self, cidr: &str) {
         self.put(
-            "IPPool",
+            Kind::IpPool,
             "pool1",
             json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
             "metadata": {"name": "pool1"}, "spec": {"cidr": cidr, "blockSize": 26}}),
@@ -169,7 +169,7 @@ impl Host {
 
     fn weps(&self) -> Vec<Value> {
         self.ds()
-            .list("WorkloadEndpoint", None)
+            .list(Kind::WorkloadEndpoint, None)
             .unwrap()
             .items
             .into_iter()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use calico_datastore::etcd::testing::{WithServer, etcd_binary};
-use calico_datastore::{Datastore, Key, WatchFilter, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WatchFilter, WriteOp};
 use divan::Bencher;
 
 fn main() {
@@ -61,7 +61,7 @@ fn list_10k(bencher: Bencher<'_, '_>) {
     let store = fresh_store();
     load(&store);
     bencher.bench_local(|| {
-        let list = store.list("NetworkPolicy", None).unwrap();
+        let list = store.list(Kind::NetworkPolicy, None).unwrap();
         assert_eq!(list.items.len(), BULK);
         list
     });
@@ -76,7 +76,7 @@ fn create_one(bencher: Bencher<'_, '_>) {
     let value = policy_value(0);
     bencher.bench_local(|| {
         let n = next.fetch_add(1, Ordering::Relaxed);
-        let k = Key::namespaced("NetworkPolicy", "single", format!("p{n}"));
+        let k = Key::namespaced(Kind::NetworkPolicy, "single", format!("p{n}"));
         store.create(&k, value.clone()).unwrap()
     });
 }
@@ -114,7 +114,7 @@ fn watch_latency(bencher: Bencher<'_, '_>) {
     let value = policy_value(0);
     bencher.bench_local(|| {
         let n = next.fetch_add(1, Ordering::Relaxed);
-        let k = Key::namespaced("NetworkPolicy", "watch", format!("p{n}"));
+        let k = Key::namespaced(Kind::NetworkPolicy, "watch", format!("p{n}"));
         let kv = store.create(&k, value.clone()).unwrap();
         let ev = watcher
             .next(Duration::from_secs(10))

@@ -7,6 +7,7 @@
 //! split into [`multi_process_writer`] (run in each child process) and [`multi_process_watch`]
 //! (run in the parent, which supplies the way to spawn children).
 
+use crate::Kind;
 use std::collections::{BTreeMap, HashSet};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ pub type Factory<'a> = &'a dyn Fn() -> Box<dyn Datastore>;
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 
 fn policy(ns: &str, name: &str) -> Key {
-    Key::namespaced("NetworkPolicy", ns, name)
+    Key::namespaced(Kind::NetworkPolicy, ns, name)
 }
 
 fn doc(spec: Value) -> Value {
@@ -55,7 +56,7 @@ pub fn crud_basics(fresh: Factory<'_>) {
     let r0 = s.revision().unwrap();
     let key = policy("default", "p1");
     assert_eq!(s.get(&key).unwrap(), None);
-    assert!(s.list("NetworkPolicy", None).unwrap().items.is_empty());
+    assert!(s.list(Kind::NetworkPolicy, None).unwrap().items.is_empty());
 
     let created = s.create(&key, doc(json!({"order": 1}))).unwrap();
     assert_eq!(created.key, key);
@@ -81,7 +82,7 @@ pub fn crud_basics(fresh: Factory<'_>) {
     assert!(upserted.mod_revision > updated.mod_revision);
     assert_eq!(upserted.create_revision, created.create_revision);
 
-    let list = s.list("NetworkPolicy", Some("default")).unwrap();
+    let list = s.list(Kind::NetworkPolicy, Some("default")).unwrap();
     assert_eq!(list.items, vec![upserted.clone()]);
     assert_eq!(list.revision, upserted.mod_revision);
 
@@ -90,14 +91,14 @@ pub fn crud_basics(fresh: Factory<'_>) {
     assert_eq!(deleted.value, upserted.value);
     assert_eq!(s.get(&key).unwrap(), None);
     assert!(s.revision().unwrap() > upserted.mod_revision);
-    assert!(s.list("NetworkPolicy", None).unwrap().items.is_empty());
+    assert!(s.list(Kind::NetworkPolicy, None).unwrap().items.is_empty());
 }
 
 /// The store stamps `uid`, `creationTimestamp` and `resourceVersion`, keeping the first two
 /// across updates and upserts.
 pub fn metadata_stamping(fresh: Factory<'_>) {
     let s = fresh();
-    let key = Key::global("GlobalNetworkPolicy", "g");
+    let key = Key::global(Kind::GlobalNetworkPolicy, "g");
     let v = json!({
         "apiVersion": "projectcalico.org/v3",
         "kind": "GlobalNetworkPolicy",
@@ -141,7 +142,7 @@ pub fn metadata_stamping(fresh: Factory<'_>) {
                 value: json!({"spec": {}}),
             },
             WriteOp::Upsert {
-                key: Key::global("GlobalNetworkPolicy", "h"),
+                key: Key::global(Kind::GlobalNetworkPolicy, "h"),
                 value: json!({"spec": {}}),
             },
         ])
@@ -404,7 +405,7 @@ pub fn batch_atomicity(fresh: Factory<'_>) {
     assert_eq!(s.revision().unwrap(), r0);
     assert_eq!(s.get(&existing).unwrap(), Some(before));
     let names: Vec<String> = s
-        .list("NetworkPolicy", None)
+        .list(Kind::NetworkPolicy, None)
         .unwrap()
         .items
         .into_iter()
@@ -426,18 +427,18 @@ pub fn list_sorted_and_filtered(fresh: Factory<'_>) {
     }
     for name in ["g2", "g1"] {
         ops.push(WriteOp::Create {
-            key: Key::global("GlobalNetworkPolicy", name),
+            key: Key::global(Kind::GlobalNetworkPolicy, name),
             value: json!({}),
         });
     }
     ops.push(WriteOp::Create {
-        key: Key::namespaced("NetworkSet", "a", "x"),
+        key: Key::namespaced(Kind::NetworkSet, "a", "x"),
         value: json!({}),
     });
     s.write_batch(ops).unwrap();
     let rev = s.revision().unwrap();
 
-    let names = |kind: &str, ns: Option<&str>| -> Vec<(Option<String>, String)> {
+    let names = |kind: Kind, ns: Option<&str>| -> Vec<(Option<String>, String)> {
         let list = s.list(kind, ns).unwrap();
         assert_eq!(list.revision, rev);
         list.items
@@ -450,7 +451,7 @@ pub fn list_sorted_and_filtered(fresh: Factory<'_>) {
     };
     let some = |ns: &str, n: &str| (Some(ns.to_string()), n.to_string());
     assert_eq!(
-        names("NetworkPolicy", None),
+        names(Kind::NetworkPolicy, None),
         vec![
             some("a", "x"),
             some("a", "y"),
@@ -460,16 +461,16 @@ pub fn list_sorted_and_filtered(fresh: Factory<'_>) {
         ]
     );
     assert_eq!(
-        names("NetworkPolicy", Some("b")),
+        names(Kind::NetworkPolicy, Some("b")),
         vec![some("b", "a"), some("b", "z")]
     );
-    assert_eq!(names("NetworkPolicy", Some("none")), vec![]);
+    assert_eq!(names(Kind::NetworkPolicy, Some("none")), vec![]);
     assert_eq!(
-        names("GlobalNetworkPolicy", None),
+        names(Kind::GlobalNetworkPolicy, None),
         vec![(None, "g1".to_string()), (None, "g2".to_string())]
     );
-    assert_eq!(names("NetworkSet", None), vec![some("a", "x")]);
-    assert_eq!(names("HostEndpoint", None), vec![]);
+    assert_eq!(names(Kind::NetworkSet, None), vec![some("a", "x")]);
+    assert_eq!(names(Kind::HostEndpoint, None), vec![]);
 }
 
 /// A watch from a list's revision replays exactly the later writes, in order, with values and
@@ -479,7 +480,7 @@ pub fn watch_resume_in_order(fresh: Factory<'_>) {
     let k1 = policy("default", "w1");
     let k2 = policy("default", "w2");
     s.create(&k1, doc(json!({"v": 0}))).unwrap();
-    let list = s.list("NetworkPolicy", None).unwrap();
+    let list = s.list(Kind::NetworkPolicy, None).unwrap();
     let r = list.revision;
 
     let c2 = s.create(&k2, doc(json!({"v": 1}))).unwrap();
@@ -532,17 +533,17 @@ pub fn watch_filters(fresh: Factory<'_>) {
     let r = s.revision().unwrap();
     let keys = [
         policy("ns1", "a"),
-        Key::namespaced("NetworkSet", "ns1", "a"),
+        Key::namespaced(Kind::NetworkSet, "ns1", "a"),
         policy("ns2", "a"),
-        Key::global("GlobalNetworkPolicy", "a"),
+        Key::global(Kind::GlobalNetworkPolicy, "a"),
         policy("ns1", "b"),
     ];
     for k in &keys {
         s.create(k, json!({})).unwrap();
     }
-    let seen = |kind: Option<&str>, ns: Option<&str>| -> Vec<Key> {
+    let seen = |kind: Option<Kind>, ns: Option<&str>| -> Vec<Key> {
         let filter = WatchFilter {
-            kind: kind.map(String::from),
+            kind,
             namespace: ns.map(String::from),
         };
         let mut w = s.watch(filter, r).unwrap();
@@ -557,11 +558,11 @@ pub fn watch_filters(fresh: Factory<'_>) {
     };
     assert_eq!(seen(None, None), keys.to_vec());
     assert_eq!(
-        seen(Some("NetworkPolicy"), None),
+        seen(Some(Kind::NetworkPolicy), None),
         vec![keys[0].clone(), keys[2].clone(), keys[4].clone()]
     );
     assert_eq!(
-        seen(Some("NetworkPolicy"), Some("ns1")),
+        seen(Some(Kind::NetworkPolicy), Some("ns1")),
         vec![keys[0].clone(), keys[4].clone()]
     );
     assert_eq!(
@@ -569,10 +570,10 @@ pub fn watch_filters(fresh: Factory<'_>) {
         vec![keys[0].clone(), keys[1].clone(), keys[4].clone()]
     );
     assert_eq!(
-        seen(Some("GlobalNetworkPolicy"), None),
+        seen(Some(Kind::GlobalNetworkPolicy), None),
         vec![keys[3].clone()]
     );
-    assert_eq!(seen(Some("HostEndpoint"), None), Vec::<Key>::new());
+    assert_eq!(seen(Some(Kind::HostEndpoint), None), Vec::<Key>::new());
 }
 
 /// `next` returns `Ok(None)` after about the timeout when nothing happens.
@@ -626,7 +627,7 @@ pub fn compaction_then_relist(fresh: Factory<'_>) {
     assert_eq!(expect_event(w.as_mut()).revision, r0 + 4);
     assert_eq!(expect_event(w.as_mut()).revision, head);
 
-    let list = s.list("NetworkPolicy", None).unwrap();
+    let list = s.list(Kind::NetworkPolicy, None).unwrap();
     assert_eq!(list.items.len(), 5);
     let mut w = s.watch(WatchFilter::default(), list.revision).unwrap();
     let kv = s.create(&policy("ns", "after"), json!({})).unwrap();
@@ -635,7 +636,7 @@ pub fn compaction_then_relist(fresh: Factory<'_>) {
 
     // Data survives compaction; only history is gone.
     s.compact(s.revision().unwrap()).unwrap();
-    assert_eq!(s.list("NetworkPolicy", None).unwrap().items.len(), 6);
+    assert_eq!(s.list(Kind::NetworkPolicy, None).unwrap().items.len(), 6);
 }
 
 /// Threads, each with its own handle onto one store, increment a counter with compare-and-swap,
@@ -644,7 +645,7 @@ pub fn compaction_then_relist(fresh: Factory<'_>) {
 pub fn concurrent_cas_counter(same_store: Factory<'_>) {
     const THREADS: usize = 4;
     const INCREMENTS: u64 = 50;
-    let key = Key::global("ContractCounter", "threads");
+    let key = Key::global(Kind::ClusterInformation, "threads");
     let setup = same_store();
     setup.create(&key, json!({"spec": {"count": 0}})).unwrap();
     let handles: Vec<_> = (0..THREADS)
@@ -684,11 +685,11 @@ fn cas_increment(store: &dyn Datastore, key: &Key) -> u64 {
     }
 }
 
-const MP_ITEM_KIND: &str = "ContractItem";
+const MP_ITEM_KIND: Kind = Kind::WorkloadEndpoint;
 const MP_COUNTER: &str = "processes";
 
 fn mp_counter_key() -> Key {
-    Key::global("ContractCounter", MP_COUNTER)
+    Key::global(Kind::ClusterInformation, MP_COUNTER)
 }
 
 /// What writer `writer`'s iteration `i` does in the multi-process property: 1 = create one

@@ -20,6 +20,7 @@ pub mod contract;
 pub mod etcd;
 pub mod sqlite;
 
+pub use calico_api::Kind;
 pub use config::{DatastoreConfig, DatastoreType};
 
 /// A datastore revision: etcd's cluster revision, or the embedded store's write counter.
@@ -28,9 +29,9 @@ pub type Revision = i64;
 /// Where a value lives: its kind, its namespace (None for cluster-scoped kinds) and its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
-    /// The resource kind as written in documents, e.g. `NetworkPolicy`, or an internal kind such
-    /// as `IPAMBlock`.
-    pub kind: String,
+    /// The resource kind: an API kind such as `NetworkPolicy`, or an internal kind such as
+    /// `IPAMBlock`.
+    pub kind: Kind,
     /// The namespace of a namespaced kind; `None` for cluster-scoped kinds.
     pub namespace: Option<String>,
     /// The resource name.
@@ -39,22 +40,18 @@ pub struct Key {
 
 impl Key {
     /// A key for a cluster-scoped resource.
-    pub fn global(kind: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn global(kind: Kind, name: impl Into<String>) -> Self {
         Self {
-            kind: kind.into(),
+            kind,
             namespace: None,
             name: name.into(),
         }
     }
 
     /// A key for a namespaced resource.
-    pub fn namespaced(
-        kind: impl Into<String>,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
+    pub fn namespaced(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
-            kind: kind.into(),
+            kind,
             namespace: Some(namespace.into()),
             name: name.into(),
         }
@@ -144,7 +141,7 @@ pub struct WatchEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchFilter {
     /// Only this kind (all kinds when None).
-    pub kind: Option<String>,
+    pub kind: Option<Kind>,
     /// Only this namespace (all namespaces when None).
     pub namespace: Option<String>,
 }
@@ -164,7 +161,7 @@ pub trait Datastore: Send + Sync {
     fn get(&self, key: &Key) -> Result<Option<KeyValue>, DatastoreError>;
 
     /// Every value of `kind`, in `namespace` when given (all namespaces otherwise).
-    fn list(&self, kind: &str, namespace: Option<&str>) -> Result<ListResult, DatastoreError>;
+    fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ListResult, DatastoreError>;
 
     /// Create a value; fails with [`DatastoreError::AlreadyExists`] if the key exists.
     fn create(&self, key: &Key, value: serde_json::Value) -> Result<KeyValue, DatastoreError>;
@@ -252,6 +249,14 @@ pub enum DatastoreError {
         doing: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored key names a kind this build does not know (a newer writer, or a hand edit).
+    #[error("the datastore holds a value of unknown kind {kind:?} (named {name:?})")]
+    UnknownKind {
+        /// The kind as stored.
+        kind: String,
+        /// The value's name as stored.
+        name: String,
     },
     /// The configured backend is not built into this binary.
     #[error("datastore type {0} is not available in this build")]

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    Datastore, DatastoreError, EventType, Key, KeyValue, ListResult, Revision, WatchEvent,
+    Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, WatchEvent,
     WatchFilter, Watcher, WriteOp,
 };
 
@@ -399,9 +399,7 @@ fn op_key(op: &WriteOp) -> &Key {
 }
 
 fn check_key(key: &Key) -> Result<(), DatastoreError> {
-    let reason = if key.kind.is_empty() {
-        "the kind is empty"
-    } else if key.name.is_empty() {
+    let reason = if key.name.is_empty() {
         "the name is empty"
     } else if key.namespace.as_deref() == Some("") {
         "the namespace is empty (use no namespace for cluster-scoped kinds)"
@@ -486,7 +484,7 @@ fn apply_op(
         check_cas(key, expected, existing.mod_rev)?;
         let deleted = decode_value(key, &existing.value)?;
         tx.prepare_cached("DELETE FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
-            .execute(params![key.kind, ns_col(key), key.name])?;
+            .execute(params![key.kind.as_str(), ns_col(key), key.name])?;
         insert_event(tx, rev, EV_DELETED, key, None, Some(existing.mod_rev))?;
         return Ok(Applied {
             create_rev: existing.create_rev,
@@ -507,7 +505,7 @@ fn apply_op(
                 "INSERT INTO kv (kind, namespace, name, create_rev, mod_rev)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
             )?
-            .execute(params![key.kind, ns_col(key), key.name, rev])?;
+            .execute(params![key.kind.as_str(), ns_col(key), key.name, rev])?;
             insert_event(tx, rev, EV_ADDED, key, Some(&text), None)?;
             Ok(Applied {
                 create_rev: rev,
@@ -540,7 +538,7 @@ fn apply_op(
             tx.prepare_cached(
                 "UPDATE kv SET mod_rev = ?4 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
             )?
-            .execute(params![key.kind, ns_col(key), key.name, rev])?;
+            .execute(params![key.kind.as_str(), ns_col(key), key.name, rev])?;
             insert_event(
                 tx,
                 rev,
@@ -566,7 +564,7 @@ fn read_existing(tx: &rusqlite::Transaction<'_>, key: &Key) -> Result<Option<Exi
             "SELECT e.value, k.create_rev, k.mod_rev FROM kv k LEFT JOIN events e ON e.rev = k.mod_rev
              WHERE k.kind = ?1 AND k.namespace = ?2 AND k.name = ?3",
         )?
-        .query_row(params![key.kind, ns_col(key), key.name], |r| {
+        .query_row(params![key.kind.as_str(), ns_col(key), key.name], |r| {
             Ok((
                 r.get::<_, Option<String>>(0)?,
                 r.get::<_, Revision>(1)?,
@@ -619,7 +617,7 @@ fn insert_event(
     .execute(params![
         rev,
         ty,
-        key.kind,
+        key.kind.as_str(),
         ns_col(key),
         key.name,
         value,
@@ -681,12 +679,18 @@ fn decode_value(key: &Key, text: &str) -> Result<Value, DatastoreError> {
     }
 }
 
-fn make_key(kind: String, namespace: String, name: String) -> Key {
-    Key {
+fn make_key(kind: &str, namespace: String, name: String) -> Result<Key, DatastoreError> {
+    let Some(kind) = Kind::from_stored_name(kind) else {
+        return Err(DatastoreError::UnknownKind {
+            kind: kind.to_owned(),
+            name,
+        });
+    };
+    Ok(Key {
         kind,
         namespace: (!namespace.is_empty()).then_some(namespace),
         name,
-    }
+    })
 }
 
 fn read_meta(conn: &Connection) -> rusqlite::Result<(Revision, Revision)> {
@@ -710,7 +714,7 @@ impl Datastore for SqliteDatastore {
                          FROM kv k LEFT JOIN events e ON e.rev = k.mod_rev
                          WHERE k.kind = ?1 AND k.namespace = ?2 AND k.name = ?3",
                     )?
-                    .query_row(params![key.kind, ns_col(key), key.name], |r| {
+                    .query_row(params![key.kind.as_str(), ns_col(key), key.name], |r| {
                         Ok((
                             r.get::<_, Option<String>>(0)?,
                             r.get::<_, Revision>(1)?,
@@ -732,7 +736,7 @@ impl Datastore for SqliteDatastore {
         .transpose()
     }
 
-    fn list(&self, kind: &str, namespace: Option<&str>) -> Result<ListResult, DatastoreError> {
+    fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ListResult, DatastoreError> {
         let mut conn = self.checkout()?;
         let conn = conn.get();
         let (items, revision) = with_retry(
@@ -752,9 +756,13 @@ impl Datastore for SqliteDatastore {
                          WHERE k.kind = ?1 AND (?2 IS NULL OR k.namespace = ?2)
                          ORDER BY k.namespace, k.name",
                     )?;
-                    let mut q = stmt.query(params![kind, namespace])?;
+                    let mut q = stmt.query(params![kind.as_str(), namespace])?;
                     while let Some(r) = q.next()? {
-                        let key = make_key(kind.to_string(), r.get(0)?, r.get(1)?);
+                        let key = Key {
+                            kind,
+                            namespace: Some(r.get::<_, String>(0)?).filter(|n| !n.is_empty()),
+                            name: r.get(1)?,
+                        };
                         let mod_revision: Revision = r.get(4)?;
                         // Parsed straight from SQLite's buffer: no intermediate String per row.
                         let text = r
@@ -954,8 +962,12 @@ impl SqliteWatcher {
                            AND (?3 IS NULL OR e.namespace = ?3)
                          ORDER BY e.rev LIMIT ?4",
                     )?;
-                    let mut q =
-                        stmt.query(params![start, filter.kind, filter.namespace, WATCH_PAGE])?;
+                    let mut q = stmt.query(params![
+                        start,
+                        filter.kind.map(Kind::as_str),
+                        filter.namespace,
+                        WATCH_PAGE
+                    ])?;
                     while let Some(r) = q.next()? {
                         rows.push(EventRow {
                             rev: r.get(0)?,
@@ -982,7 +994,7 @@ impl SqliteWatcher {
         self.more = rows.len() as i64 == WATCH_PAGE;
         for row in rows {
             let rev = row.rev;
-            let key = make_key(row.kind, row.namespace, row.name);
+            let key = make_key(&row.kind, row.namespace, row.name)?;
             let event_type = match row.ty {
                 EV_ADDED => EventType::Added,
                 EV_MODIFIED => EventType::Modified,
@@ -1059,7 +1071,7 @@ mod tests {
     #[test]
     fn corrupt_value_names_the_key() {
         let (_dir, store) = store();
-        let key = Key::namespaced("NetworkPolicy", "default", "bad");
+        let key = Key::namespaced(Kind::NetworkPolicy, "default", "bad");
         store.create(&key, json!({"spec": {}})).unwrap();
         let conn = Connection::open(store.path()).unwrap();
         conn.execute(
@@ -1073,7 +1085,7 @@ mod tests {
             err.to_string().contains("NetworkPolicy(default/bad)"),
             "{err}"
         );
-        let err = store.list("NetworkPolicy", None).unwrap_err();
+        let err = store.list(Kind::NetworkPolicy, None).unwrap_err();
         assert!(matches!(err, DatastoreError::Corrupt { .. }));
         conn.execute("UPDATE events SET value = '[1]' WHERE name = 'bad'", [])
             .unwrap();
@@ -1088,7 +1100,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/c.db");
         let s1 = SqliteDatastore::open(&path).unwrap();
-        s1.create(&Key::global("Kind", "x"), json!({})).unwrap();
+        s1.create(&Key::global(Kind::Profile, "x"), json!({}))
+            .unwrap();
         drop(s1);
         let s2 = SqliteDatastore::open(&path).unwrap();
         assert_eq!(s2.revision().unwrap(), 1);
@@ -1108,7 +1121,7 @@ mod tests {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     let s = SqliteDatastore::open(&path).unwrap();
-                    s.create(&Key::global("Kind", format!("k{i}")), json!({}))
+                    s.create(&Key::global(Kind::Profile, format!("k{i}")), json!({}))
                         .unwrap();
                 })
             })
@@ -1117,7 +1130,7 @@ mod tests {
             h.join().unwrap();
         }
         let s = SqliteDatastore::open(&path).unwrap();
-        assert_eq!(s.list("Kind", None).unwrap().items.len(), 8);
+        assert_eq!(s.list(Kind::Profile, None).unwrap().items.len(), 8);
         assert_eq!(s.revision().unwrap(), 8);
     }
 
@@ -1149,7 +1162,7 @@ mod tests {
         let mut w = store.watch(WatchFilter::default(), 0).unwrap();
         for i in 0..3 {
             store
-                .create(&Key::global("Kind", format!("k{i}")), json!({}))
+                .create(&Key::global(Kind::Profile, format!("k{i}")), json!({}))
                 .unwrap();
         }
         store.compact(2).unwrap();
@@ -1187,7 +1200,7 @@ mod tests {
         locked_rx.recv().unwrap();
         let start = Instant::now();
         let kv = store
-            .create(&Key::global("Kind", "waited"), json!({}))
+            .create(&Key::global(Kind::Profile, "waited"), json!({}))
             .unwrap();
         assert!(start.elapsed() >= Duration::from_millis(200));
         assert_eq!(kv.mod_revision, 1);
@@ -1198,9 +1211,9 @@ mod tests {
     fn compaction_keeps_values_still_referenced() {
         let (_dir, store) = store();
         let (a, b, c) = (
-            Key::global("Kind", "a"),
-            Key::global("Kind", "b"),
-            Key::global("Kind", "c"),
+            Key::global(Kind::Profile, "a"),
+            Key::global(Kind::Profile, "b"),
+            Key::global(Kind::Profile, "c"),
         );
         store.create(&a, json!({"spec": 1})).unwrap(); // 1
         store.create(&b, json!({"spec": 2})).unwrap(); // 2
@@ -1227,7 +1240,7 @@ mod tests {
         assert_eq!(w.next(Duration::from_secs(5)).unwrap().unwrap().revision, 6);
         // Once the head is compacted only live values remain.
         store.compact(6).unwrap();
-        assert_eq!(store.list("Kind", None).unwrap().items.len(), 2);
+        assert_eq!(store.list(Kind::Profile, None).unwrap().items.len(), 2);
     }
 
     #[test]
@@ -1235,7 +1248,11 @@ mod tests {
         let (_dir, store) = store();
         let mut ops = Vec::new();
         for i in 0..1500 {
-            let kind = if i % 3 == 0 { "A" } else { "B" };
+            let kind = if i % 3 == 0 {
+                Kind::Profile
+            } else {
+                Kind::Tier
+            };
             ops.push(WriteOp::Create {
                 key: Key::global(kind, format!("k{i}")),
                 value: json!({}),
@@ -1243,14 +1260,14 @@ mod tests {
         }
         store.write_batch(ops).unwrap();
         let filter = WatchFilter {
-            kind: Some("A".into()),
+            kind: Some(Kind::Profile),
             namespace: None,
         };
         let mut w = store.watch(filter, 0).unwrap();
         let mut n = 0;
         let mut last = 0;
         while let Some(ev) = w.next(Duration::from_millis(50)).unwrap() {
-            assert_eq!(ev.key.kind, "A");
+            assert_eq!(ev.key.kind, Kind::Profile);
             assert!(ev.revision > last);
             last = ev.revision;
             n += 1;
@@ -1262,9 +1279,8 @@ mod tests {
     fn invalid_keys_are_rejected() {
         let (_dir, store) = store();
         for key in [
-            Key::global("", "x"),
-            Key::global("Kind", ""),
-            Key::namespaced("Kind", "", "x"),
+            Key::global(Kind::Profile, ""),
+            Key::namespaced(Kind::NetworkPolicy, "", "x"),
         ] {
             let err = store.create(&key, json!({})).unwrap_err();
             assert!(matches!(err, DatastoreError::InvalidValue { .. }), "{err}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip};
 use calico_datastore::etcd::{EtcdDatastore, EtcdOptions, EtcdTls};
-use calico_datastore::{Datastore, DatastoreError, EventType, Key, WatchFilter};
+use calico_datastore::{Datastore, DatastoreError, EventType, Key, Kind, WatchFilter};
 use serde_json::json;
 
 fn closed_port() -> u16 {
@@ -57,7 +57,7 @@ fn server_down_then_back() {
     };
     let store =
         EtcdDatastore::connect_with(&server.endpoints(), &EtcdTls::default(), options).unwrap();
-    let k1 = Key::global("GlobalNetworkPolicy", "before");
+    let k1 = Key::global(Kind::GlobalNetworkPolicy, "before");
     let before = store.create(&k1, json!({"spec": {}})).unwrap();
     let mut w = store.watch(WatchFilter::default(), 0).unwrap();
     let ev = w.next(Duration::from_secs(10)).unwrap().expect("event");
@@ -75,7 +75,7 @@ fn server_down_then_back() {
     assert!(err.to_string().contains("reading"), "{err}");
     assert!(
         store
-            .create(&Key::global("GlobalNetworkPolicy", "during"), json!({}))
+            .create(&Key::global(Kind::GlobalNetworkPolicy, "during"), json!({}))
             .is_err()
     );
     // The watcher keeps quiet (its last state stands) while etcd is away.
@@ -95,7 +95,7 @@ fn server_down_then_back() {
     };
     assert_eq!(got, Some(before));
     let after = store
-        .create(&Key::global("GlobalNetworkPolicy", "after"), json!({}))
+        .create(&Key::global(Kind::GlobalNetworkPolicy, "after"), json!({}))
         .unwrap();
     // The watcher resynced by itself and resumes right after what it had seen.
     let ev = w
@@ -119,7 +119,7 @@ fn leader_failover_loses_no_acknowledged_write_or_event() {
     let mut w = watcher_store
         .watch(
             WatchFilter {
-                kind: Some("NetworkPolicy".into()),
+                kind: Some(Kind::NetworkPolicy),
                 namespace: None,
             },
             start,
@@ -137,7 +137,8 @@ fn leader_failover_loses_no_acknowledged_write_or_event() {
                 let store = EtcdDatastore::connect(&endpoints, &EtcdTls::default()).unwrap();
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let key = Key::namespaced("NetworkPolicy", format!("w{wr}"), format!("p{i}"));
+                    let key =
+                        Key::namespaced(Kind::NetworkPolicy, format!("w{wr}"), format!("p{i}"));
                     match store.create(&key, json!({"spec": {"i": i}})) {
                         Ok(kv) => {
                             acked.lock().unwrap().insert((key, kv.mod_revision));
@@ -174,7 +175,7 @@ fn leader_failover_loses_no_acknowledged_write_or_event() {
     let acked = acked.lock().unwrap().clone();
     let check = EtcdDatastore::connect(&endpoints, &EtcdTls::default()).unwrap();
     let listed: BTreeSet<(Key, i64)> = check
-        .list("NetworkPolicy", None)
+        .list(Kind::NetworkPolicy, None)
         .unwrap()
         .items
         .into_iter()

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip, generate_tls};
 use calico_datastore::etcd::{EtcdDatastore, EtcdOptions, EtcdTls};
-use calico_datastore::{DatastoreConfig, Key};
+use calico_datastore::{DatastoreConfig, Key, Kind};
 use serde_json::json;
 
 #[test]
@@ -38,7 +38,7 @@ fn client_certificates_over_https() {
     let Ok(store) = calico_datastore::open(&cfg) else {
         panic!("connecting over TLS failed");
     };
-    let k = Key::global("GlobalNetworkPolicy", "tls");
+    let k = Key::global(Kind::GlobalNetworkPolicy, "tls");
     let created = store.create(&k, json!({"spec": {}})).unwrap();
     assert_eq!(store.get(&k).unwrap(), Some(created));
 

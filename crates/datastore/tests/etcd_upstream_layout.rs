@@ -4,7 +4,7 @@
 
 use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip, upstream};
 use calico_datastore::etcd::{EtcdDatastore, EtcdTls};
-use calico_datastore::{Datastore, Key, WatchFilter};
+use calico_datastore::{Datastore, Key, Kind, WatchFilter};
 use serde_json::{Value, json};
 
 /// Raw etcd access, as upstream's client would do it.
@@ -65,7 +65,7 @@ fn upstream_data_reads_back() {
     let store = EtcdDatastore::connect(&server.endpoints(), &EtcdTls::default()).unwrap();
     let pol = store
         .get(&Key::namespaced(
-            "NetworkPolicy",
+            Kind::NetworkPolicy,
             "production",
             "allow-tcp-6379",
         ))
@@ -81,14 +81,14 @@ fn upstream_data_reads_back() {
         "2b3a4c5d-1111-4222-8333-444455556666"
     );
     assert_eq!(pol.value["spec"]["selector"], "role == 'database'");
-    let pools = store.list("IPPool", None).unwrap();
+    let pools = store.list(Kind::IpPool, None).unwrap();
     assert_eq!(pools.items.len(), 1);
     assert_eq!(pools.items[0].key.name, "default-ipv4-ippool");
     assert_eq!(pools.items[0].mod_revision, pool_rev);
     assert_eq!(pools.items[0].value["spec"]["cidr"], "10.0.0.0/16");
 
     let block = store
-        .get(&Key::global("IPAMBlock", "10-0-0-0-26"))
+        .get(&Key::global(Kind::IpamBlock, "10-0-0-0-26"))
         .unwrap()
         .expect("block");
     assert_eq!(block.value["kind"], "IPAMBlock");
@@ -101,19 +101,19 @@ fn upstream_data_reads_back() {
         block.value["spec"]["attributes"][1]["handle_id"],
         "k8s-pod-network.abc123"
     );
-    let aff = store.list("BlockAffinity", None).unwrap().items;
+    let aff = store.list(Kind::BlockAffinity, None).unwrap().items;
     assert_eq!(aff.len(), 1);
     assert_eq!(aff[0].key.name, "node-1-10-0-0-0-26");
     assert_eq!(aff[0].value["spec"]["node"], "node-1");
     assert_eq!(aff[0].value["spec"]["state"], "confirmed");
     let handle = store
-        .get(&Key::global("IPAMHandle", "k8s-pod-network.abc123"))
+        .get(&Key::global(Kind::IpamHandle, "k8s-pod-network.abc123"))
         .unwrap()
         .expect("handle");
     assert_eq!(handle.value["spec"]["handleID"], "k8s-pod-network.abc123");
     assert_eq!(handle.value["spec"]["block"]["10.0.0.0/26"], 1);
     let cfg = store
-        .get(&Key::global("IPAMConfig", "default"))
+        .get(&Key::global(Kind::IpamConfig, "default"))
         .unwrap()
         .expect("config");
     assert_eq!(cfg.value["spec"]["strictAffinity"], true);
@@ -123,7 +123,7 @@ fn upstream_data_reads_back() {
     let mut w = store.watch(WatchFilter::default(), 0).unwrap();
     let mut kinds = Vec::new();
     while let Some(ev) = w.next(std::time::Duration::from_millis(300)).unwrap() {
-        kinds.push(ev.key.kind);
+        kinds.push(ev.key.kind.as_str());
     }
     assert_eq!(
         kinds,
@@ -166,7 +166,7 @@ fn writes_land_in_upstream_layout() {
 
     let gnp = store
         .create(
-            &Key::global("GlobalNetworkPolicy", "deny-all"),
+            &Key::global(Kind::GlobalNetworkPolicy, "deny-all"),
             json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
                    "metadata": {"name": "deny-all"},
                    "spec": {"selector": "all()", "types": ["Ingress"]}}),
@@ -182,7 +182,7 @@ fn writes_land_in_upstream_layout() {
 
     store
         .create(
-            &Key::global("IPAMBlock", "10-0-0-0-30"),
+            &Key::global(Kind::IpamBlock, "10-0-0-0-30"),
             json!({"apiVersion": "projectcalico.org/v3", "kind": "IPAMBlock",
                    "metadata": {"name": "10-0-0-0-30"},
                    "spec": {"cidr": "10.0.0.0/30", "affinity": "host:n1", "strictAffinity": false,
@@ -202,7 +202,7 @@ fn writes_land_in_upstream_layout() {
 
     store
         .create(
-            &Key::global("BlockAffinity", "n1-10-0-0-0-30"),
+            &Key::global(Kind::BlockAffinity, "n1-10-0-0-0-30"),
             json!({"spec": {"type": "host", "state": "confirmed", "node": "n1",
                             "cidr": "10.0.0.0/30", "deleted": "false"}}),
         )
@@ -215,7 +215,7 @@ fn writes_land_in_upstream_layout() {
 
     store
         .create(
-            &Key::global("IPAMHandle", "h1"),
+            &Key::global(Kind::IpamHandle, "h1"),
             json!({"spec": {"handleID": "h1", "block": {"10.0.0.0/30": 1}, "deleted": false}}),
         )
         .unwrap();

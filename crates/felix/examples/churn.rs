@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use calico_dataplane::{ConntrackCli, NftLib};
 use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
 use serde_json::{Value, json};
@@ -84,7 +84,7 @@ fn main() {
         Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).expect("store"));
     put(
         ds.as_ref(),
-        Key::global("Profile", "calico"),
+        Key::global(Kind::Profile, "calico"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
             "metadata": {"name": "calico"}, "spec": {"ingress": [{"action": "Allow"}]}}),
     );
@@ -92,7 +92,7 @@ fn main() {
         let local = e < 10;
         put(
             ds.as_ref(),
-            Key::namespaced("WorkloadEndpoint", "default", format!("ep{e}")),
+            Key::namespaced(Kind::WorkloadEndpoint, "default", format!("ep{e}")),
             json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
                 "metadata": {"name": format!("ep{e}"), "namespace": "default",
                              "labels": {"app": "bench", "role": format!("r{}", e % 50)}},
@@ -104,7 +104,7 @@ fn main() {
     for n in 0..POLICIES {
         put(
             ds.as_ref(),
-            Key::global("GlobalNetworkPolicy", format!("bench-{n}")),
+            Key::global(Kind::GlobalNetworkPolicy, format!("bench-{n}")),
             policy(n, 0),
         );
     }
@@ -149,7 +149,7 @@ fn main() {
     for i in 0..rate * secs {
         put(
             ds.as_ref(),
-            Key::global("GlobalNetworkPolicy", format!("bench-{}", i % POLICIES)),
+            Key::global(Kind::GlobalNetworkPolicy, format!("bench-{}", i % POLICIES)),
             policy(i % POLICIES, i + 1),
         );
         next += period;
@@ -170,7 +170,7 @@ fn main() {
     let t = Instant::now();
     put(
         ds.as_ref(),
-        Key::global("GlobalNetworkPolicy", "bench-marker"),
+        Key::global(Kind::GlobalNetworkPolicy, "bench-marker"),
         marker_rules,
     );
     let mut lib = NftLib::open().expect("libnftables");

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use calico_api::Kind;
 use calico_dataplane::diff::{Diff, TableModel, diff, split};
 use calico_dataplane::render::{GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN};
 use calico_dataplane::{
@@ -22,10 +21,10 @@ const MAX_RULES_PER_COMMIT: usize = 2_500;
 
 /// The chains that change with the policy generation alone.
 const GENERATION_CHAINS: [&str; 2] = [GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN];
-use calico_datastore::{Datastore, DatastoreError, WatchEvent, WatchFilter, Watcher};
+use calico_datastore::{Datastore, DatastoreError};
 use calico_netlink::{Netlink, Sysctl};
 use calico_policy::{INPUT_KINDS, PolicyCalculator, Snapshot, Update};
-use serde_json::Value;
+use calico_sync::{Backoff, SyncEvent, Syncer};
 
 use crate::cluster::{self, Cluster};
 use crate::metrics::Metrics;
@@ -45,6 +44,9 @@ pub enum Error {
     /// Serializing the batch failed.
     #[error("serializing the nftables batch: {0}")]
     Json(#[from] serde_json::Error),
+    /// The sync layer could not catch up with the datastore.
+    #[error("{0}")]
+    Sync(String),
 }
 
 /// The agent's settings.
@@ -191,7 +193,13 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     nft: F,
     conntrack: C,
     sysctl: S,
+    /// The typed stream of datastore changes.
+    syncer: Syncer<Arc<dyn Datastore>>,
+    /// The model: always there, except while a programming pass has it.
     state: Option<State>,
+    /// The model is complete (the syncer said so and has not lost the
+    /// datastore since): programming is allowed.
+    in_sync: bool,
     applied: Option<Applied>,
     status: Arc<Status>,
     metrics: Metrics,
@@ -230,10 +238,6 @@ enum KernelView {
     Applied,
 }
 
-fn policy_kind(kind: &str) -> Option<Kind> {
-    Kind::from_document_kind(kind).filter(|k| INPUT_KINDS.contains(k))
-}
-
 /// The kernel interfaces felix programs through.
 pub struct Kernel<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     /// Routes, links, neighbours.
@@ -249,6 +253,15 @@ pub struct Kernel<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
 impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     /// An agent programming `kernel` from `ds`.
     pub fn new(cfg: Config, ds: Arc<dyn Datastore>, kernel: Kernel<N, F, C, S>) -> Self {
+        let kinds = INPUT_KINDS.into_iter().chain(cluster::KINDS);
+        let syncer = Syncer::new(ds.clone(), kinds).with_backoff(Backoff {
+            min: cfg.retry_interval,
+            max: cfg.retry_interval * 8,
+        });
+        let state = State {
+            calc: PolicyCalculator::new(cfg.node.as_str()),
+            cluster: Cluster::default(),
+        };
         Felix {
             cfg,
             ds,
@@ -256,7 +269,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             nft: kernel.nft,
             conntrack: kernel.conntrack,
             sysctl: kernel.sysctl,
-            state: None,
+            syncer,
+            state: Some(state),
+            in_sync: false,
             applied: None,
             status: Arc::new(Status::default()),
             metrics: Metrics::default(),
@@ -346,29 +361,6 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             }
         }
         self.fail_closed_until_synced();
-        while !stop.load(Ordering::Relaxed) {
-            self.status.beat();
-            let mut watcher = match self.sync() {
-                Ok(w) => w,
-                Err(e) => {
-                    // The last programmed state stays in force; keep it intact.
-                    eprintln!("felix: {e}; keeping the last programmed state, retrying");
-                    self.metrics.errors.inc();
-                    self.status.in_sync.store(false, Ordering::Relaxed);
-                    self.repair_drift();
-                    std::thread::sleep(self.cfg.retry_interval);
-                    continue;
-                }
-            };
-            self.metrics.resyncs.inc();
-            self.program(Instant::now());
-            self.status.in_sync.store(true, Ordering::Relaxed);
-            self.watch(watcher.as_mut(), stop);
-        }
-    }
-
-    /// Follows the watch until it fails or `stop` is set.
-    fn watch(&mut self, watcher: &mut dyn Watcher, stop: &AtomicBool) {
         let mut dirty_since: Option<Instant> = None;
         let mut last_check = Instant::now();
         let mut last_verify = Instant::now();
@@ -379,30 +371,36 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             } else {
                 Duration::from_millis(200)
             };
-            match watcher.next(wait) {
-                Ok(Some(ev)) => {
-                    self.handle(ev);
-                    let since = *dirty_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.cfg.batch_window {
+            match self.syncer.next(wait) {
+                Some(ev) => {
+                    let was_in_sync = self.in_sync;
+                    let changed = self.take(ev);
+                    if changed {
+                        dirty_since.get_or_insert_with(Instant::now);
+                    }
+                    if self.in_sync && !was_in_sync {
+                        // Complete again (or for the first time): program at once.
+                        self.metrics.resyncs.inc();
+                        self.program(dirty_since.take().unwrap_or_else(Instant::now));
+                    } else if let Some(since) = dirty_since
+                        && self.in_sync
+                        && since.elapsed() >= self.cfg.batch_window
+                    {
                         dirty_since = None;
                         self.program(since);
                     }
                 }
-                Ok(None) => {
-                    if let Some(since) = dirty_since.take() {
+                None => {
+                    if self.in_sync
+                        && let Some(since) = dirty_since.take()
+                    {
                         self.program(since);
                     }
                 }
-                Err(e) => {
-                    eprintln!("felix: watching the datastore: {e}; resyncing");
-                    self.metrics.errors.inc();
-                    self.status.in_sync.store(false, Ordering::Relaxed);
-                    if let Some(since) = dirty_since.take() {
-                        self.program(since);
-                    }
-                    std::thread::sleep(self.cfg.retry_interval);
-                    return;
-                }
+            }
+            if self.applied.is_none() {
+                // Nothing programmed yet: the fail-closed table stays as it is.
+                continue;
             }
             if self
                 .monitor
@@ -421,7 +419,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 self.repair_routes_and_interfaces();
                 last_check = Instant::now();
             }
-            if dirty_since.is_none()
+            if self.in_sync
+                && dirty_since.is_none()
                 && self
                     .failed_at
                     .is_some_and(|t| t.elapsed() >= self.cfg.failure_retry_interval)
@@ -431,72 +430,76 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         }
     }
 
-    /// Reads everything anew into a fresh calculation and starts a watch
-    /// right after it. The kernel is not touched here.
-    pub fn sync(&mut self) -> Result<Box<dyn Watcher>, Error> {
-        let node = self.cfg.node.clone();
-        let rev = self.ds.revision()?;
-        let mut calc = PolicyCalculator::new(node.as_str());
-        let mut cluster = Cluster::default();
-        for kind in INPUT_KINDS {
-            for kv in self.ds.list(kind.as_str(), None)?.items {
-                if matches!(kind, Kind::WorkloadEndpoint | Kind::HostEndpoint) {
-                    note(cluster.apply(
-                        &node,
-                        kind.as_str(),
-                        kv.key.namespace.as_deref(),
-                        &kv.key.name,
-                        Some(&kv.value),
-                    ));
+    /// Catches up with the datastore as it is now (the first call reads
+    /// everything), without touching the kernel: for tests and tools that
+    /// drive the agent step by step.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        let target = self.ds.revision()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(self.in_sync && self.syncer.revision() >= target) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.syncer.next(left) {
+                Some(SyncEvent::Lost { error }) => return Err(Error::Sync(error)),
+                Some(ev) => {
+                    self.take(ev);
                 }
-                stage(&mut calc, &kv.key.to_string(), Some(kv.value), None);
+                None if left.is_zero() => {
+                    return Err(Error::Sync(format!(
+                        "not caught up with revision {target} within 30s"
+                    )));
+                }
+                None => {}
             }
         }
-        for kind in [
-            cluster::KIND_NODE,
-            cluster::KIND_POOL,
-            cluster::KIND_BLOCK,
-            cluster::KIND_FELIX_CONFIG,
-        ] {
-            for kv in self.ds.list(kind, None)?.items {
-                note(cluster.apply(
-                    &node,
-                    kind,
-                    kv.key.namespace.as_deref(),
-                    &kv.key.name,
-                    Some(&kv.value),
-                ));
-            }
-        }
-        // Events after `rev` replay on top of the lists: upserts are
-        // idempotent and every delete comes after what it deletes.
-        let watcher = self.ds.watch(WatchFilter::default(), rev)?;
-        self.state = Some(State { calc, cluster });
-        Ok(watcher)
+        Ok(())
     }
 
-    /// Applies one datastore change to the model (not yet to the kernel).
-    fn handle(&mut self, ev: WatchEvent) {
+    /// Applies one event of the sync layer to the model (not yet to the
+    /// kernel). Returns whether the model may have changed.
+    fn take(&mut self, ev: SyncEvent) -> bool {
         let Some(state) = self.state.as_mut() else {
-            return;
+            return false;
         };
-        let kind = ev.key.kind.as_str();
-        if cluster::KINDS.contains(&kind) {
-            note(state.cluster.apply(
-                &self.cfg.node,
-                kind,
-                ev.key.namespace.as_deref(),
-                &ev.key.name,
-                ev.value.as_ref(),
-            ));
-        }
-        if let Some(k) = policy_kind(kind) {
-            let delete = Update::Delete {
-                kind: k,
-                namespace: ev.key.namespace.clone(),
-                name: ev.key.name.clone(),
-            };
-            stage(&mut state.calc, &ev.key.to_string(), ev.value, Some(delete));
+        match ev {
+            SyncEvent::Set { key, resource, .. } => {
+                note(state.cluster.apply(&self.cfg.node, &key, Some(&resource)));
+                if let Some(update) = Update::from_typed(resource)
+                    && let Err(e) = state.calc.stage(update)
+                {
+                    eprintln!("felix: datastore content {key}: {e}; ignored");
+                }
+                true
+            }
+            SyncEvent::Deleted { key, .. } => {
+                note(state.cluster.apply(&self.cfg.node, &key, None));
+                if let Some(update) = Update::delete_key(&key)
+                    && let Err(e) = state.calc.stage(update)
+                {
+                    eprintln!("felix: datastore content {key}: {e}; ignored");
+                }
+                true
+            }
+            SyncEvent::Unreadable { error, .. } => {
+                // What was known of it stays in force: dropping a policy
+                // because its record broke would fail open.
+                eprintln!("felix: {error}; keeping what was known of it");
+                self.metrics.errors.inc();
+                false
+            }
+            SyncEvent::InSync { .. } => {
+                self.in_sync = true;
+                self.status.in_sync.store(true, Ordering::Relaxed);
+                false
+            }
+            SyncEvent::Lost { error } => {
+                // The last programmed state stays in force until the
+                // syncer has caught up again.
+                eprintln!("felix: {error}; keeping the last programmed state, resyncing");
+                self.metrics.errors.inc();
+                self.in_sync = false;
+                self.status.in_sync.store(false, Ordering::Relaxed);
+                false
+            }
         }
     }
 
@@ -542,6 +545,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     /// and the flows of removed endpoints deleted. `since` is when the
     /// oldest change it carries was seen.
     pub fn program(&mut self, since: Instant) {
+        if !self.in_sync {
+            return;
+        }
         let Some(mut state) = self.state.take() else {
             return;
         };
@@ -1069,32 +1075,6 @@ fn status_files(dir: &std::path::Path) -> BTreeSet<String> {
         }
     }
     found
-}
-
-/// Feeds one stored value (or its deletion) to the calculation. Invalid
-/// content is reported and left out: one bad object must not stop the host.
-fn stage(calc: &mut PolicyCalculator, what: &str, value: Option<Value>, delete: Option<Update>) {
-    let update = match value {
-        Some(v) => match calico_api::parse_resource(v) {
-            Ok(r) => match Update::from_resource(&r) {
-                Ok(u) => u,
-                Err(e) => {
-                    eprintln!("felix: datastore content {what}: {e}; ignored");
-                    return;
-                }
-            },
-            Err(e) => {
-                eprintln!("felix: datastore content {what} is invalid: {e}; ignored");
-                return;
-            }
-        },
-        None => delete,
-    };
-    if let Some(u) = update
-        && let Err(e) = calc.stage(u)
-    {
-        eprintln!("felix: datastore content {what}: {e}; ignored");
-    }
 }
 
 fn note(r: Result<(), cluster::Error>) {

@@ -5,32 +5,21 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use calico_api::v3;
+use calico_api::Kind;
 use calico_dataplane::{EndpointToHostAction, Interface};
+use calico_datastore::Key;
 use calico_policy::EndpointId;
+use calico_sync::Resource;
 use ipnet::IpNet;
-use serde_json::Value;
 
-/// Datastore kind of hosts.
-pub const KIND_NODE: &str = "Node";
-/// Datastore kind of IP pools.
-pub const KIND_POOL: &str = "IPPool";
-/// Datastore kind of IPAM blocks.
-pub const KIND_BLOCK: &str = "IPAMBlock";
-/// Datastore kind of workload endpoints.
-pub const KIND_WEP: &str = "WorkloadEndpoint";
-/// Datastore kind of host endpoints.
-pub const KIND_HEP: &str = "HostEndpoint";
-/// Datastore kind of felix settings (`default`, `node.<name>`).
-pub const KIND_FELIX_CONFIG: &str = "FelixConfiguration";
 /// The kinds [`Cluster`] reads (besides the policy calculation's).
-pub const KINDS: [&str; 6] = [
-    KIND_NODE,
-    KIND_POOL,
-    KIND_BLOCK,
-    KIND_WEP,
-    KIND_HEP,
-    KIND_FELIX_CONFIG,
+pub const KINDS: [Kind; 6] = [
+    Kind::Node,
+    Kind::IpPool,
+    Kind::IpamBlock,
+    Kind::WorkloadEndpoint,
+    Kind::HostEndpoint,
+    Kind::FelixConfiguration,
 ];
 
 /// A datastore value felix could not use.
@@ -38,7 +27,7 @@ pub const KINDS: [&str; 6] = [
 #[error("reading {kind} {name} from the datastore: {reason}")]
 pub struct Error {
     /// Its kind.
-    pub kind: String,
+    pub kind: Kind,
     /// Its name.
     pub name: String,
     /// What is wrong with it.
@@ -113,9 +102,9 @@ pub struct Cluster {
     pub workload_endpoints: std::collections::BTreeSet<String>,
 }
 
-fn err(kind: &str, name: &str, reason: impl Into<String>) -> Error {
+fn err(kind: Kind, name: &str, reason: impl Into<String>) -> Error {
     Error {
-        kind: kind.to_owned(),
+        kind,
         name: name.to_owned(),
         reason: reason.into(),
     }
@@ -140,23 +129,12 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 }
 
 impl Cluster {
-    /// Applies one datastore value (`None`: deleted) of one of [`KINDS`];
-    /// other kinds are ignored. `node` is this host's name.
-    pub fn apply(
-        &mut self,
-        node: &str,
-        kind: &str,
-        namespace: Option<&str>,
-        name: &str,
-        value: Option<&Value>,
-    ) -> Result<(), Error> {
+    /// Applies one resource (`None`: deleted) of one of [`KINDS`] stored at
+    /// `key`; other kinds are ignored. `node` is this host's name.
+    pub fn apply(&mut self, node: &str, key: &Key, value: Option<&Resource>) -> Result<(), Error> {
+        let (kind, name, namespace) = (key.kind, key.name.as_str(), key.namespace.as_deref());
         match (kind, value) {
-            (KIND_NODE, None) => {
-                self.hosts.remove(name);
-            }
-            (KIND_NODE, Some(v)) => {
-                let n: v3::Node = serde_json::from_value(v.clone())
-                    .map_err(|e| err(kind, name, e.to_string()))?;
+            (Kind::Node, Some(Resource::Node(n))) => {
                 let underlay = n
                     .spec
                     .bgp
@@ -219,12 +197,7 @@ impl Cluster {
                     },
                 );
             }
-            (KIND_POOL, None) => {
-                self.pools.remove(name);
-            }
-            (KIND_POOL, Some(v)) => {
-                let p: v3::IPPool = serde_json::from_value(v.clone())
-                    .map_err(|e| err(kind, name, e.to_string()))?;
+            (Kind::IpPool, Some(Resource::IpPool(p))) => {
                 let cidr =
                     p.spec.cidr.parse::<IpNet>().map_err(|e| {
                         err(kind, name, format!("spec.cidr {:?}: {e}", p.spec.cidr))
@@ -234,41 +207,27 @@ impl Cluster {
                     Pool {
                         cidr: cidr.trunc(),
                         nat_outgoing: p.spec.nat_outgoing,
-                        vxlan_mode: p.spec.vxlan_mode,
+                        vxlan_mode: p.spec.vxlan_mode.clone(),
                     },
                 );
             }
-            (KIND_BLOCK, None) => {
-                self.blocks.remove(name);
-            }
-            (KIND_BLOCK, Some(v)) => {
-                // Only the CIDR and affinity matter here: the allocations
-                // (most of a block's size) are not decoded.
-                let cidr_text = v
-                    .pointer("/spec/cidr")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+            (Kind::IpamBlock, Some(Resource::IpamBlock(b))) => {
+                let cidr_text = b.spec.cidr.as_str();
                 let cidr = cidr_text
                     .parse::<IpNet>()
                     .map_err(|e| err(kind, name, format!("spec.cidr {cidr_text:?}: {e}")))?;
-                let host = v
-                    .pointer("/spec/affinity")
-                    .and_then(Value::as_str)
-                    .and_then(|a| a.strip_prefix("host:"))
-                    .map(str::to_owned);
+                let host = b.spec.affine_node().map(str::to_owned);
                 self.blocks.insert(name.to_owned(), (cidr, host));
             }
-            (KIND_HEP, value) => {
+            (Kind::HostEndpoint, value) => {
                 let iface = match value {
-                    None => None,
-                    Some(v) => {
-                        let h: v3::HostEndpoint = serde_json::from_value(v.clone())
-                            .map_err(|e| err(kind, name, e.to_string()))?;
+                    Some(Resource::HostEndpoint(h)) => {
                         // One without an interface (only expected IPs) has
                         // nothing to police here.
                         (h.spec.node == node && !h.spec.interface_name.is_empty())
-                            .then_some(h.spec.interface_name)
+                            .then(|| h.spec.interface_name.clone())
                     }
+                    _ => None,
                 };
                 match iface {
                     Some(i) => {
@@ -279,7 +238,7 @@ impl Cluster {
                     }
                 }
             }
-            (KIND_WEP, value) => {
+            (Kind::WorkloadEndpoint, value) => {
                 let ns = namespace.unwrap_or("default");
                 let key = format!("{ns}/{name}");
                 // Whatever is wrong with it, the endpoint is no longer
@@ -291,10 +250,7 @@ impl Cluster {
                     self.workload_endpoints.remove(&key);
                 }
                 let local = match value {
-                    None => None,
-                    Some(v) => {
-                        let w: v3::WorkloadEndpoint = serde_json::from_value(v.clone())
-                            .map_err(|e| err(kind, &key, e.to_string()))?;
+                    Some(Resource::WorkloadEndpoint(w)) => {
                         // Written past validation, a name like `cali*` would
                         // be a wildcard in nftables.
                         if !is_interface_name(&w.spec.interface_name) {
@@ -336,6 +292,7 @@ impl Cluster {
                             allow_spoofed,
                         })
                     }
+                    _ => None,
                 };
                 match local {
                     Some(l) => {
@@ -346,22 +303,15 @@ impl Cluster {
                     }
                 }
             }
-            (KIND_FELIX_CONFIG, None) => {
-                self.felix_configs.remove(name);
-            }
-            (KIND_FELIX_CONFIG, Some(v)) => {
-                // Read apart from the whole typed spec: only these settings
-                // are enforced here, and a bad one must not hide the other.
-                let spec = v.get("spec");
-                let text = |field: &str| spec.and_then(|s| s.get(field)).and_then(Value::as_str);
+            (Kind::FelixConfiguration, Some(Resource::FelixConfiguration(c))) => {
                 let mut settings = FelixSettings::default();
-                if let Some(a) = text("defaultEndpointToHostAction") {
+                if let Some(a) = &c.spec.default_endpoint_to_host_action {
                     settings.endpoint_to_host = Some(a.parse().map_err(|e| {
                         err(kind, name, format!("spec.defaultEndpointToHostAction: {e}"))
                     })?);
                 }
-                if let Some(a) = text("workloadSourceSpoofing") {
-                    settings.source_spoofing = Some(match a {
+                if let Some(a) = &c.spec.workload_source_spoofing {
+                    settings.source_spoofing = Some(match a.as_str() {
                         "Any" => true,
                         "Disabled" => false,
                         _ => {
@@ -376,6 +326,18 @@ impl Cluster {
                     });
                 }
                 self.felix_configs.insert(name.to_owned(), settings);
+            }
+            (Kind::Node, _) => {
+                self.hosts.remove(name);
+            }
+            (Kind::IpPool, _) => {
+                self.pools.remove(name);
+            }
+            (Kind::IpamBlock, _) => {
+                self.blocks.remove(name);
+            }
+            (Kind::FelixConfiguration, _) => {
+                self.felix_configs.remove(name);
             }
             _ => {}
         }
@@ -441,25 +403,42 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn key(kind: Kind, ns: Option<&str>, name: &str) -> Key {
+        match ns {
+            Some(ns) => Key::namespaced(kind, ns, name),
+            None => Key::global(kind, name),
+        }
+    }
+
+    fn typed(key: &Key, mut doc: Value) -> Resource {
+        if !key.kind.is_internal() {
+            doc["apiVersion"] = json!("projectcalico.org/v3");
+            doc["kind"] = json!(key.kind.as_str());
+        }
+        Resource::decode(key, doc).unwrap()
+    }
+
+    fn put(c: &mut Cluster, kind: Kind, ns: Option<&str>, name: &str, doc: Value) {
+        let k = key(kind, ns, name);
+        let r = typed(&k, doc);
+        c.apply("h1", &k, Some(&r)).unwrap();
+    }
 
     #[test]
     fn hosts_pools_blocks_and_local_endpoints() {
         let mut c = Cluster::default();
-        c.apply(
-            "h1",
-            KIND_NODE,
+        put(
+            &mut c,
+            Kind::Node,
             None,
             "h2",
-            Some(
-                &json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
-                "metadata": {"name": "h2"},
+            json!({"metadata": {"name": "h2"},
                 "spec": {"bgp": {"ipv4Address": "172.30.0.2/24"},
                          "ipv4VXLANTunnelAddr": "10.65.2.0",
                          "vxlanTunnelMACAddr": "66:c0:00:00:00:02"}}),
-            ),
-        )
-        .unwrap();
+        );
         assert_eq!(
             c.hosts["h2"],
             Host {
@@ -469,40 +448,42 @@ mod tests {
                 ipip: None,
             }
         );
-        let bad = c.apply(
-            "h1",
-            KIND_NODE,
-            None,
-            "h3",
-            Some(&json!({"metadata": {"name": "h3"}, "spec": {"vxlanTunnelMACAddr": "nope"}})),
-        );
+        // A value the API would refuse, set on the typed form: the model
+        // checks what it uses on its own too.
+        let h3 = key(Kind::Node, None, "h3");
+        let Resource::Node(mut node) = typed(&h3, json!({"metadata": {"name": "h3"}})) else {
+            unreachable!("a Node decodes as a Node")
+        };
+        node.spec.vxlan_tunnel_mac_addr = "nope".into();
+        let bad = c.apply("h1", &h3, Some(&Resource::Node(node)));
         assert!(
             bad.unwrap_err()
                 .to_string()
                 .contains("spec.vxlanTunnelMACAddr \"nope\""),
             "errors name the field and value"
         );
-        c.apply(
-            "h1",
-            KIND_BLOCK,
+        put(
+            &mut c,
+            Kind::IpamBlock,
             None,
             "10-65-2-0-26",
-            Some(&json!({"spec": {"cidr": "10.65.2.0/26", "affinity": "host:h2"}})),
-        )
-        .unwrap();
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "IPAMBlock",
+                "metadata": {"name": "10-65-2-0-26"},
+                "spec": {"cidr": "10.65.2.0/26", "affinity": "host:h2",
+                         "allocations": [], "unallocated": [], "attributes": []}}),
+        );
         assert_eq!(
             c.blocks["10-65-2-0-26"],
             ("10.65.2.0/26".parse().unwrap(), Some("h2".to_owned()))
         );
-        c.apply(
-            "h1",
-            KIND_POOL,
+        put(
+            &mut c,
+            Kind::IpPool,
             None,
             "default",
-            Some(&json!({"metadata": {"name": "default"},
-                "spec": {"cidr": "172.29.0.0/16", "natOutgoing": true, "vxlanMode": "Always"}})),
-        )
-        .unwrap();
+            json!({"metadata": {"name": "default"},
+                "spec": {"cidr": "172.29.0.0/16", "natOutgoing": true, "vxlanMode": "Always"}}),
+        );
         assert_eq!(
             c.nat_pools(),
             (
@@ -514,8 +495,13 @@ mod tests {
             json!({"metadata": {"name": "w1", "namespace": "default"},
                 "spec": {"node": node, "interfaceName": "cali123", "ipNetworks": ["172.29.1.2/32"]}})
         };
-        c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h1")))
-            .unwrap();
+        put(
+            &mut c,
+            Kind::WorkloadEndpoint,
+            Some("default"),
+            "w1",
+            wep("h1"),
+        );
         assert_eq!(
             c.interfaces(false).values().collect::<Vec<_>>(),
             [&Interface::new(
@@ -523,20 +509,33 @@ mod tests {
                 vec!["172.29.1.2/32".parse().unwrap()]
             )]
         );
-        // A hostile interface name written past validation is refused and
+        // A hostile interface name (a wildcard in nftables) is refused and
         // the endpoint forgotten (its interface then drops).
-        let mut hostile = wep("h1");
-        hostile["spec"]["interfaceName"] = json!("cali*");
-        let refused = c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&hostile));
+        let w1 = key(Kind::WorkloadEndpoint, Some("default"), "w1");
+        let Resource::WorkloadEndpoint(mut hostile) = typed(&w1, wep("h1")) else {
+            unreachable!("a WorkloadEndpoint decodes as one")
+        };
+        hostile.spec.interface_name = "cali*".into();
+        let refused = c.apply("h1", &w1, Some(&Resource::WorkloadEndpoint(hostile)));
         assert!(refused.unwrap_err().to_string().contains("\"cali*\""));
         assert!(c.local.is_empty());
-        c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h1")))
-            .unwrap();
+        put(
+            &mut c,
+            Kind::WorkloadEndpoint,
+            Some("default"),
+            "w1",
+            wep("h1"),
+        );
         // Moving to another host makes it non-local.
-        c.apply("h1", KIND_WEP, Some("default"), "w1", Some(&wep("h2")))
-            .unwrap();
+        put(
+            &mut c,
+            Kind::WorkloadEndpoint,
+            Some("default"),
+            "w1",
+            wep("h2"),
+        );
         assert!(c.local.is_empty());
-        c.apply("h1", KIND_NODE, None, "h2", None).unwrap();
+        c.apply("h1", &key(Kind::Node, None, "h2"), None).unwrap();
         assert!(!c.hosts.contains_key("h2"));
     }
 }

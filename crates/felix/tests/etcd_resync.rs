@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use calico_dataplane::{Nft, RecordingConntrack};
 use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip};
 use calico_datastore::etcd::{EtcdDatastore, EtcdTls};
-use calico_datastore::{Datastore, Key, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::fake::{FakeNetlink, FakeSysctl};
 use nftables::schema::Nftables;
@@ -76,14 +76,14 @@ fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
         Arc::new(EtcdDatastore::connect(&server.endpoints(), &EtcdTls::default()).unwrap());
     put(
         ds.as_ref(),
-        Key::global("Profile", "calico"),
+        Key::global(Kind::Profile, "calico"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
             "metadata": {"name": "calico"},
             "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
     );
     put(
         ds.as_ref(),
-        Key::namespaced("WorkloadEndpoint", "default", "h1-mesos-w1-eth0"),
+        Key::namespaced(Kind::WorkloadEndpoint, "default", "h1-mesos-w1-eth0"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
             "metadata": {"name": "h1-mesos-w1-eth0", "namespace": "default", "labels": {"app": "db"}},
             "spec": {"node": "h1", "orchestrator": "mesos", "workload": "w1", "endpoint": "eth0",
@@ -141,7 +141,7 @@ fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
     server.restart(0);
     put(
         ds.as_ref(),
-        Key::global("GlobalNetworkPolicy", "db-deny"),
+        Key::global(Kind::GlobalNetworkPolicy, "db-deny"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
             "metadata": {"name": "db-deny"},
             "spec": {"selector": "app == 'db'", "types": ["Ingress"],

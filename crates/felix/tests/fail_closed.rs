@@ -12,7 +12,7 @@ use calico_dataplane::{
     Conntrack, ConntrackCall, Nft, RecordingConntrack, RecordingNft, render::CT_GENERATION_MASK,
 };
 use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::fake::{FakeNetlink, FakeSysctl};
 use nftables::schema::Nftables;
@@ -66,7 +66,7 @@ fn put(ds: &dyn Datastore, key: Key, value: Value) {
 fn wep(ds: &dyn Datastore, name: &str, iface: &str, ip: &str) {
     put(
         ds,
-        Key::namespaced("WorkloadEndpoint", "default", name),
+        Key::namespaced(Kind::WorkloadEndpoint, "default", name),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
             "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
             "spec": {"node": "h1", "orchestrator": "mesos", "workload": name, "endpoint": "eth0",
@@ -78,7 +78,7 @@ fn wep(ds: &dyn Datastore, name: &str, iface: &str, ip: &str) {
 fn gnp(ds: &dyn Datastore, name: &str, port: u16) {
     put(
         ds,
-        Key::global("GlobalNetworkPolicy", name),
+        Key::global(Kind::GlobalNetworkPolicy, name),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
             "metadata": {"name": name},
             "spec": {"tier": "default", "order": 10, "selector": "app == 'web'",
@@ -102,7 +102,7 @@ fn rig() -> Rig {
     let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
     put(
         ds.as_ref(),
-        Key::global("Profile", "calico"),
+        Key::global(Kind::Profile, "calico"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
             "metadata": {"name": "calico"},
             "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
@@ -232,8 +232,11 @@ fn removed_endpoint_flows_deleted_and_generations_never_reused_with_stale_flows(
         }
     }
     // w2 goes: its address's flows are deleted, and the change is a new generation.
-    r.ds.delete(&Key::namespaced("WorkloadEndpoint", "default", "w2"), None)
-        .unwrap();
+    r.ds.delete(
+        &Key::namespaced(Kind::WorkloadEndpoint, "default", "w2"),
+        None,
+    )
+    .unwrap();
     r.felix.sync().unwrap();
     r.felix.program(Instant::now());
     let calls = flushes(&r.ct);
@@ -258,14 +261,14 @@ fn felix_configuration_is_read_at_sync_node_over_default_over_built_in() {
     let mut r = rig();
     put(
         r.ds.as_ref(),
-        Key::global("FelixConfiguration", "default"),
+        Key::global(Kind::FelixConfiguration, "default"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
             "metadata": {"name": "default"},
             "spec": {"defaultEndpointToHostAction": "Accept", "workloadSourceSpoofing": "Any"}}),
     );
     put(
         r.ds.as_ref(),
-        Key::namespaced("WorkloadEndpoint", "default", "w1"),
+        Key::namespaced(Kind::WorkloadEndpoint, "default", "w1"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
             "metadata": {"name": "w1", "namespace": "default", "labels": {"app": "web"}},
             "spec": {"node": "h1", "orchestrator": "mesos", "workload": "w1", "endpoint": "eth0",
@@ -293,7 +296,7 @@ fn felix_configuration_is_read_at_sync_node_over_default_over_built_in() {
     // This node's own resource wins over default.
     put(
         r.ds.as_ref(),
-        Key::global("FelixConfiguration", "node.h1"),
+        Key::global(Kind::FelixConfiguration, "node.h1"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
             "metadata": {"name": "node.h1"},
             "spec": {"defaultEndpointToHostAction": "Drop", "workloadSourceSpoofing": "Disabled"}}),
@@ -342,8 +345,11 @@ fn endpoint_status_files_say_which_endpoints_are_programmed() {
         v
     };
     assert_eq!(files(), ["w1", "w2"]);
-    r.ds.delete(&Key::namespaced("WorkloadEndpoint", "default", "w2"), None)
-        .unwrap();
+    r.ds.delete(
+        &Key::namespaced(Kind::WorkloadEndpoint, "default", "w2"),
+        None,
+    )
+    .unwrap();
     r.felix.sync().unwrap();
     r.felix.program(Instant::now());
     assert_eq!(files(), ["w1"]);
@@ -355,7 +361,7 @@ fn a_policy_this_dataplane_cannot_enforce_is_said_and_readiness_is_false() {
     // Written past calicoctl (which refuses it), e.g. with etcdctl.
     put(
         r.ds.as_ref(),
-        Key::global("GlobalNetworkPolicy", "raw"),
+        Key::global(Kind::GlobalNetworkPolicy, "raw"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
             "metadata": {"name": "raw"},
             "spec": {"selector": "all()", "preDNAT": true, "applyOnForward": true,
@@ -375,7 +381,7 @@ fn a_policy_this_dataplane_cannot_enforce_is_said_and_readiness_is_false() {
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
     assert!(text.contains("felix_unenforced_policies 1"), "{text}");
     // Deleted: ready again.
-    r.ds.delete(&Key::global("GlobalNetworkPolicy", "raw"), None)
+    r.ds.delete(&Key::global(Kind::GlobalNetworkPolicy, "raw"), None)
         .unwrap();
     r.felix.sync().unwrap();
     r.felix.program(Instant::now());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use calico_dataplane::{ConntrackCli, NftCli};
 use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key};
+use calico_datastore::{Datastore, Key, Kind};
 use calico_felix::{Config, Encap, Felix, Kernel, VxlanConfig};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
 use calico_netlink::{Netlink, PROTO_FELIX, VethSpec};
@@ -55,7 +55,7 @@ fn seed(ds: &dyn Datastore) {
     for (i, name) in [(1, "h1"), (2, "h2")] {
         put(
             ds,
-            Key::global("Node", name),
+            Key::global(Kind::Node, name),
             json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
                 "metadata": {"name": name},
                 "spec": {"bgp": {"ipv4Address": format!("172.30.0.{i}/24")},
@@ -64,7 +64,7 @@ fn seed(ds: &dyn Datastore) {
         );
         put(
             ds,
-            Key::global("IPAMBlock", format!("10-65-{i}-0-26")),
+            Key::global(Kind::IpamBlock, format!("10-65-{i}-0-26")),
             json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMBlock",
                 "metadata": {"name": format!("10-65-{i}-0-26")},
                 "spec": {"cidr": format!("10.65.{i}.0/26"), "affinity": format!("host:{name}")}}),
@@ -72,14 +72,14 @@ fn seed(ds: &dyn Datastore) {
     }
     put(
         ds,
-        Key::global("IPPool", "default-ipv4-ippool"),
+        Key::global(Kind::IpPool, "default-ipv4-ippool"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
             "metadata": {"name": "default-ipv4-ippool"},
             "spec": {"cidr": "10.65.0.0/16", "natOutgoing": true, "vxlanMode": "Always"}}),
     );
     put(
         ds,
-        Key::global("Profile", "calico"),
+        Key::global(Kind::Profile, "calico"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
             "metadata": {"name": "calico"},
             "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
@@ -87,7 +87,7 @@ fn seed(ds: &dyn Datastore) {
     );
     put(
         ds,
-        Key::namespaced("WorkloadEndpoint", "default", "h1-mesos-w1-eth0"),
+        Key::namespaced(Kind::WorkloadEndpoint, "default", "h1-mesos-w1-eth0"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
             "metadata": {"name": "h1-mesos-w1-eth0", "namespace": "default",
                          "labels": {"app": "web"}},
@@ -130,7 +130,7 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
         real_kernel(NetlinkSocket::new().unwrap(), NftCli::default()),
     );
     assert!(nft_table().is_empty(), "nothing before the first sync");
-    let _watch = felix.sync().unwrap();
+    felix.sync().unwrap();
     felix.program(std::time::Instant::now());
 
     let table = nft_table();
@@ -207,10 +207,10 @@ fn programs_table_tunnel_and_routes_then_repairs_drift() {
     assert_eq!(ours(&mut nl).len(), 2);
 
     // The remote host leaves the cluster: its route and tunnel peer go.
-    ds.delete(&Key::global("IPAMBlock", "10-65-2-0-26"), None)
+    ds.delete(&Key::global(Kind::IpamBlock, "10-65-2-0-26"), None)
         .unwrap();
-    ds.delete(&Key::global("Node", "h2"), None).unwrap();
-    let _watch = felix.sync().unwrap();
+    ds.delete(&Key::global(Kind::Node, "h2"), None).unwrap();
+    felix.sync().unwrap();
     felix.program(std::time::Instant::now());
     assert_eq!(ours(&mut nl), ["10.65.1.2/32 via None"]);
     assert!(nl.fdb("vxlan.calico").unwrap().is_empty());
@@ -323,21 +323,21 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
     // DefaultEndpointToHostAction Accept) decides.
     put(
         ds.as_ref(),
-        Key::global("Profile", "calico"),
+        Key::global(Kind::Profile, "calico"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
             "metadata": {"name": "calico"},
             "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
     );
     put(
         ds.as_ref(),
-        Key::namespaced("WorkloadEndpoint", "default", "h1-mesos-fc-eth0"),
+        Key::namespaced(Kind::WorkloadEndpoint, "default", "h1-mesos-fc-eth0"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
             "metadata": {"name": "h1-mesos-fc-eth0", "namespace": "default"},
             "spec": {"node": "h1", "orchestrator": "mesos", "workload": "fc", "endpoint": "eth0",
                      "interfaceName": "califc", "ipNetworks": ["10.99.0.2/32", "fd99::2/128"],
                      "profiles": ["calico"]}}),
     );
-    let _watch = felix.sync().unwrap();
+    felix.sync().unwrap();
     felix.program(std::time::Instant::now());
     assert!(
         ping() && ping6("fd99::2"),

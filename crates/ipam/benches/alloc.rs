@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key, WriteOp};
+use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use calico_ipam::{AssignArgs, Ipam};
 
 fn main() {
@@ -23,7 +23,7 @@ static FIXTURE: LazyLock<Mutex<Fixture>> = LazyLock::new(|| {
     let pool = serde_json::json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
         "metadata": {"name": "bench"}, "spec": {"cidr": "10.0.0.0/8", "blockSize": 26}});
     ds.write_batch(vec![WriteOp::Upsert {
-        key: Key::global("IPPool", "bench"),
+        key: Key::global(Kind::IpPool, "bench"),
         value: pool,
     }])
     .unwrap();

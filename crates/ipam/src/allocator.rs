@@ -4,14 +4,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use calico_datastore::{Datastore, DatastoreError, KeyValue, Revision, WriteOp};
+use calico_datastore::{Datastore, DatastoreError, KeyValue, Kind, Revision, WriteOp};
 use ipnet::IpNet;
 
 use crate::backoff::{MAX_ATTEMPTS, pause};
 use crate::cidr::{self, Family, Reservations};
 use crate::model::{
     self, AffinitySpec, AllocationAttribute, Block, BlockSpec, ConfigSpec, Handle, HandleSpec,
-    KIND_AFFINITY, KIND_BLOCK, KIND_HANDLE, Object,
+    Object,
 };
 use crate::pools::{self, Pool, Use};
 use crate::{IpamError, Result, decode, is_race};
@@ -245,7 +245,7 @@ impl<'a> Ipam<'a> {
         if !env.config.strict_affinity {
             let blocks = self
                 .ds
-                .list(KIND_BLOCK, None)
+                .list(Kind::IpamBlock, None)
                 .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
             for kv in &blocks.items {
                 let b: Block = decode(kv)?;
@@ -298,7 +298,7 @@ impl<'a> Ipam<'a> {
     fn host_affinities(&self, node: &str, pools: &[Pool]) -> Result<Vec<(IpNet, KeyValue)>> {
         let list = self
             .ds
-            .list(KIND_AFFINITY, None)
+            .list(Kind::BlockAffinity, None)
             .map_err(|e| IpamError::ds("listing block affinities", e))?;
         let mut out = Vec::new();
         for kv in list.items {
@@ -343,7 +343,7 @@ impl<'a> Ipam<'a> {
             match block {
                 None => {
                     let spec = BlockSpec::new(net, Some(node), config.strict_affinity);
-                    let obj = Object::new(KIND_BLOCK, bkey.name.clone(), spec);
+                    let obj = Object::new(Kind::IpamBlock, bkey.name.clone(), spec);
                     match self.ds.create(&bkey, obj.to_value()) {
                         Ok(_) => {}
                         Err(e) if is_race(&e) => continue,
@@ -402,7 +402,7 @@ impl<'a> Ipam<'a> {
             cidr: net.to_string(),
             deleted: "false".to_owned(),
         };
-        let obj = Object::new(KIND_AFFINITY, akey.name.clone(), spec);
+        let obj = Object::new(Kind::BlockAffinity, akey.name.clone(), spec);
         let doing = || format!("claiming block {net} for node {node}");
         let kv = match self.ds.create(&akey, obj.to_value()) {
             Ok(kv) => kv,
@@ -429,7 +429,7 @@ impl<'a> Ipam<'a> {
     ) -> Result<Option<IpNet>> {
         let list = self
             .ds
-            .list(KIND_BLOCK, None)
+            .list(Kind::IpamBlock, None)
             .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
         let existing: HashSet<IpNet> = list
             .items
@@ -790,7 +790,7 @@ impl<'a> Ipam<'a> {
     fn block_nets(&self) -> Result<Vec<IpNet>> {
         let list = self
             .ds
-            .list(KIND_BLOCK, None)
+            .list(Kind::IpamBlock, None)
             .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
         Ok(list
             .items
@@ -869,7 +869,7 @@ impl<'a> Ipam<'a> {
             let (mut spec, rev) = pools::load_config(self.ds)?;
             change(&mut spec);
             let value =
-                Object::new(model::KIND_CONFIG, model::CONFIG_NAME.into(), spec.clone()).to_value();
+                Object::new(Kind::IpamConfig, model::CONFIG_NAME.into(), spec.clone()).to_value();
             let res = match rev {
                 Some(r) => self.ds.update(&key, value, Some(r)),
                 None => self.ds.create(&key, value),
@@ -963,7 +963,7 @@ fn handle_create_op(handle_id: &str, net: &IpNet, count: u64) -> WriteOp {
     };
     WriteOp::Create {
         key: model::handle_key(handle_id),
-        value: Object::new(KIND_HANDLE, handle_id.to_owned(), spec).to_value(),
+        value: Object::new(Kind::IpamHandle, handle_id.to_owned(), spec).to_value(),
     }
 }
 

@@ -9,14 +9,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use calico_datastore::{Datastore, Revision};
+use calico_datastore::{Datastore, Kind, Revision};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::allocator::Ipam;
 use crate::cidr::{self, Family};
-use crate::model::{self, Block, Handle, KIND_BLOCK, KIND_HANDLE};
-use crate::pools::{KIND_NODE, KIND_WORKLOAD_ENDPOINT};
+use crate::model::{self, Block, Handle};
 use crate::{IpamError, Result, decode, is_race};
 
 /// Version of the report format.
@@ -108,7 +107,7 @@ impl Report {
 /// Addresses listed by workload endpoints (`spec.ipNetworks`), and how many endpoints there are.
 pub fn endpoint_ips(ds: &dyn Datastore) -> Result<(HashSet<IpAddr>, usize)> {
     let list = ds
-        .list(KIND_WORKLOAD_ENDPOINT, None)
+        .list(Kind::WorkloadEndpoint, None)
         .map_err(|e| IpamError::ds("listing workload endpoints", e))?;
     let mut ips = HashSet::new();
     for kv in &list.items {
@@ -129,7 +128,7 @@ pub fn endpoint_ips(ds: &dyn Datastore) -> Result<(HashSet<IpAddr>, usize)> {
 
 fn node_names(ds: &dyn Datastore) -> Result<HashSet<String>> {
     let list = ds
-        .list(KIND_NODE, None)
+        .list(Kind::Node, None)
         .map_err(|e| IpamError::ds("listing nodes", e))?;
     Ok(list.items.into_iter().map(|kv| kv.key.name).collect())
 }
@@ -148,10 +147,10 @@ pub fn check(ds: &dyn Datastore) -> Result<Report> {
     // Blocks first: a handle is written in the same batch as its allocations, so every
     // allocation read here has its handle unless it was released since.
     let blocks = ds
-        .list(KIND_BLOCK, None)
+        .list(Kind::IpamBlock, None)
         .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
     let handles = ds
-        .list(KIND_HANDLE, None)
+        .list(Kind::IpamHandle, None)
         .map_err(|e| IpamError::ds("listing IPAM handles", e))?;
     let (wep_ips, weps) = endpoint_ips(ds)?;
     let nodes = node_names(ds)?;
@@ -396,7 +395,7 @@ impl Collector {
 
     fn collect_empty_blocks(&mut self, ds: &dyn Datastore, now: Instant) -> Result<Vec<IpNet>> {
         let list = ds
-            .list(KIND_BLOCK, None)
+            .list(Kind::IpamBlock, None)
             .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
         let mut per_node: BTreeMap<(String, Family), NodeBlocks> = BTreeMap::new();
         for kv in &list.items {

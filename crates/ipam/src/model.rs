@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use calico_datastore::Key;
+use calico_datastore::{Key, Kind};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -13,14 +13,6 @@ use crate::cidr::{self, Reservations};
 
 /// `apiVersion` of the IPAM objects.
 pub const API_VERSION: &str = "projectcalico.org/v3";
-/// Datastore kind of allocation blocks.
-pub const KIND_BLOCK: &str = "IPAMBlock";
-/// Datastore kind of block affinities.
-pub const KIND_AFFINITY: &str = "BlockAffinity";
-/// Datastore kind of handles.
-pub const KIND_HANDLE: &str = "IPAMHandle";
-/// Datastore kind of the IPAM configuration.
-pub const KIND_CONFIG: &str = "IPAMConfig";
 /// Name of the single IPAM configuration object.
 pub const CONFIG_NAME: &str = "default";
 
@@ -88,10 +80,10 @@ pub struct Object<S> {
 
 impl<S: Serialize> Object<S> {
     /// A new object of `kind` named `name`.
-    pub fn new(kind: &str, name: String, spec: S) -> Self {
+    pub fn new(kind: Kind, name: String, spec: S) -> Self {
         Self {
             api_version: API_VERSION.to_owned(),
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             metadata: Meta {
                 name,
                 ..Meta::default()
@@ -238,7 +230,7 @@ pub fn host_affinity(node: &str) -> String {
 
 /// Key of the block with CIDR `cidr`.
 pub fn block_key(cidr: &IpNet) -> Key {
-    Key::global(KIND_BLOCK, cidr::cidr_to_name(cidr))
+    Key::global(Kind::IpamBlock, cidr::cidr_to_name(cidr))
 }
 
 /// Name of `node`'s affinity to block `cidr`.
@@ -248,17 +240,17 @@ pub fn affinity_name(node: &str, cidr: &IpNet) -> String {
 
 /// Key of `node`'s affinity to block `cidr`.
 pub fn affinity_key(node: &str, cidr: &IpNet) -> Key {
-    Key::global(KIND_AFFINITY, affinity_name(node, cidr))
+    Key::global(Kind::BlockAffinity, affinity_name(node, cidr))
 }
 
 /// Key of handle `handle_id`.
 pub fn handle_key(handle_id: &str) -> Key {
-    Key::global(KIND_HANDLE, handle_id)
+    Key::global(Kind::IpamHandle, handle_id)
 }
 
 /// Key of the IPAM configuration.
 pub fn config_key() -> Key {
-    Key::global(KIND_CONFIG, CONFIG_NAME)
+    Key::global(Kind::IpamConfig, CONFIG_NAME)
 }
 
 /// Now, RFC 3339.
@@ -636,7 +628,7 @@ mod tests {
         let net: IpNet = "10.0.0.0/31".parse().unwrap();
         let mut spec = BlockSpec::new(&net, Some("n1"), false);
         spec.allocate(&net, 1, attr("h"), &Reservations::default());
-        let v = Object::new(KIND_BLOCK, cidr::cidr_to_name(&net), spec).to_value();
+        let v = Object::new(Kind::IpamBlock, cidr::cidr_to_name(&net), spec).to_value();
         assert_eq!(v["metadata"]["name"], "10-0-0-0-31");
         assert_eq!(v["spec"]["affinity"], "host:n1");
         assert_eq!(v["spec"]["allocations"], serde_json::json!([0, null]));
@@ -649,7 +641,8 @@ mod tests {
         let net: IpNet = "10.0.0.0/29".parse().unwrap();
         let res = Reservations::new(vec!["10.0.0.1/32".parse().unwrap()]);
         let mut typed = BlockSpec::new(&net, Some("n1"), false);
-        let mut value = Object::new(KIND_BLOCK, cidr::cidr_to_name(&net), typed.clone()).to_value();
+        let mut value =
+            Object::new(Kind::IpamBlock, cidr::cidr_to_name(&net), typed.clone()).to_value();
         let mut a = attr("a");
         a.secondary.insert("node".into(), "n1".into());
         for (h, n) in [
@@ -667,7 +660,7 @@ mod tests {
             };
             assert_eq!(got, want);
             let expect =
-                Object::new(KIND_BLOCK, cidr::cidr_to_name(&net), typed.clone()).to_value();
+                Object::new(Kind::IpamBlock, cidr::cidr_to_name(&net), typed.clone()).to_value();
             assert_eq!(value, expect);
             assert_eq!(value.to_string(), expect.to_string());
         }

@@ -4,21 +4,12 @@
 use std::collections::BTreeMap;
 
 use calico_api::v3::{IPPool, IPReservation};
-use calico_datastore::{Datastore, Key, Revision};
+use calico_datastore::{Datastore, Key, Kind, Revision};
 use ipnet::IpNet;
 
 use crate::cidr::{self, Family, Reservations};
 use crate::model::{self, ConfigSpec};
 use crate::{IpamError, Result, decode};
-
-/// Datastore kind of pools.
-pub const KIND_POOL: &str = "IPPool";
-/// Datastore kind of reservations.
-pub const KIND_RESERVATION: &str = "IPReservation";
-/// Datastore kind of nodes.
-pub const KIND_NODE: &str = "Node";
-/// Datastore kind of workload endpoints.
-pub const KIND_WORKLOAD_ENDPOINT: &str = "WorkloadEndpoint";
 
 /// What an address is for, matched against a pool's `allowedUses`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +62,7 @@ impl Pool {
 /// Every pool in the store, sorted by name.
 pub fn list_pools(ds: &dyn Datastore) -> Result<Vec<Pool>> {
     let list = ds
-        .list(KIND_POOL, None)
+        .list(Kind::IpPool, None)
         .map_err(|e| IpamError::ds("listing IP pools", e))?;
     let mut out = Vec::with_capacity(list.items.len());
     for kv in &list.items {
@@ -98,7 +89,7 @@ pub fn list_pools(ds: &dyn Datastore) -> Result<Vec<Pool>> {
 /// Every reserved range (IPReservation `reservedCIDRs`).
 pub fn reservations(ds: &dyn Datastore) -> Result<Reservations> {
     let list = ds
-        .list(KIND_RESERVATION, None)
+        .list(Kind::IpReservation, None)
         .map_err(|e| IpamError::ds("listing IP reservations", e))?;
     let mut nets = Vec::new();
     for kv in &list.items {
@@ -130,7 +121,7 @@ pub fn load_config(ds: &dyn Datastore) -> Result<(ConfigSpec, Option<Revision>)>
 /// The labels of Node `node` (none when the node has no resource).
 pub fn node_labels(ds: &dyn Datastore, node: &str) -> Result<BTreeMap<String, String>> {
     let kv = ds
-        .get(&Key::global(KIND_NODE, node))
+        .get(&Key::global(Kind::Node, node))
         .map_err(|e| IpamError::ds(format!("reading node {node}"), e))?;
     let mut labels = BTreeMap::new();
     if let Some(obj) = kv

@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
-use calico_datastore::Datastore;
+use calico_datastore::{Datastore, Kind};
 use ipnet::IpNet;
 
 use crate::cidr::{self, Family};
-use crate::model::{Block, KIND_BLOCK};
+use crate::model::Block;
 use crate::pools::{self, Pool};
 use crate::{IpamError, Result, decode};
 
@@ -83,7 +83,7 @@ pub fn usage(ds: &dyn Datastore) -> Result<Usage> {
         .collect();
     pools.sort_by_key(|p| (Family::of_net(&p.pool.net), p.pool.net));
     let list = ds
-        .list(KIND_BLOCK, None)
+        .list(Kind::IpamBlock, None)
         .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
     let mut out = Usage::default();
     for kv in &list.items {

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use calico_datastore::{Datastore, DatastoreError, Key, WriteOp};
+use calico_datastore::{Datastore, DatastoreError, Key, Kind, WriteOp};
 use calico_ipam::pools::Use;
 use calico_ipam::{AssignArgs, Ipam};
 use ipnet::IpNet;
@@ -76,7 +76,7 @@ pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String
             "nodeSelector": "all()",
         }
     });
-    if create_if_missing(ds, Key::global("IPPool", DEFAULT_POOL), pool)? {
+    if create_if_missing(ds, Key::global(Kind::IpPool, DEFAULT_POOL), pool)? {
         created.push(format!("IPPool {DEFAULT_POOL} ({})", params.network_cidr));
     }
     let profile = json!({
@@ -89,7 +89,7 @@ pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String
             "labelsToApply": {"calico": ""},
         }
     });
-    if create_if_missing(ds, Key::global("Profile", DEFAULT_PROFILE), profile)? {
+    if create_if_missing(ds, Key::global(Kind::Profile, DEFAULT_PROFILE), profile)? {
         created.push(format!("Profile {DEFAULT_PROFILE}"));
     }
     Ok(created)
@@ -119,7 +119,7 @@ pub fn register_node(
     address: IpNet,
     params: &Params,
 ) -> Result<Option<Ipv4Addr>, Error> {
-    let key = Key::global("Node", node);
+    let key = Key::global(Kind::Node, node);
     let existing = ds
         .get(&key)
         .map_err(ds_err(format!("reading Node {node}")))?;
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(created.len(), 2);
         assert!(ensure_defaults(&ds, &params).unwrap().is_empty());
         let pool = ds
-            .get(&Key::global("IPPool", DEFAULT_POOL))
+            .get(&Key::global(Kind::IpPool, DEFAULT_POOL))
             .unwrap()
             .unwrap();
         assert_eq!(pool.value["spec"]["vxlanMode"], "Always");
@@ -224,7 +224,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_ne!(t1, t2);
-        let node = ds.get(&Key::global("Node", "h1")).unwrap().unwrap().value;
+        let node = ds
+            .get(&Key::global(Kind::Node, "h1"))
+            .unwrap()
+            .unwrap()
+            .value;
         assert_eq!(node["spec"]["bgp"]["ipv4Address"], "172.30.0.1/24");
         assert_eq!(node["spec"]["ipv4VXLANTunnelAddr"], t1.to_string());
         assert_eq!(tunnel_mac("h1")[0] & 0x03, 0x02, "local, unicast");
@@ -236,7 +240,11 @@ mod tests {
         let t3 = register_node(&ds, "h3", "172.30.0.3/24".parse().unwrap(), &ipip)
             .unwrap()
             .unwrap();
-        let node = ds.get(&Key::global("Node", "h3")).unwrap().unwrap().value;
+        let node = ds
+            .get(&Key::global(Kind::Node, "h3"))
+            .unwrap()
+            .unwrap()
+            .value;
         assert_eq!(node["spec"]["bgp"]["ipv4IPIPTunnelAddr"], t3.to_string());
         assert!(node["spec"].get("ipv4VXLANTunnelAddr").is_none());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -143,13 +143,30 @@ impl Update {
         }))
     }
 
-    /// The delete update for a resource document.
-    pub fn delete_of(r: &Resource) -> Update {
-        Update::Delete {
-            kind: r.kind,
-            namespace: r.namespace().map(str::to_owned),
-            name: r.name().to_owned(),
-        }
+    /// The add/replace update for a resource from the sync layer; `None` for kinds that do not
+    /// affect policy. Nothing is parsed again: the sync layer decoded and checked it.
+    pub fn from_typed(r: calico_sync::Resource) -> Option<Update> {
+        use calico_sync::Resource as R;
+        Some(match r {
+            R::WorkloadEndpoint(w) => Update::WorkloadEndpoint(w),
+            R::HostEndpoint(h) => Update::HostEndpoint(h),
+            R::NetworkSet(n) => Update::NetworkSet(n),
+            R::GlobalNetworkSet(n) => Update::GlobalNetworkSet(n),
+            R::Tier(t) => Update::Tier(t),
+            R::NetworkPolicy(p) => Update::NetworkPolicy(p),
+            R::GlobalNetworkPolicy(p) => Update::GlobalNetworkPolicy(p),
+            R::Profile(p) => Update::Profile(p),
+            _ => return None,
+        })
+    }
+
+    /// The delete update for a stored key; `None` for kinds that do not affect policy.
+    pub fn delete_key(key: &calico_datastore::Key) -> Option<Update> {
+        INPUT_KINDS.contains(&key.kind).then(|| Update::Delete {
+            kind: key.kind,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! The documents both datastore benchmarks write, so their figures compare.
 
-use calico_datastore::Key;
+use calico_datastore::{Key, Kind};
 use serde_json::{Value, json};
 
 /// A NetworkPolicy-shaped document of roughly 1 KB.
@@ -36,5 +36,5 @@ pub fn policy_value(i: usize) -> Value {
 }
 
 pub fn key(i: usize) -> Key {
-    Key::namespaced("NetworkPolicy", "bench", format!("policy-{i:05}"))
+    Key::namespaced(Kind::NetworkPolicy, "bench", format!("policy-{i:05}"))
 }

@@ -15,12 +15,11 @@
 //!   the codec translates between that and upstream's model JSON. The store-owned metadata
 //!   (`uid`, `creationTimestamp`) travels in an extra `metadata` member that upstream's decoder
 //!   ignores.
-//! * Any other kind (internal or test kinds): `/calico/calico-rs/v1/<Kind>/[<ns>/]<name>`, the
-//!   value stored as for v3 kinds. The kind is kept verbatim so that a key decodes back to it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use calico_api::kind::{ALL_KINDS, Kind};
+
 use serde_json::{Map, Value, json};
 
 use crate::{DatastoreError, Key, Revision};
@@ -29,8 +28,6 @@ use crate::{DatastoreError, Key, Revision};
 pub const ROOT: &str = "/calico/";
 /// Root of the `projectcalico.org/v3` resources.
 pub const RESOURCES_PREFIX: &str = "/calico/resources/v3/projectcalico.org/";
-/// Root of kinds without an upstream layout.
-pub const FALLBACK_PREFIX: &str = "/calico/calico-rs/v1/";
 /// Root of IPAM blocks (both families).
 pub const BLOCK_PREFIX: &str = "/calico/ipam/v2/assignment/";
 /// Root of block affinities.
@@ -42,10 +39,6 @@ pub const IPAM_CONFIG_KEY: &str = "/calico/ipam/v2/config";
 
 /// The `apiVersion` of values decoded from IPAM keys.
 const API_VERSION: &str = "projectcalico.org/v3";
-const KIND_BLOCK: &str = "IPAMBlock";
-const KIND_AFFINITY: &str = "BlockAffinity";
-const KIND_HANDLE: &str = "IPAMHandle";
-const KIND_CONFIG: &str = "IPAMConfig";
 const IPAM_CONFIG_NAME: &str = "default";
 
 /// How a kind is laid out.
@@ -56,16 +49,15 @@ enum Layout {
     Affinity,
     Handle,
     Config,
-    Fallback,
 }
 
-fn layout(kind: &str) -> Layout {
+fn layout(kind: Kind) -> Layout {
     match kind {
-        KIND_BLOCK => Layout::Block,
-        KIND_AFFINITY => Layout::Affinity,
-        KIND_HANDLE => Layout::Handle,
-        KIND_CONFIG => Layout::Config,
-        _ => Kind::from_document_kind(kind).map_or(Layout::Fallback, Layout::Resource),
+        Kind::IpamBlock => Layout::Block,
+        Kind::BlockAffinity => Layout::Affinity,
+        Kind::IpamHandle => Layout::Handle,
+        Kind::IpamConfig => Layout::Config,
+        api => Layout::Resource(api),
     }
 }
 
@@ -78,17 +70,12 @@ fn invalid(key: &Key, reason: impl Into<String>) -> DatastoreError {
 
 /// Check a key can be laid out: non-empty parts without `/`.
 fn check_key(key: &Key) -> Result<(), DatastoreError> {
-    let reason = if key.kind.is_empty() {
-        "the kind is empty"
-    } else if key.name.is_empty() {
+    let reason = if key.name.is_empty() {
         "the name is empty"
     } else if key.namespace.as_deref() == Some("") {
         "the namespace is empty (use no namespace for cluster-scoped kinds)"
-    } else if key.kind.contains('/')
-        || key.name.contains('/')
-        || key.namespace.as_deref().is_some_and(|n| n.contains('/'))
-    {
-        "kind, namespace and name must not contain '/'"
+    } else if key.name.contains('/') || key.namespace.as_deref().is_some_and(|n| n.contains('/')) {
+        "namespace and name must not contain '/'"
     } else {
         return Ok(());
     };
@@ -113,11 +100,10 @@ pub fn encode_key(key: &Key, value: Option<&Value>) -> Result<String, DatastoreE
             None => Ok(()),
         }
     };
-    match layout(&key.kind) {
+    match layout(key.kind) {
         Layout::Resource(kind) => Ok(path_under(RESOURCES_PREFIX, kind.plural(), key)),
-        Layout::Fallback => Ok(path_under(FALLBACK_PREFIX, &key.kind, key)),
         Layout::Block => {
-            global_only(KIND_BLOCK)?;
+            global_only(Kind::IpamBlock.as_str())?;
             let cidr = Cidr::from_name(&key.name).ok_or_else(|| {
                 invalid(
                     key,
@@ -131,7 +117,7 @@ pub fn encode_key(key: &Key, value: Option<&Value>) -> Result<String, DatastoreE
             ))
         }
         Layout::Affinity => {
-            global_only(KIND_AFFINITY)?;
+            global_only(Kind::BlockAffinity.as_str())?;
             let (node, cidr) = affinity_parts(&key.name, value).ok_or_else(|| {
                 invalid(
                     key,
@@ -145,11 +131,11 @@ pub fn encode_key(key: &Key, value: Option<&Value>) -> Result<String, DatastoreE
             ))
         }
         Layout::Handle => {
-            global_only(KIND_HANDLE)?;
+            global_only(Kind::IpamHandle.as_str())?;
             Ok(format!("{HANDLE_PREFIX}{}", key.name))
         }
         Layout::Config => {
-            global_only(KIND_CONFIG)?;
+            global_only(Kind::IpamConfig.as_str())?;
             if key.name != IPAM_CONFIG_NAME {
                 return Err(invalid(key, "the only IPAMConfig is named \"default\""));
             }
@@ -160,7 +146,7 @@ pub fn encode_key(key: &Key, value: Option<&Value>) -> Result<String, DatastoreE
 
 /// The prefix under which every key of `kind` (in `namespace`, when given) lives. Keys under it
 /// may still belong to other kinds or namespaces: decode and filter.
-pub fn kind_prefix(kind: &str, namespace: Option<&str>) -> String {
+pub fn kind_prefix(kind: Kind, namespace: Option<&str>) -> String {
     let with_ns = |base: String| match namespace {
         Some(ns) => format!("{base}{ns}/"),
         None => base,
@@ -170,7 +156,6 @@ pub fn kind_prefix(kind: &str, namespace: Option<&str>) -> String {
             with_ns(format!("{RESOURCES_PREFIX}{}/", k.plural()))
         }
         Layout::Resource(k) => format!("{RESOURCES_PREFIX}{}/", k.plural()),
-        Layout::Fallback => with_ns(format!("{FALLBACK_PREFIX}{kind}/")),
         Layout::Block => BLOCK_PREFIX.to_string(),
         Layout::Affinity => AFFINITY_PREFIX.to_string(),
         Layout::Handle => HANDLE_PREFIX.to_string(),
@@ -184,16 +169,12 @@ pub fn decode_key(etcd_key: &str) -> Option<Key> {
     if let Some(rest) = etcd_key.strip_prefix(RESOURCES_PREFIX) {
         let (plural, rest) = rest.split_once('/')?;
         let kind = ALL_KINDS.into_iter().find(|k| k.plural() == plural)?;
-        return split_name(kind.as_str(), rest);
-    }
-    if let Some(rest) = etcd_key.strip_prefix(FALLBACK_PREFIX) {
-        let (kind, rest) = rest.split_once('/')?;
         return split_name(kind, rest);
     }
     if let Some(rest) = etcd_key.strip_prefix(BLOCK_PREFIX) {
         let (_family, segment) = rest.split_once("/block/")?;
         let cidr = Cidr::from_segment(segment)?;
-        return Some(Key::global(KIND_BLOCK, cidr.name()));
+        return Some(Key::global(Kind::IpamBlock, cidr.name()));
     }
     if let Some(rest) = etcd_key.strip_prefix(AFFINITY_PREFIX) {
         let (node, rest) = rest.split_once('/')?;
@@ -203,20 +184,20 @@ pub fn decode_key(etcd_key: &str) -> Option<Key> {
             return None;
         }
         return Some(Key::global(
-            KIND_AFFINITY,
+            Kind::BlockAffinity,
             format!("{node}-{}", cidr.name()),
         ));
     }
     if let Some(id) = etcd_key.strip_prefix(HANDLE_PREFIX) {
-        return (!id.is_empty() && !id.contains('/')).then(|| Key::global(KIND_HANDLE, id));
+        return (!id.is_empty() && !id.contains('/')).then(|| Key::global(Kind::IpamHandle, id));
     }
     if etcd_key == IPAM_CONFIG_KEY {
-        return Some(Key::global(KIND_CONFIG, IPAM_CONFIG_NAME));
+        return Some(Key::global(Kind::IpamConfig, IPAM_CONFIG_NAME));
     }
     None
 }
 
-fn split_name(kind: &str, rest: &str) -> Option<Key> {
+fn split_name(kind: Kind, rest: &str) -> Option<Key> {
     let parts: Vec<&str> = rest.split('/').collect();
     match parts[..] {
         [name] if !name.is_empty() => Some(Key::global(kind, name)),
@@ -322,8 +303,8 @@ fn strip_revision(value: &Value) -> Value {
 
 /// The bytes to store for `value` (a JSON object with stamped metadata) at `key`.
 pub fn encode_value(key: &Key, value: &Value) -> Result<Vec<u8>, DatastoreError> {
-    let stored = match layout(&key.kind) {
-        Layout::Resource(_) | Layout::Fallback => strip_revision(value),
+    let stored = match layout(key.kind) {
+        Layout::Resource(_) => strip_revision(value),
         ipam => {
             let spec = match value.get("spec") {
                 Some(Value::Object(spec)) => spec.clone(),
@@ -418,8 +399,8 @@ pub fn decode_value(
         return Err(corrupt(key, "stored value is not a JSON object"));
     };
     let rv = Value::String(mod_revision.to_string());
-    let lay = layout(&key.kind);
-    if matches!(lay, Layout::Resource(_) | Layout::Fallback) {
+    let lay = layout(key.kind);
+    if matches!(lay, Layout::Resource(_)) {
         match obj.get_mut("metadata") {
             Some(Value::Object(meta)) => {
                 meta.insert("resourceVersion".into(), rv);
@@ -481,7 +462,7 @@ pub fn decode_value(
     };
     Ok(json!({
         "apiVersion": API_VERSION,
-        "kind": key.kind,
+        "kind": key.kind.as_str(),
         "metadata": meta,
         "spec": spec,
     }))
@@ -500,68 +481,71 @@ mod tests {
 
     #[test]
     fn resource_keys_follow_upstream() {
-        let k = Key::namespaced("NetworkPolicy", "default", "allow-dns");
+        let k = Key::namespaced(Kind::NetworkPolicy, "default", "allow-dns");
         let e = encode_key(&k, None).unwrap();
         assert_eq!(
             e,
             "/calico/resources/v3/projectcalico.org/networkpolicies/default/allow-dns"
         );
         assert_eq!(decode_key(&e), Some(k));
-        let k = Key::global("IPPool", "default-ipv4-ippool");
+        let k = Key::global(Kind::IpPool, "default-ipv4-ippool");
         let e = encode_key(&k, None).unwrap();
         assert_eq!(
             e,
             "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool"
         );
         assert_eq!(decode_key(&e), Some(k));
-        let k = Key::namespaced("ContractItem", "w1", "i1");
+        let k = Key::namespaced(Kind::WorkloadEndpoint, "w1", "i1");
         let e = encode_key(&k, None).unwrap();
-        assert_eq!(e, "/calico/calico-rs/v1/ContractItem/w1/i1");
+        assert_eq!(
+            e,
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/w1/i1"
+        );
         assert_eq!(decode_key(&e), Some(k));
         assert_eq!(decode_key("/calico/felix/v1/host/h1/config/x"), None);
         assert_eq!(
             decode_key("/calico/resources/v3/projectcalico.org/unknowns/x"),
             None
         );
-        assert!(encode_key(&Key::global("Node", "a/b"), None).is_err());
+        assert!(encode_key(&Key::global(Kind::Node, "a/b"), None).is_err());
     }
 
     #[test]
     fn ipam_keys_follow_upstream() {
-        let b = Key::global("IPAMBlock", "10-1-2-0-26");
+        let b = Key::global(Kind::IpamBlock, "10-1-2-0-26");
         let e = encode_key(&b, None).unwrap();
         assert_eq!(e, "/calico/ipam/v2/assignment/ipv4/block/10.1.2.0-26");
         assert_eq!(decode_key(&e), Some(b));
-        let b6 = Key::global("IPAMBlock", "fd00--1-0-122");
+        let b6 = Key::global(Kind::IpamBlock, "fd00--1-0-122");
         let e = encode_key(&b6, None).unwrap();
         assert_eq!(e, "/calico/ipam/v2/assignment/ipv6/block/fd00::1:0-122");
         assert_eq!(decode_key(&e), Some(b6));
 
-        let a = Key::global("BlockAffinity", "node-1-10-1-2-0-26");
+        let a = Key::global(Kind::BlockAffinity, "node-1-10-1-2-0-26");
         let e = encode_key(&a, None).unwrap();
         assert_eq!(e, "/calico/ipam/v2/host/node-1/ipv4/block/10.1.2.0-26");
         assert_eq!(decode_key(&e), Some(a));
         // IPv6 with a node name ending in hex digits: ambiguous alone, exact with the spec.
-        let a6 = Key::global("BlockAffinity", "worker-a-fd00---122");
+        let a6 = Key::global(Kind::BlockAffinity, "worker-a-fd00---122");
         let spec = json!({"spec": {"node": "worker-a", "cidr": "fd00::/122"}});
         let e = encode_key(&a6, Some(&spec)).unwrap();
         assert_eq!(e, "/calico/ipam/v2/host/worker-a/ipv6/block/fd00::-122");
         assert_eq!(decode_key(&e), Some(a6));
 
-        let h = Key::global("IPAMHandle", "k8s-pod-network.abc");
+        let h = Key::global(Kind::IpamHandle, "k8s-pod-network.abc");
         assert_eq!(
             encode_key(&h, None).unwrap(),
             "/calico/ipam/v2/handle/k8s-pod-network.abc"
         );
-        let c = Key::global("IPAMConfig", "default");
+        let c = Key::global(Kind::IpamConfig, "default");
         assert_eq!(encode_key(&c, None).unwrap(), "/calico/ipam/v2/config");
         assert_eq!(decode_key("/calico/ipam/v2/config"), Some(c));
-        assert!(encode_key(&Key::global("IPAMBlock", "nope"), None).is_err());
+        assert!(encode_key(&Key::global(Kind::IpamBlock, "nope"), None).is_err());
     }
 
     #[test]
     fn resource_values_drop_and_restore_the_revision() {
-        let k = Key::global("GlobalNetworkPolicy", "g");
+        let k = Key::global(Kind::GlobalNetworkPolicy, "g");
         let v = json!({"kind": "GlobalNetworkPolicy",
                        "metadata": {"name": "g", "uid": "u", "resourceVersion": "7"},
                        "spec": {"order": 1}});
@@ -577,7 +561,7 @@ mod tests {
 
     #[test]
     fn upstream_block_model_translates() {
-        let k = Key::global("IPAMBlock", "10-0-0-0-30");
+        let k = Key::global(Kind::IpamBlock, "10-0-0-0-30");
         let e = encode_key(&k, None).unwrap();
         let upstream = br#"{"cidr":"10.0.0.0/30","affinity":"host:n1","strictAffinity":false,
             "allocations":[0,null,null,null],"unallocated":[1,2,3],
@@ -597,7 +581,7 @@ mod tests {
 
     #[test]
     fn affinity_handle_and_config_translate() {
-        let a = Key::global("BlockAffinity", "n1-10-0-0-0-26");
+        let a = Key::global(Kind::BlockAffinity, "n1-10-0-0-0-26");
         let e = encode_key(&a, None).unwrap();
         let v = decode_value(&a, &e, br#"{"state":"confirmed","deleted":false}"#, 3).unwrap();
         assert_eq!(v["spec"]["node"], "n1");
@@ -607,13 +591,13 @@ mod tests {
         assert_eq!(model["state"], "confirmed");
         assert_eq!(model["deleted"], false);
 
-        let h = Key::global("IPAMHandle", "h1");
+        let h = Key::global(Kind::IpamHandle, "h1");
         let e = encode_key(&h, None).unwrap();
         let v = decode_value(&h, &e, br#"{"block":{"10.0.0.0/26":2},"deleted":false}"#, 3).unwrap();
         assert_eq!(v["spec"]["handleID"], "h1");
         assert_eq!(v["spec"]["block"]["10.0.0.0/26"], 2);
 
-        let c = Key::global("IPAMConfig", "default");
+        let c = Key::global(Kind::IpamConfig, "default");
         let v = decode_value(&c, IPAM_CONFIG_KEY, br#"{"strict_affinity":true}"#, 3).unwrap();
         assert_eq!(v["spec"]["strictAffinity"], true);
         assert_eq!(v["spec"]["autoAllocateBlocks"], false);

@@ -41,7 +41,7 @@ use etcd_client::{
 use serde_json::{Map, Value};
 
 use crate::{
-    Datastore, DatastoreError, EventType, Key, KeyValue, ListResult, Revision, WatchEvent,
+    Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, WatchEvent,
     WatchFilter, Watcher, WriteOp,
 };
 
@@ -756,7 +756,7 @@ impl Datastore for EtcdDatastore {
         })
     }
 
-    fn list(&self, kind: &str, namespace: Option<&str>) -> Result<ListResult, DatastoreError> {
+    fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ListResult, DatastoreError> {
         let prefix = layout::kind_prefix(kind, namespace);
         self.rt.block_on(async {
             let resp = self
@@ -847,7 +847,7 @@ impl Datastore for EtcdDatastore {
         let task = WatchTask {
             client: self.client.clone(),
             prefix: match &filter.kind {
-                Some(kind) => layout::kind_prefix(kind, filter.namespace.as_deref()),
+                Some(kind) => layout::kind_prefix(*kind, filter.namespace.as_deref()),
                 None => layout::ROOT.to_string(),
             },
             filter,

@@ -503,7 +503,7 @@ impl crate::Datastore for WithServer {
 
     fn list(
         &self,
-        kind: &str,
+        kind: crate::Kind,
         namespace: Option<&str>,
     ) -> Result<crate::ListResult, crate::DatastoreError> {
         self.store.list(kind, namespace)
