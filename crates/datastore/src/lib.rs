@@ -19,6 +19,7 @@ pub mod contract;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod sqlite;
+mod write;
 
 pub use calico_api::Kind;
 pub use config::{DatastoreConfig, DatastoreType};

@@ -30,6 +30,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::write;
 use crate::{
     Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, WatchEvent,
     WatchFilter, Watcher, WriteOp,
@@ -164,7 +165,7 @@ impl SqliteDatastore {
         let _writer = lock(&self.write_lock);
         let mut conn = self.checkout()?;
         let conn = conn.get();
-        let created_at = now_timestamp();
+        let created_at = write::now_timestamp();
         let doing = match ops.as_slice() {
             [op] => format!("writing {}", op_key(op)),
             _ => format!("writing a batch of {} ops", ops.len()),
@@ -417,13 +418,6 @@ fn ns_col(key: &Key) -> &str {
     key.namespace.as_deref().unwrap_or("")
 }
 
-fn now_timestamp() -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(fmt)
-        .expect("formatting a UTC timestamp cannot fail")
-}
-
 /// What a stored row held before a write.
 struct Existing {
     value: String,
@@ -461,45 +455,45 @@ fn apply_op(
     rev: Revision,
     now: &str,
 ) -> Result<Applied, TxError> {
-    let (key, value, expected, is_create, is_update) = match op {
-        WriteOp::Create { key, value } => (&*key, Some(value), None, true, false),
-        WriteOp::Update {
-            key,
-            value,
-            expected_revision,
-        } => (&*key, Some(value), *expected_revision, false, true),
-        WriteOp::Upsert { key, value } => (&*key, Some(value), None, false, false),
-        WriteOp::Delete {
-            key,
-            expected_revision,
-        } => (&*key, None, *expected_revision, false, false),
+    let existing = read_existing(tx, op_key(op))?;
+    let current = match &existing {
+        None => None,
+        Some(e) => {
+            let prev: StoredMeta =
+                serde_json::from_str(&e.value).map_err(|err| DatastoreError::Corrupt {
+                    key: op_key(op).clone(),
+                    reason: format!("stored value is not a JSON object with metadata: {err}"),
+                })?;
+            Some(write::Current {
+                uid: prev.metadata.uid,
+                created: prev.metadata.creation_timestamp,
+                mod_revision: e.mod_rev,
+            })
+        }
     };
-    let existing = read_existing(tx, key)?;
-
-    let Some(value) = value else {
-        // Delete.
-        let Some(existing) = existing else {
-            return Err(DatastoreError::NotFound { key: key.clone() }.into());
-        };
-        check_cas(key, expected, existing.mod_rev)?;
-        let deleted = decode_value(key, &existing.value)?;
-        tx.prepare_cached("DELETE FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
-            .execute(params![key.kind.as_str(), ns_col(key), key.name])?;
-        insert_event(tx, rev, EV_DELETED, key, None, Some(existing.mod_rev))?;
-        return Ok(Applied {
-            create_rev: existing.create_rev,
-            mod_rev: existing.mod_rev,
-            deleted: Some(deleted),
-        });
+    write::check(op, current.as_ref())?;
+    let (key, value) = match op {
+        WriteOp::Delete { key, .. } => (&*key, None),
+        WriteOp::Create { key, value }
+        | WriteOp::Update { key, value, .. }
+        | WriteOp::Upsert { key, value } => (&*key, Some(value)),
     };
-
-    match existing {
-        None => {
-            if is_update {
-                return Err(DatastoreError::NotFound { key: key.clone() }.into());
-            }
-            let uid = uuid::Uuid::new_v4().to_string();
-            stamp(key, value, &uid, now, rev)?;
+    match (value, existing) {
+        (None, Some(existing)) => {
+            let deleted = decode_value(key, &existing.value)?;
+            tx.prepare_cached("DELETE FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
+                .execute(params![key.kind.as_str(), ns_col(key), key.name])?;
+            insert_event(tx, rev, EV_DELETED, key, None, Some(existing.mod_rev))?;
+            Ok(Applied {
+                create_rev: existing.create_rev,
+                mod_rev: existing.mod_rev,
+                deleted: Some(deleted),
+            })
+        }
+        // Checked above: a delete needs the key.
+        (None, None) => Err(DatastoreError::NotFound { key: key.clone() }.into()),
+        (Some(value), None) => {
+            write::stamp(key, value, None, now, Some(rev))?;
             let text = to_json(value);
             tx.prepare_cached(
                 "INSERT INTO kv (kind, namespace, name, create_rev, mod_rev)
@@ -513,27 +507,8 @@ fn apply_op(
                 deleted: None,
             })
         }
-        Some(existing) => {
-            if is_create {
-                return Err(DatastoreError::AlreadyExists { key: key.clone() }.into());
-            }
-            check_cas(key, expected, existing.mod_rev)?;
-            let prev: StoredMeta =
-                serde_json::from_str(&existing.value).map_err(|e| DatastoreError::Corrupt {
-                    key: key.clone(),
-                    reason: format!("stored value is not a JSON object with metadata: {e}"),
-                })?;
-            // Values written by this store always carry both; fall back rather than fail for
-            // rows that somehow lack them.
-            let uid = prev
-                .metadata
-                .uid
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let created = prev
-                .metadata
-                .creation_timestamp
-                .unwrap_or_else(|| now.to_string());
-            stamp(key, value, &uid, &created, rev)?;
+        (Some(value), Some(existing)) => {
+            write::stamp(key, value, current.as_ref(), now, Some(rev))?;
             let text = to_json(value);
             tx.prepare_cached(
                 "UPDATE kv SET mod_rev = ?4 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
@@ -590,18 +565,6 @@ fn missing_value(key: &Key, rev: Revision) -> DatastoreError {
     }
 }
 
-fn check_cas(key: &Key, expected: Option<Revision>, actual: Revision) -> Result<(), TxError> {
-    match expected {
-        Some(expected) if expected != actual => Err(DatastoreError::Conflict {
-            key: key.clone(),
-            expected,
-            actual,
-        }
-        .into()),
-        _ => Ok(()),
-    }
-}
-
 fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     rev: Revision,
@@ -623,36 +586,6 @@ fn insert_event(
         value,
         prev_rev
     ])?;
-    Ok(())
-}
-
-/// Set the store-owned metadata fields on a value about to be written.
-fn stamp(
-    key: &Key,
-    value: &mut Value,
-    uid: &str,
-    created: &str,
-    rev: Revision,
-) -> Result<(), DatastoreError> {
-    let invalid = |reason: &str| DatastoreError::InvalidValue {
-        key: key.clone(),
-        reason: reason.into(),
-    };
-    let obj = value
-        .as_object_mut()
-        .ok_or_else(|| invalid("the value must be a JSON object"))?;
-    if !obj.contains_key("metadata") {
-        // Documents conventionally show metadata before spec; keep that order when adding it.
-        let at = obj.keys().position(|k| k == "spec").unwrap_or(obj.len());
-        obj.shift_insert(at, "metadata".into(), Value::Object(Map::new()));
-    }
-    let meta = obj
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| invalid("metadata must be a JSON object"))?;
-    meta.insert("uid".into(), Value::String(uid.into()));
-    meta.insert("creationTimestamp".into(), Value::String(created.into()));
-    meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
     Ok(())
 }
 

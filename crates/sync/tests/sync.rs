@@ -250,7 +250,10 @@ fn a_store_that_fails_is_reported_and_retried_with_back_off() {
         None,
         "waits out the back-off"
     );
-    let mut events = vec![s.next(Duration::from_secs(2)).expect("listed after the back-off")];
+    let mut events = vec![
+        s.next(Duration::from_secs(2))
+            .expect("listed after the back-off"),
+    ];
     events.extend(drain(&mut s));
     assert_eq!(
         summary(&events),

@@ -38,8 +38,9 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType as EtcdEventType,
     GetOptions, Identity, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::write;
 use crate::{
     Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, WatchEvent,
     WatchFilter, Watcher, WriteOp,
@@ -566,40 +567,6 @@ impl Plan {
     }
 }
 
-fn now_timestamp() -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(fmt)
-        .expect("formatting a UTC timestamp cannot fail")
-}
-
-/// Set `uid` and `creationTimestamp`, drop `resourceVersion`.
-fn stamp(key: &Key, value: &mut Value, uid: &str, created: &str) -> Result<(), DatastoreError> {
-    let invalid = |reason: &str| DatastoreError::InvalidValue {
-        key: key.clone(),
-        reason: reason.into(),
-    };
-    let obj = value
-        .as_object_mut()
-        .ok_or_else(|| invalid("the value must be a JSON object"))?;
-    if !obj.contains_key("metadata") {
-        let at = obj.keys().position(|k| k == "spec").unwrap_or(obj.len());
-        obj.shift_insert(at, "metadata".into(), Value::Object(Map::new()));
-    }
-    let meta = obj
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| invalid("metadata must be a JSON object"))?;
-    meta.insert("uid".into(), Value::String(uid.into()));
-    meta.insert("creationTimestamp".into(), Value::String(created.into()));
-    meta.shift_remove("resourceVersion");
-    Ok(())
-}
-
-fn meta_str(v: &Value, field: &str) -> Option<String> {
-    v.get("metadata")?.get(field)?.as_str().map(String::from)
-}
-
 /// Check `ops` in order against `state`; on success, the plan to commit. `pending` is the
 /// revision the commit is expected at, which is what an op sees as the mod revision of a key
 /// an earlier op of the batch wrote.
@@ -610,7 +577,7 @@ fn simulate(
     state: &Snapshot,
     pending: Revision,
 ) -> Result<Plan, DatastoreError> {
-    let now = now_timestamp();
+    let now = write::now_timestamp();
     let mut sim: HashMap<&str, Option<SimEntry>> = HashMap::new();
     let mut guards = Vec::with_capacity(distinct.len());
     for ek in distinct {
@@ -637,24 +604,12 @@ fn simulate(
         let fail = |e: DatastoreError| batch_err(index, e);
         let current = sim.get(ek.as_str()).cloned().flatten();
         let (key, _) = op_parts(op);
-        let cas = |expected: Option<Revision>, entry: &SimEntry| match expected {
-            Some(expected) if expected != entry.mod_rev.unwrap_or(pending) => {
-                Err(fail(DatastoreError::Conflict {
-                    key: key.clone(),
-                    expected,
-                    actual: entry.mod_rev.unwrap_or(pending),
-                }))
-            }
-            _ => Ok(()),
-        };
-        let new_entry = match op {
-            WriteOp::Delete {
-                expected_revision, ..
-            } => {
-                let Some(entry) = current else {
-                    return Err(fail(DatastoreError::NotFound { key: key.clone() }));
-                };
-                cas(*expected_revision, &entry)?;
+        let state_now = current
+            .as_ref()
+            .map(|entry| write::Current::of(&entry.value, entry.mod_rev.unwrap_or(pending)));
+        write::check(op, state_now.as_ref()).map_err(fail)?;
+        let new_entry = match (op, current) {
+            (WriteOp::Delete { .. }, Some(entry)) => {
                 results.push(OpResult {
                     key: key.clone(),
                     etcd_key: ek.clone(),
@@ -664,35 +619,19 @@ fn simulate(
                 });
                 None
             }
-            WriteOp::Create { value, .. }
-            | WriteOp::Update { value, .. }
-            | WriteOp::Upsert { value, .. } => {
+            // Checked above: a delete needs the key.
+            (WriteOp::Delete { .. }, None) => {
+                return Err(fail(DatastoreError::NotFound { key: key.clone() }));
+            }
+            (
+                WriteOp::Create { value, .. }
+                | WriteOp::Update { value, .. }
+                | WriteOp::Upsert { value, .. },
+                current,
+            ) => {
                 let mut value = value.clone();
-                let (uid, created, create_rev) = match (&current, op) {
-                    (Some(_), WriteOp::Create { .. }) => {
-                        return Err(fail(DatastoreError::AlreadyExists { key: key.clone() }));
-                    }
-                    (None, WriteOp::Update { .. }) => {
-                        return Err(fail(DatastoreError::NotFound { key: key.clone() }));
-                    }
-                    (None, _) => (uuid::Uuid::new_v4().to_string(), now.clone(), None),
-                    (Some(entry), _) => {
-                        if let WriteOp::Update {
-                            expected_revision, ..
-                        } = op
-                        {
-                            cas(*expected_revision, entry)?;
-                        }
-                        (
-                            meta_str(&entry.value, "uid")
-                                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                            meta_str(&entry.value, "creationTimestamp")
-                                .unwrap_or_else(|| now.clone()),
-                            entry.create_rev,
-                        )
-                    }
-                };
-                stamp(key, &mut value, &uid, &created).map_err(fail)?;
+                let create_rev = current.as_ref().and_then(|e| e.create_rev);
+                write::stamp(key, &mut value, state_now.as_ref(), &now, None).map_err(fail)?;
                 let bytes = layout::encode_value(key, &value).map_err(fail)?;
                 // Store what a reader will see, so the result equals a later get.
                 let value = layout::decode_value(key, ek, &bytes, pending).map_err(fail)?;
