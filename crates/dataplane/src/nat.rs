@@ -10,7 +10,8 @@ use nftables::schema::{Chain, NfListObject, Rule, Set, SetFlag, SetType, SetType
 use nftables::stmt::{Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
-use crate::render::{Ruleset, TABLE_FAMILY, TABLE_NAME, counter, matches, payload, prefix, s};
+use crate::render::expr::{counter, matches, payload, prefix, s};
+use crate::render::{Ruleset, TABLE_FAMILY, TABLE_NAME};
 
 /// The postrouting NAT chain.
 pub const NAT_CHAIN: &str = "nat-postrouting";
