@@ -22,6 +22,7 @@ const MAX_RULES_PER_COMMIT: usize = 2_500;
 /// The chains that change with the policy generation alone.
 const GENERATION_CHAINS: [&str; 2] = [GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN];
 use calico_datastore::{Datastore, DatastoreError};
+use calico_netlink::events::RouteEvents;
 use calico_netlink::{Netlink, Sysctl};
 use calico_policy::{INPUT_KINDS, PolicyCalculator, Snapshot, Update};
 use calico_sync::{Backoff, SyncEvent, Syncer};
@@ -360,6 +361,18 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 ),
             }
         }
+        // Routes, links and neighbours changed by others are noticed from
+        // the kernel's notifications; the timer below stays as the fallback.
+        let route_events = match RouteEvents::spawn() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                eprintln!(
+                    "felix: {e}; checking routes every {:?} instead",
+                    self.cfg.resync_interval
+                );
+                None
+            }
+        };
         self.fail_closed_until_synced();
         let mut dirty_since: Option<Instant> = None;
         let mut last_check = Instant::now();
@@ -409,6 +422,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             {
                 self.kernel = KernelView::Unknown;
                 self.reload_table("changed by another process");
+            }
+            if route_events.as_ref().is_some_and(RouteEvents::take_change) {
+                self.repair_routes_and_interfaces();
             }
             if last_check.elapsed() >= self.cfg.resync_interval {
                 let monitored = self.monitor.as_mut().is_some_and(NftMonitor::alive);

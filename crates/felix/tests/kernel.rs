@@ -443,3 +443,62 @@ fn a_table_flushed_or_deleted_by_hand_is_back_within_a_second() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     agent.join().unwrap();
 }
+
+#[test]
+fn a_route_deleted_by_hand_is_back_within_a_second() {
+    if !enter_fresh_netns("felix repairs a foreign route change") {
+        return;
+    }
+    let (_dir, ds) = store();
+    seed(ds.as_ref());
+    let mut nl = NetlinkSocket::new().unwrap();
+    nl.set_link_up("lo").unwrap();
+    let mut cfg = Config::new("h1");
+    cfg.encap = Encap::Vxlan(VxlanConfig {
+        vni: 4096,
+        port: 4789,
+        mtu: 1450,
+    });
+    // Only the kernel's notifications can bring it back this fast: the
+    // timer's check is a minute away.
+    cfg.resync_interval = std::time::Duration::from_secs(60);
+    let felix = Felix::new(
+        cfg,
+        ds.clone(),
+        real_kernel(NetlinkSocket::new().unwrap(), NftCli::default()),
+    );
+    let status = felix.status();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let mut felix = felix;
+    let agent = std::thread::spawn(move || felix.run(&stop2));
+    let remote_block = |nl: &mut NetlinkSocket| {
+        nl.routes()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.protocol == PROTO_FELIX && r.prefix_len == 26)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(status.ready.load(std::sync::atomic::Ordering::Relaxed)
+        && remote_block(&mut nl).is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "felix never programmed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let route = remote_block(&mut nl).unwrap();
+    assert!(nl.delete_route(&route).unwrap());
+    let t = std::time::Instant::now();
+    while remote_block(&mut nl).is_none() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "the route to the remote block was not repaired within 1 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!("route to 10.65.2.0/26: back in {:?}", t.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    agent.join().unwrap();
+}

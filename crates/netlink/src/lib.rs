@@ -14,6 +14,7 @@
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 
+pub mod events;
 pub mod fake;
 pub mod real;
 pub mod testing;
