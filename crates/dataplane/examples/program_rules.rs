@@ -118,6 +118,11 @@ fn main() {
     lib.apply(&batch(&calico_dataplane::fail_closed_table()))
         .expect("fail-closed table");
     let ruleset = render(&calc.snapshot(), &ifaces);
+    if let Ok(path) = std::env::var("DUMP_BATCH") {
+        // For comparing transports by hand (`nft -j -f`, `nft -f` on a listing).
+        std::fs::write(&path, serde_json::to_vec(&batch(&ruleset)).expect("JSON"))
+            .expect("writing DUMP_BATCH");
+    }
     let t = Instant::now();
     lib.apply(&batch(&ruleset)).expect("full load");
     println!(

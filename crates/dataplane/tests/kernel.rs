@@ -135,7 +135,7 @@ fn applies_idempotently_and_leaves_other_tables_alone() {
     assert_eq!((chains, rules, sets), (want_chains, want_rules, want_sets));
 
     // Comments survive, so `nft list` explains every rule.
-    let text = ns.nft_text(&["list", "chain", "inet", "calico", "to-calibsserver"]);
+    let text = ns.nft_text(&["list", "table", "inet", "calico"]);
     assert!(
         text.contains("allowed by policy default/allow-bookstore-cliient-to-server"),
         "{text}"

@@ -24,6 +24,22 @@ fn comments(r: &Ruleset, chain: &str) -> Vec<String> {
     rules(r, chain).into_iter().map(|(c, _)| c).collect()
 }
 
+/// The policy sequence chain an endpoint chain jumps to.
+fn sequence_of(r: &Ruleset, chain: &str) -> String {
+    r.objects
+        .iter()
+        .find_map(|o| match o {
+            NfListObject::Rule(rule) if rule.chain == chain => {
+                rule.expr.iter().find_map(|s| match s {
+                    nftables::stmt::Statement::Jump(j) => Some(j.target.to_string()),
+                    _ => None,
+                })
+            }
+            _ => None,
+        })
+        .expect("an endpoint chain jumps to its policy sequence")
+}
+
 #[test]
 fn bookstore_server_ingress_order() {
     let (snap, ifaces) = common::bookstore();
@@ -33,14 +49,23 @@ fn bookstore_server_ingress_order() {
     assert_eq!(
         comments(&r, "to-calibsserver"),
         [
-            "ingress of workloadendpoint default/bookstore-server: start undecided",
+            "ingress of workloadendpoint default/bookstore-server",
+            "ingress of workloadendpoint default/bookstore-server: allowed",
+            "ingress of workloadendpoint default/bookstore-server: no policy or profile allowed",
+        ]
+    );
+    let seq = sequence_of(&r, "to-calibsserver");
+    assert!(seq.starts_with(render::SEQUENCE_INGRESS_PREFIX), "{seq}");
+    assert_eq!(
+        comments(&r, &seq),
+        [
+            "ingress: start undecided",
             "tier default policy default/allow-bookstore-cliient-to-server",
             "allowed by policy default/allow-bookstore-cliient-to-server",
             "tier default: end of tier, no policy decided",
             "tier default: passed",
             "profile calico",
             "allowed by profile calico",
-            "ingress of workloadendpoint default/bookstore-server: no policy or profile allowed",
         ]
     );
     let policy = rules(&r, &format!("pi-{pol}"));
@@ -414,4 +439,60 @@ fn a_rule_that_cannot_be_rendered_fails_its_policy_closed() {
         comments(&r, &chain),
         ["fail closed: a rule of this policy could not be rendered"]
     );
+}
+
+#[test]
+fn endpoints_with_the_same_policies_share_one_sequence() {
+    let (snap, ifaces) = common::bookstore();
+    // The server's program again, on a second interface.
+    let (server, iface) = ifaces
+        .iter()
+        .find(|(_, i)| i.name == "calibsserver")
+        .map(|(id, i)| (id.clone(), i.clone()))
+        .expect("the server is local");
+    let mut twice = ifaces.clone();
+    let mut snap2 = snap.clone();
+    let twin = calico_policy::EndpointId::Workload {
+        namespace: "default".into(),
+        name: "bookstore-server-twin".into(),
+    };
+    let mut program = (**snap.program(&server).expect("a program")).clone();
+    program.endpoint = twin.clone();
+    snap2.programs.push(std::sync::Arc::new(program));
+    twice.insert(
+        twin,
+        calico_dataplane::Interface::new("calitwin", iface.sources.clone()),
+    );
+    let r = render::render(&snap2, &twice);
+    assert_eq!(
+        sequence_of(&r, "to-calibsserver"),
+        sequence_of(&r, "to-calitwin")
+    );
+    assert_eq!(
+        sequence_of(&r, "from-calibsserver"),
+        sequence_of(&r, "from-calitwin")
+    );
+    let sequences = r
+        .objects
+        .iter()
+        .filter(|o| {
+            matches!(o, NfListObject::Chain(c) if c.name.starts_with(render::SEQUENCE_INGRESS_PREFIX))
+        })
+        .count();
+    let local = r
+        .objects
+        .iter()
+        .filter(|o| matches!(o, NfListObject::Chain(c) if c.name.starts_with(render::TO_ENDPOINT_PREFIX)))
+        .count();
+    assert!(
+        sequences < local,
+        "{sequences} sequences for {local} endpoints"
+    );
+    // An endpoint with other policies has another sequence.
+    let other = ifaces
+        .values()
+        .find(|i| i.name != "calibsserver")
+        .map(|i| format!("to-{}", i.name))
+        .expect("another local endpoint");
+    assert_ne!(sequence_of(&r, &other), sequence_of(&r, "to-calibsserver"));
 }

@@ -72,6 +72,11 @@ pub const KNOWN_IFACES_SET: &str = "known-ifaces";
 pub const TO_ENDPOINT_PREFIX: &str = "to-";
 /// Prefix of the chain for traffic from a workload (its egress policy).
 pub const FROM_ENDPOINT_PREFIX: &str = "from-";
+/// Prefix of a chain running one ingress policy sequence (tiers, then profiles), shared by
+/// every endpoint with that sequence; named by a hash of what it holds.
+pub const SEQUENCE_INGRESS_PREFIX: &str = "seqi-";
+/// Prefix of a chain running one egress policy sequence (see [`SEQUENCE_INGRESS_PREFIX`]).
+pub const SEQUENCE_EGRESS_PREFIX: &str = "seqo-";
 /// Prefix of a policy's ingress rule chain.
 pub const POLICY_INGRESS_PREFIX: &str = "pi-";
 /// Prefix of a policy's egress rule chain.

@@ -4,6 +4,11 @@
 use super::*;
 
 impl Renderer {
+    /// An endpoint's chain for one direction: it jumps to the chain holding its
+    /// policies and profiles in order, returns when they allowed the packet and drops it
+    /// otherwise (counted per endpoint). The policy sequence depends only on the program, so
+    /// endpoints with the same policies share one: a table with many alike endpoints holds
+    /// each sequence once.
     pub(super) fn endpoint_chain(
         &mut self,
         iface: &str,
@@ -11,26 +16,93 @@ impl Renderer {
         direction: Direction,
         program: &calico_policy::model::DirectionProgram,
     ) {
-        let (chain, policy_prefix, profile_prefix) = match direction {
+        let (chain, seq_prefix) = match direction {
             Direction::Ingress => (
                 format!("{TO_ENDPOINT_PREFIX}{iface}"),
-                POLICY_INGRESS_PREFIX,
-                PROFILE_INGRESS_PREFIX,
+                SEQUENCE_INGRESS_PREFIX,
             ),
             Direction::Egress => (
                 format!("{FROM_ENDPOINT_PREFIX}{iface}"),
-                POLICY_EGRESS_PREFIX,
-                PROFILE_EGRESS_PREFIX,
+                SEQUENCE_EGRESS_PREFIX,
             ),
         };
+        let seq = self.sequence_chain(seq_prefix, direction, program);
         self.chain(&chain);
         self.out
             .units
             .push((chain.clone(), format!("{direction} of {endpoint}")));
         self.rule(
             &chain,
+            vec![jump(&seq)],
+            format!("{direction} of {endpoint}"),
+        );
+        self.rule(
+            &chain,
+            vec![mark_test(MARK_ACCEPT, true), Statement::Return(None)],
+            format!("{direction} of {endpoint}: allowed"),
+        );
+        self.rule(
+            &chain,
+            vec![counter(), Statement::Drop(None)],
+            format!("{direction} of {endpoint}: no policy or profile allowed"),
+        );
+    }
+
+    /// The chain running `program`'s policies in tier order, then its profiles (emitted
+    /// once per distinct program); returns its name. It ends with the accept mark set when
+    /// something allowed the packet, and drops at the end of a tier where nothing decided.
+    fn sequence_chain(
+        &mut self,
+        seq_prefix: &str,
+        direction: Direction,
+        program: &calico_policy::model::DirectionProgram,
+    ) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let (policy_prefix, profile_prefix) = match direction {
+            Direction::Ingress => (POLICY_INGRESS_PREFIX, PROFILE_INGRESS_PREFIX),
+            Direction::Egress => (POLICY_EGRESS_PREFIX, PROFILE_EGRESS_PREFIX),
+        };
+        // The sequence is named by what it holds: the same program, the same chain.
+        let mut key = String::new();
+        for tier in &program.tiers {
+            key.push_str(&format!("tier {} {:?}\n", tier.tier, tier.end_of_tier));
+            for policy in &tier.policies {
+                let name = policy.display_name();
+                key.push_str(&chain_name(policy_prefix, &format!("{}/{name}", tier.tier)));
+                key.push('\n');
+            }
+        }
+        for profile in &program.profiles {
+            key.push_str(&chain_name(profile_prefix, &profile.name));
+            key.push('\n');
+        }
+        let hash =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&key));
+        let seq = format!("{seq_prefix}{}", &hash[..22]);
+        if !self.emitted.insert(seq.clone()) {
+            return seq;
+        }
+        self.chain(&seq);
+        let names: Vec<String> = program
+            .tiers
+            .iter()
+            .flat_map(|t| t.policies.iter().map(|p| p.display_name().to_string()))
+            .chain(
+                program
+                    .profiles
+                    .iter()
+                    .map(|p| format!("profile {}", p.name)),
+            )
+            .collect();
+        self.out.units.push((
+            seq.clone(),
+            truncate_comment(&format!("{direction} policies: {}", names.join(", "))),
+        ));
+        self.rule(
+            &seq,
             vec![mark_clear(MARK_ACCEPT | MARK_PASS)],
-            format!("{direction} of {endpoint}: start undecided"),
+            format!("{direction}: start undecided"),
         );
         for tier in &program.tiers {
             for policy in &tier.policies {
@@ -44,19 +116,19 @@ impl Renderer {
                 }
                 // After a Pass the rest of the tier is skipped.
                 self.rule(
-                    &chain,
+                    &seq,
                     vec![mark_test(MARK_PASS, false), jump(&target)],
                     format!("tier {} policy {name}", tier.tier),
                 );
                 self.rule(
-                    &chain,
+                    &seq,
                     vec![mark_test(MARK_ACCEPT, true), Statement::Return(None)],
                     format!("allowed by policy {name}"),
                 );
             }
             if tier.end_of_tier == EndOfTier::Deny {
                 self.rule(
-                    &chain,
+                    &seq,
                     vec![
                         mark_test(MARK_PASS, false),
                         counter(),
@@ -66,7 +138,7 @@ impl Renderer {
                 );
             }
             self.rule(
-                &chain,
+                &seq,
                 vec![mark_clear(MARK_PASS)],
                 format!("tier {}: passed", tier.tier),
             );
@@ -80,21 +152,17 @@ impl Renderer {
                 self.program_chain(&target, &what, Program::Profile(profile.clone()));
             }
             self.rule(
-                &chain,
+                &seq,
                 vec![jump(&target)],
                 format!("profile {}", profile.name),
             );
             self.rule(
-                &chain,
+                &seq,
                 vec![mark_test(MARK_ACCEPT, true), Statement::Return(None)],
                 format!("allowed by profile {}", profile.name),
             );
         }
-        self.rule(
-            &chain,
-            vec![counter(), Statement::Drop(None)],
-            format!("{direction} of {endpoint}: no policy or profile allowed"),
-        );
+        seq
     }
 
     /// Emits a policy's or profile's chain: from the cache when it was
