@@ -4,12 +4,16 @@
 # host to a server on the other. SAMPLES times: a Deny policy for that traffic is written
 # with calicoctl (the clock starts before calicoctl starts) and the enforcement time is when
 # the last datagram that still got through was sent; then the Deny is deleted and the time
-# until datagrams arrive again is measured the same way. With 1,000 other policies in force
-# when POLICIES=1000. Usage: bench/enforce.sh [--etcd]. Needs root.
+# until datagrams arrive again is measured the same way. With POLICIES other policies in force
+# (RULES ingress rules each, default 1) selecting the server and LOCAL_ENDPOINTS - 1 more tasks
+# beside it (default 1 endpoint): issue 12's load is POLICIES=250 RULES=20 LOCAL_ENDPOINTS=10.
+# Usage: bench/enforce.sh [--etcd]. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAMPLES=${SAMPLES:-20}
 POLICIES=${POLICIES:-0}
+RULES=${RULES:-1}
+LOCAL_ENDPOINTS=${LOCAL_ENDPOINTS:-1}
 etcd=()
 [ "${1:-}" = "--etcd" ] && etcd=(--etcd)
 BENCH_PREFIX=enf
@@ -21,11 +25,23 @@ else
   ctl() { "$bin/calicoctl" "$@"; }
 fi
 bench_lab_up "${etcd[@]}"
+if [ "$LOCAL_ENDPOINTS" -gt 1 ]; then
+  printf '{"id":"/pad","instances":%d,"networks":[{"mode":"container","name":"calico","labels":{"app":"srv"}}]}' \
+    "$((LOCAL_ENDPOINTS - 1))" > "$work/pad.json"
+  lab app "$work/pad.json" --host h1 >/dev/null
+fi
 if [ "$POLICIES" -gt 0 ]; then
-  awk -v n="$POLICIES" 'BEGIN { for (i = 0; i < n; i++) {
+  # TCP rules (the UDP probe matches none of them): ports, source nets or selectors.
+  awk -v n="$POLICIES" -v r="$RULES" 'BEGIN { for (i = 0; i < n; i++) {
     printf "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: other-%04d\n", i
     printf "spec:\n  order: %d\n  selector: app == \"srv\"\n  types: [Ingress]\n  ingress:\n", 100 + i
-    printf "  - action: Allow\n    protocol: TCP\n    source:\n      selector: svc == \"s%d\"\n    destination:\n      ports: [%d]\n---\n", i, 1000 + i
+    for (k = 0; k < r; k++) {
+      printf "  - action: %s\n    protocol: TCP\n", (k % 2 == 0) ? "Allow" : "Deny"
+      if (k % 3 == 0) printf "    source:\n      nets: [10.%d.%d.0/24]\n", i % 250, k
+      if (k % 3 == 1) printf "    source:\n      selector: svc == \"s%d\"\n", (i + k) % 50
+      printf "    destination:\n      ports: [%d]\n", 1000 + (i * r + k) % 60000
+    }
+    printf "---\n"
   }
   # The probe itself is allowed last, after every other policy was looked at.
   printf "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: other-allow-probe\n"
@@ -50,7 +66,7 @@ for _ in $(seq "$SAMPLES"); do
   sleep 0.8
 done
 sleep 0.5
-python3 - "$work/marks" "$work/arrivals" "$POLICIES" "${etcd[@]:-embedded}" <<'PY'
+python3 - "$work/marks" "$work/arrivals" "$POLICIES other policies x $RULES rules, $LOCAL_ENDPOINTS local endpoints, $(ip netns exec "$(lab status | awk '/^host h1 / {print $4}')" nft list table inet calico | grep -c '^		') nft rules" "${etcd[@]:-embedded}" <<'PY'
 import sys
 marks = [l.split() for l in open(sys.argv[1])]
 sent = sorted(int(l.split()[0]) for l in open(sys.argv[2]) if l.strip())
@@ -72,6 +88,6 @@ for i, (kind, t) in enumerate(marks):
         allow.append(((window[0] - t) if window else float("inf")) / 1e6)
 store = sys.argv[4] if len(sys.argv) > 4 else "embedded"
 store = "etcd" if store == "--etcd" else "embedded"
-print(f"{store}, {sys.argv[3]} other policies: write -> Deny enforced for real traffic: {stats(deny)}")
-print(f"{store}, {sys.argv[3]} other policies: delete -> traffic flows again: {stats(allow)}")
+print(f"{store}, {sys.argv[3]}: write -> Deny enforced for real traffic: {stats(deny)}")
+print(f"{store}, {sys.argv[3]}: delete -> traffic flows again: {stats(allow)}")
 PY

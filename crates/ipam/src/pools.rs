@@ -166,10 +166,11 @@ pub fn select_pools(
         if p.disabled || p.manual || p.family() != family || !p.allows(use_) {
             continue;
         }
-        let sel = calico_selector::parse(&p.node_selector).map_err(|e| IpamError::Corrupt {
-            what: format!("IPPool({})", p.name),
-            reason: format!("nodeSelector {:?}: {e}", p.node_selector),
-        })?;
+        let sel =
+            calico_selector::parse_shared(&p.node_selector).map_err(|e| IpamError::Corrupt {
+                what: format!("IPPool({})", p.name),
+                reason: format!("nodeSelector {:?}: {e}", p.node_selector),
+            })?;
         if sel.evaluate(labels) {
             out.push(p.clone());
         }

@@ -505,7 +505,7 @@ pub(crate) fn parse_selector(
     field: impl fmt::Display,
     text: &str,
 ) -> Result<Selector, CompileError> {
-    calico_selector::parse(text).map_err(|source| CompileError::Selector {
+    calico_selector::parse_shared(text).map_err(|source| CompileError::Selector {
         field: field.to_string(),
         text: text.to_owned(),
         source: Box::new(source),
@@ -531,14 +531,14 @@ pub(crate) fn and(a: &Selector, b: &Selector) -> Selector {
     match (a.canonical(), b.canonical()) {
         ("all()", _) => b.clone(),
         (_, "all()") => a.clone(),
-        (x, y) => calico_selector::parse(&format!("({x}) && ({y})"))
+        (x, y) => calico_selector::parse_shared(&format!("({x}) && ({y})"))
             .expect("the conjunction of two canonical selectors parses"),
     }
 }
 
 /// The selector `projectcalico.org/namespace == "<ns>"`.
 pub(crate) fn in_namespace(ns: &str) -> Selector {
-    calico_selector::parse(&format!("{LABEL_NAMESPACE} == \"{ns}\""))
+    calico_selector::parse_shared(&format!("{LABEL_NAMESPACE} == \"{ns}\""))
         .expect("namespace names are label values")
 }
 

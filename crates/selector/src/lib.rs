@@ -44,7 +44,43 @@ pub const MAX_NESTING: usize = 128;
 /// Parses a selector. Leading/trailing spaces and tabs are ignored; an empty
 /// selector means `all()`.
 pub fn parse(selector: &str) -> Result<Selector, ParseError> {
+    #[cfg(test)]
+    PARSES.with(|n| n.set(n.get() + 1));
     parser::parse_node(selector).map(Selector::from_root)
+}
+
+/// Most selector texts [`parse_shared`] remembers; past that it starts afresh (a cluster has
+/// far fewer distinct selectors).
+const SHARED_CAPACITY: usize = 16_384;
+
+/// Parses like [`parse`], remembering every selector text that parsed: the same text is parsed
+/// once per process however many times it is asked for. Validation at the datastore boundary
+/// and the policy calculation both see every policy's selectors; this is how they share one
+/// parse (a hand-written memo: no kept crate offers a bounded map for this one use).
+pub fn parse_shared(selector: &str) -> Result<Selector, ParseError> {
+    static SHARED: OnceLock<std::sync::Mutex<HashMap<Box<str>, Selector>>> = OnceLock::new();
+    let shared = SHARED.get_or_init(Default::default);
+    let lock = || {
+        shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(found) = lock().get(selector) {
+        return Ok(found.clone());
+    }
+    let parsed = parse(selector)?;
+    let mut map = lock();
+    if map.len() >= SHARED_CAPACITY {
+        map.clear();
+    }
+    map.insert(selector.into(), parsed.clone());
+    Ok(parsed)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many parses [`parse`] has done on this thread (for tests of [`parse_shared`]).
+    static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Read access to a set of labels, as a selector sees it.

@@ -363,3 +363,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_shared_selector_is_parsed_once() {
+    let parses = || crate::PARSES.with(std::cell::Cell::get);
+    let text = "shared-test == 'once' && has(parse_shared_marker)";
+    let before = parses();
+    let first = crate::parse_shared(text).unwrap();
+    let second = crate::parse_shared(text).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(first, parse(text).unwrap());
+    assert_eq!(parses() - before, 2, "one shared parse, one plain parse");
+    // Errors are not remembered: each attempt reports it.
+    assert!(crate::parse_shared("has(").is_err());
+    assert!(crate::parse_shared("has(").is_err());
+}

@@ -271,8 +271,8 @@ pub(crate) enum SelectorUse {
 
 /// Checks a selector's syntax (and `global()` placement).
 pub(crate) fn selector(field: &str, s: &str, usage: SelectorUse) -> Check {
-    let parsed =
-        calico_selector::parse(s).map_err(|e| fail(field, &s, format!("invalid selector: {e}")))?;
+    let parsed = calico_selector::parse_shared(s)
+        .map_err(|e| fail(field, &s, format!("invalid selector: {e}")))?;
     let canonical = parsed.to_string();
     if uses_global(&canonical) {
         let alone = canonical.trim() == "global()";

@@ -86,8 +86,8 @@ impl PolicyCalculator {
     }
 
     pub(super) fn activate(&mut self, def: IpSetRef, out: &mut Vec<Delta>) {
-        let selector =
-            calico_selector::parse(&def.selector).expect("set selectors are canonical forms");
+        let selector = calico_selector::parse_shared(&def.selector)
+            .expect("set selectors are canonical forms");
         let mut matched = Vec::new();
         self.member_index
             .update_selector(def.id.clone(), selector, &mut |e: MatchEvent<

@@ -387,7 +387,7 @@ where
         selector: &str,
         sink: &mut impl MatchSink<S, I>,
     ) -> Result<(), Error> {
-        let selector = calico_selector::parse(selector)?;
+        let selector = calico_selector::parse_shared(selector)?;
         self.update_selector(id, selector, sink);
         Ok(())
     }
