@@ -47,7 +47,10 @@ if [ "$POLICIES" -gt 0 ]; then
   printf "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: other-allow-probe\n"
   printf "spec:\n  order: 5000\n  selector: app == \"srv\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    protocol: UDP\n    destination:\n      ports: [9000]\n"
   }' > "$work/others.yaml"
-  ctl apply -f "$work/others.yaml" >/dev/null
+  # In files of 100: one etcd transaction takes at most 128 keys (--max-txn-ops), and
+  # calicoctl refuses to split a file into non-atomic pieces.
+  awk -v dir="$work" '/^apiVersion/ { if (n++ % 100 == 0) f = sprintf("%s/others-%04d.yaml", dir, n) } { print > f }' "$work/others.yaml"
+  for f in "$work"/others-*.yaml; do ctl apply -f "$f" >/dev/null; done
   sleep $((3 + POLICIES / 1000 * 3))
 fi
 duration=$((SAMPLES * 2 + 10))
