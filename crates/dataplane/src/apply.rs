@@ -165,14 +165,24 @@ impl NftLib {
     }
 }
 
+impl NftLib {
+    /// The batch as libnftables parses it fastest: nft's own syntax, else JSON.
+    fn commands(batch: &Nftables<'_>) -> Result<String, Error> {
+        match crate::text::to_text(batch) {
+            Some(text) => Ok(text),
+            None => Ok(serde_json::to_string(batch)?),
+        }
+    }
+}
+
 impl Nft for NftLib {
     fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
-        self.0.run(&serde_json::to_string(batch)?, false)?;
+        self.0.run(&Self::commands(batch)?, false)?;
         Ok(())
     }
 
     fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
-        self.0.run(&serde_json::to_string(batch)?, true)?;
+        self.0.run(&Self::commands(batch)?, true)?;
         Ok(())
     }
 

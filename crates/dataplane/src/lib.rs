@@ -15,6 +15,7 @@ pub mod diff;
 pub mod monitor;
 pub mod nat;
 pub mod render;
+pub mod text;
 
 pub use apply::{
     Conntrack, ConntrackCall, ConntrackCli, Error, KernelNft, Nft, NftCli, NftLib,
