@@ -123,11 +123,16 @@ fn main() {
         std::fs::write(&path, serde_json::to_vec(&batch(&ruleset)).expect("JSON"))
             .expect("writing DUMP_BATCH");
     }
+    let full = batch(&ruleset);
     let t = Instant::now();
-    lib.apply(&batch(&ruleset)).expect("full load");
+    let text = calico_dataplane::text::to_text(&full).expect("a text form");
+    let written = t.elapsed();
+    let t = Instant::now();
+    lib.apply(&full).expect("full load");
     println!(
-        "  cold start, full load via libnftables: {:.2?}",
-        t.elapsed()
+        "  cold start, full load via libnftables: {:.2?} (of which writing nft syntax {written:.2?}, {} bytes)",
+        t.elapsed(),
+        text.len()
     );
     // The same cold start as felix does it: onto the fail-closed table, in
     // commits of at most 2,500 new rules, dispatch switched in the last.

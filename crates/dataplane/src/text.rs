@@ -12,11 +12,12 @@ use serde_json::{Map, Value};
 
 /// The batch in nft syntax, or `None` when some part of it has no form here.
 pub fn to_text(batch: &Nftables<'_>) -> Option<String> {
-    let value = serde_json::to_value(batch).ok()?;
-    let items = value.get("nftables")?.as_array()?;
-    let mut out = String::with_capacity(items.len() * 160);
-    for item in items {
-        let (cmd, object) = single(item)?;
+    let mut out = String::with_capacity(batch.objects.len() * 200);
+    // One object at a time: a small JSON tree is built and freed while in cache (the whole
+    // batch as one tree costs twice as much to build and free as to print).
+    for object in batch.objects.iter() {
+        let item = serde_json::to_value(object).ok()?;
+        let (cmd, object) = single(&item)?;
         if !matches!(cmd, "add" | "delete" | "flush") {
             return None;
         }
