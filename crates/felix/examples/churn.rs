@@ -4,7 +4,9 @@
 //! A writer changes one policy RATE times a second for SECS seconds; felix's
 //! own histogram says how long each change waited from being seen to being
 //! in the kernel, and at the end a marker change measures the backlog (time
-//! from its write until it is in the kernel).
+//! from its write until it is in the kernel). With `SHOW_COLD_START` set, the
+//! time sums of felix's histograms are printed after the cold start and after
+//! the churn.
 //!
 //! ```text
 //! sudo cargo run --release -p calico-felix --example churn -- [RATE] [SECS]
@@ -138,6 +140,11 @@ fn main() {
     let encode = || {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        if std::env::var_os("SHOW_COLD_START").is_some() {
+            for l in text.lines().filter(|l| l.contains("_sum")) {
+                eprintln!("{l}");
+            }
+        }
         text
     };
     let before = quantile(&encode(), "felix_programming_seconds", 0.99).1;
