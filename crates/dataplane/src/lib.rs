@@ -15,6 +15,7 @@ pub mod diff;
 pub mod monitor;
 pub mod nat;
 pub mod render;
+pub mod routes;
 pub mod text;
 
 pub use apply::{

@@ -29,7 +29,8 @@ use calico_sync::{Backoff, SyncEvent, Syncer};
 
 use crate::cluster::{self, Cluster};
 use crate::metrics::Metrics;
-use crate::routes::{self, Desired};
+use crate::routes;
+use calico_dataplane::routes::{Desired, Report as RouteReport, reconcile};
 
 pub use crate::routes::{Encap, VxlanParams as VxlanConfig};
 
@@ -697,7 +698,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             .unenforced_policies
             .set(i64::try_from(unenforced.len()).unwrap_or(i64::MAX));
         self.flush_removed_endpoints(&state.cluster);
-        let report = routes::reconcile(&mut self.nl, &routes);
+        let report = reconcile(&mut self.nl, &routes);
         self.report_route_errors(&report);
         if let Some(a) = self.applied.as_mut() {
             a.routes = routes;
@@ -1056,7 +1057,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         let Some(routes) = self.applied.as_ref().map(|a| a.routes.clone()) else {
             return;
         };
-        let report = routes::reconcile(&mut self.nl, &routes);
+        let report = reconcile(&mut self.nl, &routes);
         if !report.changes.is_empty() {
             eprintln!("felix: repaired routes: {}", report.changes.join("; "));
             self.metrics.drift_repairs.inc();
@@ -1069,7 +1070,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
     }
 
     /// Counts every route error and prints the ones not printed last time.
-    fn report_route_errors(&mut self, report: &routes::Report) {
+    fn report_route_errors(&mut self, report: &RouteReport) {
         let now: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
         for _ in &now {
             self.metrics.errors.inc();
