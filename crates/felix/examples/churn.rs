@@ -6,7 +6,8 @@
 //! in the kernel, and at the end a marker change measures the backlog (time
 //! from its write until it is in the kernel). With `SHOW_COLD_START` set, the
 //! time sums of felix's histograms are printed after the cold start and after
-//! the churn.
+//! the churn; with `NO_MONITOR` set, felix runs without its `nft monitor`
+//! (to measure what the kernel's per-rule notifications cost).
 //!
 //! ```text
 //! sudo cargo run --release -p calico-felix --example churn -- [RATE] [SECS]
@@ -111,7 +112,7 @@ fn main() {
         );
     }
     let mut cfg = Config::new("bench");
-    cfg.nft_monitor = true;
+    cfg.nft_monitor = std::env::var_os("NO_MONITOR").is_none();
     let mut felix = Felix::new(
         cfg,
         ds.clone(),
