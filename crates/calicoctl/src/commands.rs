@@ -138,7 +138,7 @@ fn write_command(
         let value = resource.value.clone();
         let op = match mode {
             WriteMode::Create => {
-                if args.skip_exists && get_existing(ds.as_ref(), &key)?.is_some() {
+                if args.skip_exists && exists(ds.as_ref(), &key)? {
                     skipped += 1;
                     continue;
                 }
@@ -153,7 +153,7 @@ fn write_command(
                 // A document carrying a resourceVersion updates only that version; if the
                 // resource does not exist (a document exported from another cluster), it is
                 // created.
-                Some(rev) if get_existing(ds.as_ref(), &key)?.is_some() => WriteOp::Update {
+                Some(rev) if exists(ds.as_ref(), &key)? => WriteOp::Update {
                     key,
                     value,
                     expected_revision: Some(rev),
@@ -190,6 +190,16 @@ fn describe_batch_error(e: &DatastoreError, resources: &[(Origin, Resource)]) ->
 fn get_existing(ds: &dyn Datastore, key: &Key) -> Result<Option<KeyValue>, CommandError> {
     ds.get(key)
         .map_err(|e| CommandError::new(format!("reading {key}: {e}")))
+}
+
+/// Whether `key` holds a value, readable or not: an unreadable one still exists (and can be
+/// overwritten or deleted, which is how it is repaired).
+fn exists(ds: &dyn Datastore, key: &Key) -> Result<bool, CommandError> {
+    match ds.get(key) {
+        Ok(found) => Ok(found.is_some()),
+        Err(DatastoreError::Corrupt { .. }) => Ok(true),
+        Err(e) => Err(CommandError::new(format!("reading {key}: {e}"))),
+    }
 }
 
 fn io_error(e: std::io::Error) -> CommandError {
@@ -306,7 +316,7 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let ds = (ctx.open)()?;
     let mut ops = Vec::new();
     for (key, expected) in targets {
-        if args.skip_not_exists && get_existing(ds.as_ref(), &key)?.is_none() {
+        if args.skip_not_exists && !exists(ds.as_ref(), &key)? {
             continue;
         }
         ops.push(WriteOp::Delete {
@@ -383,10 +393,18 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let mut results = Vec::new();
     let mut missing = Vec::new();
     let mut shown = Vec::new();
+    // Unreadable records are named after the readable ones are printed, and fail the command.
+    let mut unreadable = Vec::new();
     if let Some((kind, namespace)) = list {
         let listed = ds
             .list(kind, namespace.as_deref())
             .map_err(|e| CommandError::new(format!("listing {}: {e}", kind.plural())))?;
+        unreadable.extend(listed.unreadable.into_iter().map(|u| {
+            format!(
+                "unreadable datastore content at {}: {}; repair it with `calicoctl apply` or remove it with `calicoctl delete`",
+                u.key, u.reason
+            )
+        }));
         results.push(Printable::List {
             kind,
             items: listed.items.into_iter().map(|kv| kv.value).collect(),
@@ -419,16 +437,18 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             write!(ctx.out, "{text}").map_err(io_error)?;
         }
     }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(CommandError::new(
+    let problems: Vec<String> = unreadable
+        .into_iter()
+        .chain(
             missing
                 .iter()
-                .map(|k| format!("resource does not exist: {k}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ))
+                .map(|k| format!("resource does not exist: {k}")),
+        )
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::new(problems.join("\n")))
     }
 }
 

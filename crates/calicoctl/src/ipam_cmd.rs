@@ -261,7 +261,14 @@ fn check_cmd(a: &IpamCheckArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
             .map_err(|e| err(format!("writing report {}: {e}", path.display())))?;
         writeln!(out, "Report written to {}", path.display()).map_err(io_err)?;
     }
-    Ok(())
+    // Scripts rely on the exit status: problems found is a failure.
+    match r.problems() {
+        0 => Ok(()),
+        n => Err(err(format!(
+            "ipam check found {n} problem(s); see above (`--show-problem-ips` lists them, \
+             `calicoctl ipam release --from-report` releases leaked addresses)"
+        ))),
+    }
 }
 
 fn release(a: &IpamReleaseArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {

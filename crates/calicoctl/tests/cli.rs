@@ -589,3 +589,60 @@ fn config_file_selects_the_datastore() {
     let out = c.ctl(&["get", "ippool", "--config", &bad]).fails();
     assert!(out.stderr.contains("zookeeper"), "{}", out.stderr);
 }
+
+/// Writes garbage (not JSON) over a stored value, behind the store's back.
+fn corrupt(c: &Cluster, name: &str) {
+    let conn = rusqlite::Connection::open(c.db()).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE events SET value = '{not json' WHERE rev =
+             (SELECT mod_rev FROM kv WHERE kind = 'NetworkPolicy' AND name = ?1)",
+            [name],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+#[test]
+fn an_unreadable_record_is_named_and_can_be_repaired_or_deleted() {
+    let c = Cluster::new();
+    for name in ["a", "b", "c"] {
+        let f = c.file(&format!("{name}.yaml"), &policy(name, ""));
+        c.ctl(&["apply", "-f", &f]).ok();
+    }
+    corrupt(&c, "b");
+    // Everything readable is listed; the bad record is named on stderr; the exit says so.
+    let run = c.ctl(&["get", "networkpolicy", "-A"]).fails();
+    assert!(
+        run.stdout.contains(" a ") || run.stdout.contains("a\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains('c'), "{}", run.stdout);
+    assert!(!run.stdout.contains(" b "), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("NetworkPolicy(default/b)") && run.stderr.contains("calicoctl delete"),
+        "{}",
+        run.stderr
+    );
+    // A single get names what is wrong.
+    let run = c.ctl(&["get", "networkpolicy", "b"]).fails();
+    assert!(
+        run.stderr.contains("NetworkPolicy(default/b)"),
+        "{}",
+        run.stderr
+    );
+    // Delete removes it.
+    c.ctl(&["delete", "networkpolicy", "b"]).ok();
+    assert_eq!(c.names(&["networkpolicy", "-A"]), ["a", "c"]);
+    // Apply overwrites one.
+    corrupt(&c, "c");
+    let f = c.file("c2.yaml", &policy("c", ""));
+    c.ctl(&["apply", "-f", &f]).ok();
+    assert_eq!(c.names(&["networkpolicy", "-A"]), ["a", "c"]);
+    // And delete --skip-not-exists sees an unreadable record as existing.
+    corrupt(&c, "a");
+    c.ctl(&["delete", "networkpolicy", "a", "--skip-not-exists"])
+        .ok();
+    assert_eq!(c.names(&["networkpolicy", "-A"]), ["c"]);
+}

@@ -135,7 +135,7 @@ fn check_report_and_release_revalidate() {
     let report_s = report.display().to_string();
     let out = c
         .ctl(&["ipam", "check", "-o", &report_s, "--show-problem-ips"])
-        .ok()
+        .fails()
         .stdout;
     assert!(out.contains("Found 3 allocated IP addresses."), "{out}");
     assert!(out.contains("Found 2 leaked IP addresses"), "{out}");
@@ -193,7 +193,9 @@ fn check_finds_blocks_of_missing_nodes() {
     let ip = c.alloc("h-gone", "gone");
     c.endpoint("w", "gone", ip);
     let report = c.dir.path().join("r.json").display().to_string();
-    let out = c.ctl(&["ipam", "check", "-o", &report]).ok().stdout;
+    let run = c.ctl(&["ipam", "check", "-o", &report]).fails();
+    assert!(run.stderr.contains("found 1 problem"), "{}", run.stderr);
+    let out = run.stdout;
     assert!(
         out.contains("Found 1 blocks affine to nodes that no longer exist."),
         "{out}"

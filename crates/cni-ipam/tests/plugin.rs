@@ -85,9 +85,8 @@ impl Cluster {
     }
 
     /// `calicoctl <args>` in-process (this package cannot build the calicoctl binary), with
-    /// only this cluster's datastore variables as its environment; its stdout, after checking
-    /// it succeeded.
-    fn calicoctl(&self, args: &[&str]) -> String {
+    /// only this cluster's datastore variables as its environment: exit code, stdout, stderr.
+    fn calicoctl_code(&self, args: &[&str]) -> (i32, String, String) {
         let settings = self.settings();
         let env = |name: &str| {
             settings
@@ -102,13 +101,17 @@ impl Cluster {
             &mut out,
             &mut err,
         );
-        let out = String::from_utf8(out).unwrap();
-        assert_eq!(
+        (
             code,
-            0,
-            "calicoctl {args:?}: stdout {out} stderr {}",
-            String::from_utf8_lossy(&err)
-        );
+            String::from_utf8(out).unwrap(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
+    }
+
+    /// [`Self::calicoctl_code`]'s stdout, after checking it succeeded.
+    fn calicoctl(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.calicoctl_code(args);
+        assert_eq!(code, 0, "calicoctl {args:?}: stdout {out} stderr {err}");
         out
     }
 
@@ -132,7 +135,10 @@ impl Cluster {
     fn checked(&self) -> Value {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("report.json");
-        self.calicoctl(&["ipam", "check", "-o", file.to_str().unwrap()]);
+        // Exit status 1 says problems were found; the report is written either way.
+        let (code, out, err) =
+            self.calicoctl_code(&["ipam", "check", "-o", file.to_str().unwrap()]);
+        assert!(code == 0 || code == 1, "ipam check: {out} {err}");
         serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
     }
 

@@ -852,3 +852,51 @@ pub fn multi_process_watch(
         assert_eq!(seen.len(), per_writer);
     }
 }
+
+/// One unreadable value (made so by `corrupt`, which writes garbage under a key behind the
+/// store's back) never hides the others: a list returns every readable item and names the bad
+/// one apart; a get of it says what is wrong; it can be overwritten and deleted, which is how an
+/// operator repairs it.
+pub fn unreadable_values(s: &dyn Datastore, corrupt: &dyn Fn(&Key)) {
+    let v = |name: &str| json!({"metadata": {"name": name, "namespace": "default"}, "spec": {}});
+    for name in ["a", "b", "c"] {
+        s.create(&policy("default", name), v(name)).unwrap();
+    }
+    let b = policy("default", "b");
+    corrupt(&b);
+    let list = s.list(Kind::NetworkPolicy, None).unwrap();
+    let names: Vec<&str> = list.items.iter().map(|kv| kv.key.name.as_str()).collect();
+    assert_eq!(names, ["a", "c"], "the readable items are all listed");
+    assert_eq!(list.unreadable.len(), 1);
+    assert_eq!(list.unreadable[0].key, b);
+    assert!(!list.unreadable[0].reason.is_empty());
+    assert!(
+        matches!(s.get(&b), Err(DatastoreError::Corrupt { ref key, .. }) if *key == b),
+        "a get of the bad value names it"
+    );
+    // Overwritten with a valid value: readable again, as a new identity.
+    let fixed = s.update(&b, v("b"), None).unwrap();
+    assert!(fixed.value["metadata"]["uid"].is_string());
+    assert!(
+        s.list(Kind::NetworkPolicy, None)
+            .unwrap()
+            .unreadable
+            .is_empty()
+    );
+    // Broken again, then deleted.
+    corrupt(&b);
+    let deleted = s.delete(&b, None).unwrap();
+    assert_eq!(deleted.key, b);
+    let list = s.list(Kind::NetworkPolicy, None).unwrap();
+    assert!(list.unreadable.is_empty());
+    assert_eq!(list.items.len(), 2);
+    // An upsert in a batch repairs too.
+    let c = policy("default", "c");
+    corrupt(&c);
+    s.write_batch(vec![WriteOp::Upsert {
+        key: c.clone(),
+        value: v("c"),
+    }])
+    .unwrap();
+    assert_eq!(s.list(Kind::NetworkPolicy, None).unwrap().items.len(), 2);
+}

@@ -81,12 +81,26 @@ pub struct KeyValue {
     pub mod_revision: Revision,
 }
 
+/// A stored value that cannot be read (not JSON, not an object, not in the layout its key
+/// says): listed apart so that one bad record never hides the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    /// Where it is stored.
+    pub key: Key,
+    /// Revision of its last write.
+    pub mod_revision: Revision,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// The result of a list: the items (sorted by namespace, then name) and the store revision the
 /// list was read at, from which a watch can resume without missing anything.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListResult {
     /// The matching items, sorted by namespace then name.
     pub items: Vec<KeyValue>,
+    /// Matching keys whose values cannot be read.
+    pub unreadable: Vec<Unreadable>,
     /// The store revision the list is consistent with.
     pub revision: Revision,
 }
@@ -132,8 +146,10 @@ pub struct WatchEvent {
     pub revision: Revision,
     /// The key that changed.
     pub key: Key,
-    /// The new value (None for deletions).
+    /// The new value (None for deletions, and when it cannot be read).
     pub value: Option<serde_json::Value>,
+    /// Why the new value cannot be read (an addition or modification with no value).
+    pub unreadable: Option<String>,
     /// The value before the change (None for additions).
     pub prev_value: Option<serde_json::Value>,
 }
@@ -176,7 +192,8 @@ pub trait Datastore: Send + Sync {
     ) -> Result<KeyValue, DatastoreError>;
 
     /// Delete a value (compare-and-swap when `expected_revision` is given); returns what was
-    /// deleted.
+    /// deleted (`null` as the value when it could not be read). Unreadable values can be
+    /// deleted, and replaced by [`Datastore::update`] or an upsert.
     fn delete(
         &self,
         key: &Key,

@@ -32,8 +32,8 @@ use serde_json::{Map, Value};
 
 use crate::write;
 use crate::{
-    Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, WatchEvent,
-    WatchFilter, Watcher, WriteOp,
+    Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, Unreadable,
+    WatchEvent, WatchFilter, Watcher, WriteOp,
 };
 
 /// The schema version this code reads and writes (kept in `PRAGMA user_version`).
@@ -434,7 +434,7 @@ struct Applied {
 }
 
 /// The store-owned fields of a stored value's metadata.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct StoredMeta {
     #[serde(default)]
     metadata: StoredMetaFields,
@@ -456,21 +456,16 @@ fn apply_op(
     now: &str,
 ) -> Result<Applied, TxError> {
     let existing = read_existing(tx, op_key(op))?;
-    let current = match &existing {
-        None => None,
-        Some(e) => {
-            let prev: StoredMeta =
-                serde_json::from_str(&e.value).map_err(|err| DatastoreError::Corrupt {
-                    key: op_key(op).clone(),
-                    reason: format!("stored value is not a JSON object with metadata: {err}"),
-                })?;
-            Some(write::Current {
-                uid: prev.metadata.uid,
-                created: prev.metadata.creation_timestamp,
-                mod_revision: e.mod_rev,
-            })
+    // An unreadable value can still be deleted or overwritten (as a value without metadata):
+    // that is how an operator repairs it.
+    let current = existing.as_ref().map(|e| {
+        let prev: StoredMeta = serde_json::from_str(&e.value).unwrap_or_default();
+        write::Current {
+            uid: prev.metadata.uid,
+            created: prev.metadata.creation_timestamp,
+            mod_revision: e.mod_rev,
         }
-    };
+    });
     write::check(op, current.as_ref())?;
     let (key, value) = match op {
         WriteOp::Delete { key, .. } => (&*key, None),
@@ -480,7 +475,7 @@ fn apply_op(
     };
     match (value, existing) {
         (None, Some(existing)) => {
-            let deleted = decode_value(key, &existing.value)?;
+            let deleted = decode_value(key, &existing.value).unwrap_or(Value::Null);
             tx.prepare_cached("DELETE FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
                 .execute(params![key.kind.as_str(), ns_col(key), key.name])?;
             insert_event(tx, rev, EV_DELETED, key, None, Some(existing.mod_rev))?;
@@ -598,6 +593,14 @@ fn to_json(value: &Value) -> String {
 }
 
 /// Parse a stored value, which must be a JSON object.
+/// The reason a [`DatastoreError::Corrupt`] gives (or the whole error, for another kind).
+fn corrupt_reason(e: DatastoreError) -> String {
+    match e {
+        DatastoreError::Corrupt { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 fn decode_value(key: &Key, text: &str) -> Result<Value, DatastoreError> {
     match serde_json::from_str::<Value>(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
@@ -672,7 +675,7 @@ impl Datastore for SqliteDatastore {
     fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ListResult, DatastoreError> {
         let mut conn = self.checkout()?;
         let conn = conn.get();
-        let (items, revision) = with_retry(
+        let (items, unreadable, revision) = with_retry(
             || match namespace {
                 Some(ns) => format!("listing {kind} in namespace {ns}"),
                 None => format!("listing {kind}"),
@@ -682,6 +685,7 @@ impl Datastore for SqliteDatastore {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
                 let (revision, _) = read_meta(&tx)?;
                 let mut items = Vec::new();
+                let mut unreadable = Vec::new();
                 {
                     let mut stmt = tx.prepare_cached(
                         "SELECT k.namespace, k.name, e.value, k.create_rev, k.mod_rev
@@ -698,30 +702,39 @@ impl Datastore for SqliteDatastore {
                         };
                         let mod_revision: Revision = r.get(4)?;
                         // Parsed straight from SQLite's buffer: no intermediate String per row.
-                        let text = r
-                            .get_ref(2)?
-                            .as_str_or_null()
-                            .map_err(|e| {
-                                rusqlite::Error::FromSqlConversionFailure(
-                                    2,
-                                    rusqlite::types::Type::Text,
-                                    Box::new(e),
-                                )
-                            })?
-                            .ok_or_else(|| missing_value(&key, mod_revision))?;
-                        items.push(KeyValue {
-                            value: decode_value(&key, text)?,
-                            key,
-                            create_revision: r.get(3)?,
-                            mod_revision,
-                        });
+                        let decoded = match r.get_ref(2)?.as_str_or_null() {
+                            Ok(Some(text)) => decode_value(&key, text),
+                            Ok(None) => Err(missing_value(&key, mod_revision)),
+                            Err(e) => Err(DatastoreError::Corrupt {
+                                key: key.clone(),
+                                reason: format!("stored value is not text: {e}"),
+                            }),
+                        };
+                        match decoded {
+                            Ok(value) => items.push(KeyValue {
+                                value,
+                                key,
+                                create_revision: r.get(3)?,
+                                mod_revision,
+                            }),
+                            // One bad record is named, never hides the others.
+                            Err(e) => unreadable.push(Unreadable {
+                                reason: corrupt_reason(e),
+                                key,
+                                mod_revision,
+                            }),
+                        }
                     }
                 }
                 tx.finish()?;
-                Ok((items, revision))
+                Ok((items, unreadable, revision))
             },
         )?;
-        Ok(ListResult { items, revision })
+        Ok(ListResult {
+            items,
+            unreadable,
+            revision,
+        })
     }
 
     fn create(&self, key: &Key, value: Value) -> Result<KeyValue, DatastoreError> {
@@ -939,11 +952,15 @@ impl SqliteWatcher {
                     });
                 }
             };
-            let value = row.value.map(|t| decode_value(&key, &t)).transpose()?;
+            // An unreadable value is reported with its event, never stops the watch.
+            let (value, unreadable) = match row.value.map(|t| decode_value(&key, &t)) {
+                None => (None, None),
+                Some(Ok(v)) => (Some(v), None),
+                Some(Err(e)) => (None, Some(e.to_string())),
+            };
             let prev_value = match (row.prev_rev, row.prev_value) {
-                (None, _) => None,
-                (Some(_), Some(text)) => Some(decode_value(&key, &text)?),
-                (Some(prev_rev), None) => return Err(missing_value(&key, prev_rev)),
+                (Some(_), Some(text)) => decode_value(&key, &text).ok(),
+                _ => None,
             };
             self.pos = rev;
             self.buf.push_back(WatchEvent {
@@ -951,6 +968,7 @@ impl SqliteWatcher {
                 revision: rev,
                 key,
                 value,
+                unreadable,
                 prev_value,
             });
         }
@@ -1018,14 +1036,15 @@ mod tests {
             err.to_string().contains("NetworkPolicy(default/bad)"),
             "{err}"
         );
-        let err = store.list(Kind::NetworkPolicy, None).unwrap_err();
-        assert!(matches!(err, DatastoreError::Corrupt { .. }));
+        // A list names it apart; an update repairs it.
+        let list = store.list(Kind::NetworkPolicy, None).unwrap();
+        assert!(list.items.is_empty());
+        assert_eq!(list.unreadable[0].key, key);
         conn.execute("UPDATE events SET value = '[1]' WHERE name = 'bad'", [])
             .unwrap();
-        assert!(matches!(
-            store.update(&key, json!({}), None).unwrap_err(),
-            DatastoreError::Corrupt { .. }
-        ));
+        assert!(store.get(&key).is_err());
+        store.update(&key, json!({}), None).unwrap();
+        assert!(store.get(&key).unwrap().is_some());
     }
 
     #[test]

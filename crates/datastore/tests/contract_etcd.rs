@@ -97,3 +97,25 @@ fn multi_process_writer_child() {
     let store = EtcdDatastore::connect(&endpoints, &EtcdTls::default()).unwrap();
     contract::multi_process_writer(&store, writer, iterations);
 }
+
+#[test]
+fn unreadable_values() {
+    let Some(bin) = etcd_or_skip("unreadable_values") else {
+        return;
+    };
+    let server = Arc::new(EtcdServer::single(&bin));
+    let store = WithServer::on(server.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(etcd_client::Client::connect(server.endpoints(), None))
+        .unwrap();
+    contract::unreadable_values(&store, &|key| {
+        // A hand-run `etcdctl put` of garbage.
+        let etcd_key = calico_datastore::etcd::layout::encode_key(key, None).unwrap();
+        let mut c = client.clone();
+        rt.block_on(c.put(etcd_key, "not json", None)).unwrap();
+    });
+}

@@ -144,3 +144,25 @@ fn multi_process_writer_child() {
     let store = SqliteDatastore::open(&path).unwrap();
     contract::multi_process_writer(&store, writer, iterations);
 }
+
+#[test]
+fn unreadable_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteDatastore::open(&path).unwrap();
+    contract::unreadable_values(&store, &|key| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let changed = conn
+            .execute(
+                "UPDATE events SET value = 'not json' WHERE rev =
+                 (SELECT mod_rev FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3)",
+                rusqlite::params![
+                    key.kind.as_str(),
+                    key.namespace.as_deref().unwrap_or(""),
+                    key.name
+                ],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    });
+}

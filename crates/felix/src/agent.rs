@@ -202,6 +202,9 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     /// The model is complete (the syncer said so and has not lost the
     /// datastore since): programming is allowed.
     in_sync: bool,
+    /// Records that cannot be read, with whether a good version of each is
+    /// in force; one without is a hole in the model: not ready.
+    unreadable: BTreeMap<calico_datastore::Key, bool>,
     applied: Option<Applied>,
     status: Arc<Status>,
     metrics: Metrics,
@@ -274,6 +277,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             syncer,
             state: Some(state),
             in_sync: false,
+            unreadable: BTreeMap::new(),
             applied: None,
             status: Arc::new(Status::default()),
             metrics: Metrics::default(),
@@ -479,6 +483,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         };
         match ev {
             SyncEvent::Set { key, resource, .. } => {
+                self.unreadable.remove(&key);
                 note(state.cluster.apply(&self.cfg.node, &key, Some(&resource)));
                 if let Some(update) = Update::from_typed(resource)
                     && let Err(e) = state.calc.stage(update)
@@ -488,6 +493,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 true
             }
             SyncEvent::Deleted { key, .. } => {
+                self.unreadable.remove(&key);
                 note(state.cluster.apply(&self.cfg.node, &key, None));
                 if let Some(update) = Update::delete_key(&key)
                     && let Err(e) = state.calc.stage(update)
@@ -496,12 +502,27 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 }
                 true
             }
-            SyncEvent::Unreadable { error, .. } => {
+            SyncEvent::Unreadable {
+                key, error, kept, ..
+            } => {
                 // What was known of it stays in force: dropping a policy
-                // because its record broke would fail open.
-                eprintln!("felix: {error}; keeping what was known of it");
+                // because its record broke would fail open. With nothing
+                // known, everything else is programmed and felix is not ready.
+                if kept {
+                    eprintln!("felix: {error}; keeping the last good version of it");
+                } else {
+                    eprintln!(
+                        "felix: {error}; no good version of it is known: programming everything \
+                         else, not ready until it is repaired or deleted"
+                    );
+                }
                 self.metrics.errors.inc();
-                false
+                self.unreadable.insert(key, kept);
+                self.metrics
+                    .unreadable_records
+                    .set(i64::try_from(self.unreadable.len()).unwrap_or(i64::MAX));
+                // Readiness may change even when nothing else does.
+                true
             }
             SyncEvent::InSync { .. } => {
                 self.in_sync = true;
@@ -706,7 +727,12 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         self.metrics
             .programming_seconds
             .observe(since.elapsed().as_secs_f64());
-        let ready = self.applied.as_ref().is_some_and(|a| !a.degraded) && unenforced.is_empty();
+        self.metrics
+            .unreadable_records
+            .set(i64::try_from(self.unreadable.len()).unwrap_or(i64::MAX));
+        let ready = self.applied.as_ref().is_some_and(|a| !a.degraded)
+            && unenforced.is_empty()
+            && self.unreadable.values().all(|&kept| kept);
         self.status.ready.store(ready, Ordering::Relaxed);
         self.state = Some(state);
     }

@@ -47,6 +47,8 @@ pub struct Metrics {
     /// Policies this dataplane cannot enforce that are in the datastore
     /// anyway (`preDNAT`, `doNotTrack` written past calicoctl).
     pub unenforced_policies: Gauge,
+    /// Datastore records felix cannot read (each named in the log).
+    pub unreadable_records: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,7 @@ impl Default for Metrics {
             dataplane_failures: Counter::default(),
             failed_closed_chains: Gauge::default(),
             unenforced_policies: Gauge::default(),
+            unreadable_records: Gauge::default(),
         }
     }
 }
@@ -158,6 +161,11 @@ impl Metrics {
             "unenforced_policies",
             "Policies in the datastore this dataplane cannot enforce",
             self.unenforced_policies.clone(),
+        );
+        r.register(
+            "unreadable_records",
+            "Datastore records felix cannot read; the last good version of each is kept",
+            self.unreadable_records.clone(),
         );
     }
 }

@@ -392,3 +392,90 @@ fn a_policy_this_dataplane_cannot_enforce_is_said_and_readiness_is_false() {
             .load(std::sync::atomic::Ordering::Relaxed)
     );
 }
+
+/// Writes garbage (not JSON) over a global policy's stored value, behind the store's back.
+fn corrupt_policy(r: &Rig, name: &str) {
+    let conn = rusqlite::Connection::open(r._dir.path().join("c.db")).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE events SET value = '{not json' WHERE rev =
+             (SELECT mod_rev FROM kv WHERE kind = 'GlobalNetworkPolicy' AND name = ?1)",
+            [name],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+fn metrics_text(
+    felix: &Felix<
+        FakeNetlink,
+        Shared<RecordingNft>,
+        Shared<RecordingConntrack>,
+        Shared<FakeSysctl>,
+    >,
+) -> String {
+    let mut text = String::new();
+    let mut reg = prometheus_client::registry::Registry::default();
+    felix.metrics().register(&mut reg);
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    text
+}
+
+#[test]
+fn an_unreadable_record_never_stops_the_rest() {
+    let mut r = rig();
+    let ready = |r: &Rig| {
+        r.felix
+            .status()
+            .ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Garbage from the start: no good version of it is known.
+    corrupt_policy(&r, "bad");
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let table = table_now(&r.nft);
+    assert!(
+        table.contains("tier default policy good rule 0 Allow"),
+        "{table}"
+    );
+    assert!(!table.contains("policy bad"));
+    assert!(
+        !ready(&r),
+        "not ready with a record it knows nothing good of"
+    );
+    assert!(metrics_text(&r.felix).contains("felix_unreadable_records 1"));
+
+    // Everything else still applies: a new policy, a new endpoint.
+    gnp(r.ds.as_ref(), "later", 90);
+    wep(r.ds.as_ref(), "w3", "caliw3", "10.65.1.4");
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let table = table_now(&r.nft);
+    assert!(table.contains("tier default policy later rule 0 Allow"));
+    assert!(table.contains("to-caliw3"));
+
+    // A policy that breaks keeps its last good version (dropping it would fail open).
+    let mut broken = json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "good"},
+        "spec": {"selector": "has(", "ingress": [{"action": "Allow"}]}});
+    broken["spec"]["order"] = json!(10);
+    r.ds.update(
+        &Key::global(Kind::GlobalNetworkPolicy, "good"),
+        broken,
+        None,
+    )
+    .unwrap();
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(table_now(&r.nft).contains("tier default policy good rule 0 Allow"));
+
+    // The garbage deleted (what calicoctl delete does): ready again, the broken policy
+    // counted and kept.
+    r.ds.delete(&Key::global(Kind::GlobalNetworkPolicy, "bad"), None)
+        .unwrap();
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(ready(&r));
+    assert!(metrics_text(&r.felix).contains("felix_unreadable_records 1"));
+}

@@ -44,15 +44,18 @@ pub enum SyncEvent {
         /// The revision of the deletion (a relist's revision when found missing there).
         revision: Revision,
     },
-    /// A stored value does not decode. What the consumer had for this key is its to keep or
-    /// drop; the syncer goes on with everything else.
+    /// A stored value cannot be read (not JSON, or not valid as its kind). What the consumer
+    /// had for this key is its to keep or drop; the syncer goes on with everything else.
     Unreadable {
         /// Where it is stored.
         key: Key,
         /// The revision of the unreadable write.
         revision: Revision,
-        /// Why it does not decode.
+        /// Why it cannot be read.
         error: DecodeError,
+        /// Whether a good version of it was handed over before (and not deleted since): the
+        /// consumer has something to keep in its place.
+        kept: bool,
     },
     /// Everything listed has been handed over: the consumer's view is complete as of
     /// `revision` and stays so as events follow.
@@ -94,8 +97,9 @@ pub struct Syncer<D: Deref<Target: Datastore>> {
     ds: D,
     kinds: BTreeSet<Kind>,
     backoff: Backoff,
-    /// Every key handed over and not deleted since, with the revision it was handed over at.
-    known: BTreeMap<Key, Revision>,
+    /// Every key handed over and not deleted since: the revision it was handed over at, and
+    /// whether a good version of it was ever handed over.
+    known: BTreeMap<Key, (Revision, bool)>,
     /// Events decided but not yet handed over.
     pending: VecDeque<SyncEvent>,
     watcher: Option<Box<dyn Watcher>>,
@@ -246,12 +250,19 @@ impl<D: Deref<Target: Datastore>> Syncer<D> {
             in_sync_at = in_sync_at.max(list.revision);
             for kv in list.items {
                 seen.insert(kv.key.clone());
-                if self.known.get(&kv.key) == Some(&kv.mod_revision) {
+                if self.known.get(&kv.key).map(|k| k.0) == Some(kv.mod_revision) {
                     continue;
                 }
-                self.known.insert(kv.key.clone(), kv.mod_revision);
-                self.pending
-                    .push_back(typed(kv.key, kv.mod_revision, kv.value));
+                let ev = self.typed(kv.key, kv.mod_revision, Ok(kv.value));
+                self.pending.push_back(ev);
+            }
+            for bad in list.unreadable {
+                seen.insert(bad.key.clone());
+                if self.known.get(&bad.key).map(|k| k.0) == Some(bad.mod_revision) {
+                    continue;
+                }
+                let ev = self.typed(bad.key, bad.mod_revision, Err(bad.reason));
+                self.pending.push_back(ev);
             }
         }
         let gone: Vec<Key> = self
@@ -287,34 +298,55 @@ impl<D: Deref<Target: Datastore>> Syncer<D> {
             }
             return;
         }
-        match ev.value {
-            None => {
+        let value = match (ev.value, ev.unreadable) {
+            (Some(value), _) => Ok(value),
+            (None, Some(reason)) => Err(reason),
+            (None, None) => {
                 if self.known.remove(&ev.key).is_some() {
                     self.pending.push_back(SyncEvent::Deleted {
                         key: ev.key,
                         revision: ev.revision,
                     });
                 }
+                return;
             }
-            Some(value) => {
-                self.known.insert(ev.key.clone(), ev.revision);
-                self.pending.push_back(typed(ev.key, ev.revision, value));
+        };
+        let typed = self.typed(ev.key, ev.revision, value);
+        self.pending.push_back(typed);
+    }
+
+    /// The event for a stored value (or the reason it cannot be read), remembering it.
+    fn typed(
+        &mut self,
+        key: Key,
+        revision: Revision,
+        value: Result<serde_json::Value, String>,
+    ) -> SyncEvent {
+        let decoded = value
+            .map_err(|reason| DecodeError {
+                key: key.clone(),
+                reason,
+            })
+            .and_then(|v| Resource::decode(&key, v));
+        let had_good = self.known.get(&key).is_some_and(|k| k.1);
+        match decoded {
+            Ok(resource) => {
+                self.known.insert(key.clone(), (revision, true));
+                SyncEvent::Set {
+                    key,
+                    revision,
+                    resource,
+                }
+            }
+            Err(error) => {
+                self.known.insert(key.clone(), (revision, had_good));
+                SyncEvent::Unreadable {
+                    key,
+                    revision,
+                    error,
+                    kept: had_good,
+                }
             }
         }
-    }
-}
-
-fn typed(key: Key, revision: Revision, value: serde_json::Value) -> SyncEvent {
-    match Resource::decode(&key, value) {
-        Ok(resource) => SyncEvent::Set {
-            key,
-            revision,
-            resource,
-        },
-        Err(error) => SyncEvent::Unreadable {
-            key,
-            revision,
-            error,
-        },
     }
 }

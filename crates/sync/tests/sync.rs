@@ -336,3 +336,53 @@ proptest! {
         prop_assert_eq!(view, stored);
     }
 }
+
+#[test]
+fn garbage_in_the_store_is_named_and_the_watch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calico.db");
+    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&path).unwrap());
+    ds.create(&gnp("good"), policy("good", 1)).unwrap();
+    ds.create(&gnp("garbage"), policy("garbage", 1)).unwrap();
+    // Not even JSON: written behind the store's back.
+    rusqlite_corrupt(&path, "garbage");
+    let mut s = Syncer::new(ds.clone(), [Kind::GlobalNetworkPolicy]);
+    let events = drain(&mut s);
+    assert_eq!(
+        summary(&events),
+        [
+            "set GlobalNetworkPolicy(good) GlobalNetworkPolicy",
+            "unreadable GlobalNetworkPolicy(garbage)",
+            "in sync"
+        ]
+    );
+    assert!(
+        matches!(&events[1], SyncEvent::Unreadable { kept: false, error, .. }
+            if error.to_string().contains("not valid JSON")),
+        "{events:?}"
+    );
+    // Everything else still flows.
+    ds.create(&gnp("later"), policy("later", 1)).unwrap();
+    assert_eq!(
+        summary(&drain(&mut s)),
+        ["set GlobalNetworkPolicy(later) GlobalNetworkPolicy"]
+    );
+    // A record that breaks after a good version was handed over says so: the consumer keeps it.
+    let mut bad = policy("good", 1);
+    bad["spec"]["selector"] = json!("has(");
+    ds.update(&gnp("good"), bad, None).unwrap();
+    let events = drain(&mut s);
+    assert!(
+        matches!(&events[..], [SyncEvent::Unreadable { kept: true, .. }]),
+        "{events:?}"
+    );
+}
+
+fn rusqlite_corrupt(path: &std::path::Path, name: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute(
+        "UPDATE events SET value = 'not json' WHERE rev = (SELECT mod_rev FROM kv WHERE name = ?1)",
+        [name],
+    )
+    .unwrap();
+}

@@ -47,8 +47,8 @@ use serde_json::Value;
 
 use crate::write;
 use crate::{
-    Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, WatchEvent,
-    WatchFilter, Watcher, WriteOp,
+    Datastore, DatastoreError, EventType, Key, KeyValue, Kind, ListResult, Revision, Unreadable,
+    WatchEvent, WatchFilter, Watcher, WriteOp,
 };
 
 /// Largest gRPC message accepted from etcd (a list of 10,000 ~1 KB resources is ~12 MB).
@@ -362,6 +362,7 @@ impl Datastore for EtcdDatastore {
                 .await?;
             let revision = resp.header().map_or(0, |h| h.revision());
             let mut items = Vec::with_capacity(resp.kvs().len());
+            let mut unreadable = Vec::new();
             for kv in resp.kvs() {
                 let ek = String::from_utf8_lossy(kv.key());
                 let Some(key) = layout::decode_key(&ek) else {
@@ -372,12 +373,27 @@ impl Datastore for EtcdDatastore {
                 {
                     continue;
                 }
-                items.push(self.key_value(key, &ek, kv)?);
+                match self.key_value(key.clone(), &ek, kv) {
+                    Ok(item) => items.push(item),
+                    // One bad record is named, never hides the others.
+                    Err(e) => unreadable.push(Unreadable {
+                        key,
+                        mod_revision: kv.mod_revision(),
+                        reason: match e {
+                            DatastoreError::Corrupt { reason, .. } => reason,
+                            other => other.to_string(),
+                        },
+                    }),
+                }
             }
             items.sort_by(|a, b| {
                 (&a.key.namespace, &a.key.name).cmp(&(&b.key.namespace, &b.key.name))
             });
-            Ok(ListResult { items, revision })
+            Ok(ListResult {
+                items,
+                unreadable,
+                revision,
+            })
         })
     }
 

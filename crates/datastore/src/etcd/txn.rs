@@ -180,8 +180,8 @@ pub(super) struct SimEntry {
 pub(super) struct OpResult {
     key: Key,
     etcd_key: String,
-    /// Bytes as stored (deleted value for deletions).
-    bytes: Vec<u8>,
+    /// Bytes as stored (deleted value for deletions; None for an unreadable one deleted).
+    bytes: Option<Vec<u8>>,
     create_rev: Option<Revision>,
     mod_rev: Option<Revision>,
 }
@@ -243,8 +243,12 @@ impl Plan {
             .iter()
             .map(|r| {
                 let mod_revision = r.mod_rev.unwrap_or(rev);
+                let value = match &r.bytes {
+                    Some(bytes) => layout::decode_value(&r.key, &r.etcd_key, bytes, mod_revision)?,
+                    None => Value::Null,
+                };
                 Ok(KeyValue {
-                    value: layout::decode_value(&r.key, &r.etcd_key, &r.bytes, mod_revision)?,
+                    value,
                     key: r.key.clone(),
                     create_revision: r.create_rev.unwrap_or(rev),
                     mod_revision,
@@ -273,15 +277,13 @@ pub(super) fn simulate(
             .position(|k| k == ek)
             .expect("distinct key comes from ops");
         let key = op_parts(&ops[idx]).0;
-        let entry = match state.get(ek) {
-            Some(s) => Some(SimEntry {
-                value: layout::decode_value(key, ek, &s.bytes, s.mod_rev)
-                    .map_err(|e| batch_err(idx, e))?,
-                create_rev: Some(s.create_rev),
-                mod_rev: Some(s.mod_rev),
-            }),
-            None => None,
-        };
+        // An unreadable value can still be deleted or overwritten (as a value without
+        // metadata): that is how an operator repairs it.
+        let entry = state.get(ek).map(|s| SimEntry {
+            value: layout::decode_value(key, ek, &s.bytes, s.mod_rev).unwrap_or(Value::Null),
+            create_rev: Some(s.create_rev),
+            mod_rev: Some(s.mod_rev),
+        });
         guards.push((ek.clone(), state.get(ek).map_or(0, |s| s.mod_rev)));
         sim.insert(ek.as_str(), entry);
     }
@@ -300,7 +302,10 @@ pub(super) fn simulate(
                 results.push(OpResult {
                     key: key.clone(),
                     etcd_key: ek.clone(),
-                    bytes: layout::encode_value(key, &entry.value).map_err(fail)?,
+                    bytes: match entry.value {
+                        Value::Null => None,
+                        ref v => Some(layout::encode_value(key, v).map_err(fail)?),
+                    },
                     create_rev: entry.create_rev.or(Some(pending)),
                     mod_rev: entry.mod_rev.or(Some(pending)),
                 });
@@ -325,7 +330,7 @@ pub(super) fn simulate(
                 results.push(OpResult {
                     key: key.clone(),
                     etcd_key: ek.clone(),
-                    bytes,
+                    bytes: Some(bytes),
                     create_rev,
                     mod_rev: None,
                 });

@@ -132,23 +132,20 @@ pub(super) fn convert_event(
     }
     let decode =
         |kv: &etcd_client::KeyValue| layout::decode_value(&key, &ek, kv.value(), kv.mod_revision());
-    let prev_value = match ev.prev_kv().map(decode).transpose() {
-        Ok(v) => v,
-        Err(e) => return Some(Err(e)),
-    };
-    let (event_type, value) = match ev.event_type() {
-        EtcdEventType::Delete => (EventType::Deleted, None),
+    // An unreadable value is reported with its event, never stops the watch.
+    let prev_value = ev.prev_kv().and_then(|p| decode(p).ok());
+    let (event_type, value, unreadable) = match ev.event_type() {
+        EtcdEventType::Delete => (EventType::Deleted, None, None),
         EtcdEventType::Put => {
-            let value = match decode(kv) {
-                Ok(v) => v,
-                Err(e) => return Some(Err(e)),
-            };
             let ty = if kv.create_revision() == kv.mod_revision() {
                 EventType::Added
             } else {
                 EventType::Modified
             };
-            (ty, Some(value))
+            match decode(kv) {
+                Ok(v) => (ty, Some(v), None),
+                Err(e) => (ty, None, Some(e.to_string())),
+            }
         }
     };
     Some(Ok(WatchEvent {
@@ -156,6 +153,7 @@ pub(super) fn convert_event(
         revision: kv.mod_revision(),
         key,
         value,
+        unreadable,
         prev_value,
     }))
 }
