@@ -155,3 +155,103 @@ fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
     stop.store(true, Ordering::Relaxed);
     agent.join().unwrap();
 }
+
+#[test]
+fn a_garbage_record_put_by_hand_does_not_stop_a_running_felix() {
+    let Some(bin) = etcd_or_skip("felix and an unreadable etcd record") else {
+        return;
+    };
+    let server = EtcdServer::single(&bin);
+    let ds: Arc<dyn Datastore> =
+        Arc::new(EtcdDatastore::connect(&server.endpoints(), &EtcdTls::default()).unwrap());
+    put(
+        ds.as_ref(),
+        Key::global(Kind::Profile, "calico"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
+            "metadata": {"name": "calico"},
+            "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
+    );
+    put(
+        ds.as_ref(),
+        Key::namespaced(Kind::WorkloadEndpoint, "default", "h1-mesos-w1-eth0"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": "h1-mesos-w1-eth0", "namespace": "default", "labels": {"app": "db"}},
+            "spec": {"node": "h1", "orchestrator": "mesos", "workload": "w1", "endpoint": "eth0",
+                     "interfaceName": "caliw1", "ipNetworks": ["10.65.1.2/32"], "profiles": ["calico"]}}),
+    );
+    let nft = SharedNft::default();
+    let batches = nft.0.clone();
+    let mut nl = FakeNetlink::new();
+    nl.insert_link("caliw1", 1500, vec![0xee; 6]);
+    let mut felix = Felix::new(
+        Config::new("h1"),
+        ds.clone(),
+        Kernel {
+            netlink: nl,
+            nft,
+            conntrack: RecordingConntrack::default(),
+            sysctl: FakeSysctl::default(),
+        },
+    );
+    let status = felix.status();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let agent = std::thread::spawn(move || felix.run(&stop2));
+    let all = || {
+        batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect::<String>()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || status
+            .ready
+            .load(Ordering::Relaxed)),
+        "ready from the first sync"
+    );
+
+    // A hand-run `etcdctl put` of garbage under a policy's key.
+    let garbage = Key::global(Kind::GlobalNetworkPolicy, "garbage");
+    let etcd_key = calico_datastore::etcd::layout::encode_key(&garbage, None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect(server.endpoints(), None)
+            .await
+            .unwrap();
+        c.put(etcd_key, "{not json", None).await.unwrap();
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || !status
+            .ready
+            .load(Ordering::Relaxed)),
+        "not ready while a record it knows nothing good of is unreadable"
+    );
+    // Every other change still applies.
+    put(
+        ds.as_ref(),
+        Key::global(Kind::GlobalNetworkPolicy, "db-deny"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "db-deny"},
+            "spec": {"selector": "app == 'db'", "types": ["Ingress"],
+                     "ingress": [{"action": "Deny"}]}}),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || all().contains("db-deny")),
+        "a policy written after the garbage is programmed"
+    );
+    // Deleted (as `calicoctl delete` does): ready again.
+    ds.delete(&garbage, None).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || status
+            .ready
+            .load(Ordering::Relaxed)),
+        "ready once the bad record is gone"
+    );
+    stop.store(true, Ordering::Relaxed);
+    agent.join().unwrap();
+}
