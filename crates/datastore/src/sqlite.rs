@@ -125,6 +125,7 @@ impl SqliteDatastore {
         }
         let mut conn = with_retry(doing, || Ok(open_connection(path)?))?;
         with_retry(doing, || init_schema(&mut conn))?;
+        ensure_reserve(path);
         Ok(Self {
             path: path.to_path_buf(),
             idle: Mutex::new(vec![conn]),
@@ -153,9 +154,44 @@ impl SqliteDatastore {
         })
     }
 
+    /// Apply `ops` (see [`Self::apply_once`]). On a full filesystem, a batch of deletions gets
+    /// the space kept in reserve beside the file (so an operator can always free space), and
+    /// anything else fails naming the file and what to do.
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<KeyValue>, DatastoreError> {
+        let only_deletes = ops.iter().all(|op| matches!(op, WriteOp::Delete { .. }));
+        // Deletions are keys only: cheap to keep for a second try.
+        let retry = only_deletes.then(|| ops.clone());
+        match self.apply_once(ops) {
+            Err(e) if is_disk_full(&e) => {
+                let reserve = reserve_path(&self.path);
+                if let Some(ops) = retry
+                    && std::fs::remove_file(&reserve).is_ok()
+                {
+                    return self.apply_once(ops);
+                }
+                Err(DatastoreError::Backend {
+                    doing: format!(
+                        "writing to datastore {}: the filesystem is full; free space there \
+                         (deleting resources still works while {} exists)",
+                        self.path.display(),
+                        reserve.display()
+                    ),
+                    source: Box::new(e),
+                })
+            }
+            Ok(kvs) => {
+                if !only_deletes {
+                    ensure_reserve(&self.path);
+                }
+                Ok(kvs)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Apply `ops` in one IMMEDIATE transaction at consecutive revisions. Errors of op `i` come
     /// back as `Batch { index: i, .. }`.
-    fn apply(&self, mut ops: Vec<WriteOp>) -> Result<Vec<KeyValue>, DatastoreError> {
+    fn apply_once(&self, mut ops: Vec<WriteOp>) -> Result<Vec<KeyValue>, DatastoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -235,6 +271,40 @@ impl SqliteDatastore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Bytes kept in reserve beside the store file: what a batch of deletions may need on a full
+/// filesystem (a few pages of WAL).
+const RESERVE_BYTES: usize = 1 << 20;
+
+/// The reserve file of the store at `path`.
+fn reserve_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".reserve");
+    PathBuf::from(name)
+}
+
+/// Puts the reserve back when it is missing and there is room (best effort: without it,
+/// deletion on a full filesystem fails like any write, with the same message).
+fn ensure_reserve(path: &Path) {
+    let reserve = reserve_path(path);
+    if !reserve.exists() && std::fs::write(&reserve, vec![0u8; RESERVE_BYTES]).is_err() {
+        let _ = std::fs::remove_file(&reserve);
+    }
+}
+
+/// Whether SQLite said the disk (or database) is full somewhere in `e`'s causes.
+fn is_disk_full(e: &DatastoreError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = c.downcast_ref::<rusqlite::Error>()
+            && f.code == ErrorCode::DiskFull
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A connection borrowed from a handle's idle list; returned on drop.
