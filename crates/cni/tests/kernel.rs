@@ -986,3 +986,55 @@ default_network = "calico"
         "port mapping left behind"
     );
 }
+
+#[test]
+fn a_container_gone_without_del_is_reclaimed_and_nothing_live_is_touched() {
+    let Some(mut h) = Host::new("gone_without_del") else {
+        return;
+    };
+    h.pool("10.65.0.0/16");
+    let (live, gone) = (new_netns(), new_netns());
+    h.run("ADD", "ctr-live", &ns_path(&live), &h.conf()).ok();
+    h.run("ADD", "ctr-gone", &ns_path(&gone), &h.conf()).ok();
+    // The runtime died with the container: its interface is gone, and DEL never comes.
+    assert!(
+        h.nl.delete_link(&calico_cni::labels::veth_name("default", "ctr-gone"))
+            .unwrap()
+    );
+    let ds = h.ds();
+    let links = || -> std::collections::BTreeSet<String> {
+        NetlinkSocket::new()
+            .unwrap()
+            .links()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
+    };
+    let grace = std::time::Duration::from_secs(60);
+    let t0 = std::time::Instant::now();
+    let mut stale = calico_node::stale::StaleEndpoints::new(grace);
+    let mut leaks = calico_ipam::check::Collector::new(grace);
+    // Within the grace period: seen, nothing removed.
+    let pass = stale.run_once(&ds, "host1", &links(), t0).unwrap();
+    assert_eq!(pass.stale.len(), 1);
+    assert!(pass.removed.is_empty());
+    assert_eq!(h.weps().len(), 2);
+    // After it: the endpoint goes, then its address, after the collector's own grace period.
+    let pass = stale.run_once(&ds, "host1", &links(), t0 + grace).unwrap();
+    assert_eq!(pass.removed.len(), 1);
+    assert!(
+        h.ipam_holds("ctr-gone"),
+        "the address waits for the leak collector"
+    );
+    leaks.run_once(&ds, t0 + grace).unwrap();
+    let released = leaks.run_once(&ds, t0 + grace * 2).unwrap().released;
+    assert_eq!(released.len(), 1);
+    assert!(!h.ipam_holds("ctr-gone"));
+    // The live container keeps its endpoint and address; IPAM is consistent.
+    assert!(h.ipam_holds("ctr-live"));
+    let weps = h.weps();
+    assert_eq!(weps.len(), 1);
+    assert_eq!(weps[0]["spec"]["containerID"], "ctr-live");
+    assert_eq!(calico_ipam::check::check(&ds).unwrap().problems(), 0);
+}

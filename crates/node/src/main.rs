@@ -1,5 +1,5 @@
 //! `calico-node`: start-up checks and writes, then felix, health and metrics
-//! endpoints, and the periodic IPAM leak collector, until killed.
+//! endpoints, and the periodic stale-endpoint and IPAM leak collectors, until killed.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -221,11 +221,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     let status = felix.status();
     let mut registry = Registry::default();
     felix.metrics().register(&mut registry);
+    let stale = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.register(
+        "calico_node_stale_workload_endpoints",
+        "This host's workload endpoints whose interface is missing (removed after the grace period)",
+        stale.clone(),
+    );
     let registry = Arc::new(Mutex::new(registry));
 
     serve_health(args.health_port, status.clone())?;
     serve_metrics(args.metrics_port, registry)?;
     spawn_leak_collector(ds.clone(), args.leak_grace, args.leak_interval);
+    spawn_stale_endpoint_collector(
+        ds.clone(),
+        node.clone(),
+        (args.leak_grace, args.leak_interval),
+        stale,
+    );
 
     let stop = AtomicBool::new(false);
     felix.run(&stop);
@@ -284,6 +296,48 @@ fn serve_metrics(port: u16, registry: Arc<Mutex<Registry>>) -> anyhow::Result<()
         }
     });
     Ok(())
+}
+
+/// Removes this host's workload endpoints whose interface has been gone for `grace` (a
+/// runtime that crashed mid-ADD); their addresses then go to the IPAM leak collector.
+fn spawn_stale_endpoint_collector(
+    ds: Arc<dyn Datastore>,
+    node: String,
+    (grace, interval): (Duration, Duration),
+    gauge: prometheus_client::metrics::gauge::Gauge<i64>,
+) {
+    std::thread::spawn(move || {
+        let mut collector = calico_node::stale::StaleEndpoints::new(grace);
+        let mut nl = match NetlinkSocket::new() {
+            Ok(nl) => nl,
+            Err(e) => {
+                eprintln!("calico-node: stale endpoint collector: {e}; not running");
+                return;
+            }
+        };
+        loop {
+            std::thread::sleep(interval);
+            let links = match nl.links() {
+                Ok(l) => l.into_iter().map(|l| l.name).collect(),
+                Err(e) => {
+                    eprintln!("calico-node: stale endpoint collector: listing links: {e}");
+                    continue;
+                }
+            };
+            match collector.run_once(ds.as_ref(), &node, &links, Instant::now()) {
+                Ok(pass) => {
+                    gauge.set(i64::try_from(pass.stale.len()).unwrap_or(i64::MAX));
+                    for key in &pass.removed {
+                        eprintln!(
+                            "calico-node: removed {key}: its interface was gone for {grace:?} \
+                             (a runtime that died mid-ADD); the leak collector releases its addresses"
+                        );
+                    }
+                }
+                Err(e) => eprintln!("calico-node: stale endpoint collector: {e}"),
+            }
+        }
+    });
 }
 
 fn spawn_leak_collector(ds: Arc<dyn Datastore>, grace: Duration, interval: Duration) {
