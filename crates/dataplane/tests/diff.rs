@@ -217,34 +217,9 @@ fn listing() -> BTreeMap<String, Value> {
 fn apply_incrementally(nft: &mut NftCli, have: &TableModel, want: &calico_dataplane::Ruleset) {
     match diff(have, &TableModel::of(want)) {
         Diff::Same => {}
-        Diff::Batch { batch, .. } => apply_text(&batch),
+        Diff::Batch { batch, .. } => common::apply_text(Command::new("nft"), &batch),
         Diff::Replace => nft.apply(&batch(want)).expect("full batch accepted"),
     }
-}
-
-fn apply_text(batch: &nftables::schema::Nftables<'_>) {
-    use std::io::Write as _;
-    let Some(text) = calico_dataplane::text::to_text(batch) else {
-        panic!("no text form for {}", serde_json::to_string(batch).unwrap());
-    };
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("writing the batch");
-    let out = child.wait_with_output().expect("nft ends");
-    assert!(
-        out.status.success(),
-        "nft -f refused the incremental batch: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 proptest! {

@@ -407,28 +407,11 @@ fn bookstore_traffic_is_enforced() {
     let _ = std::fs::remove_dir_all(&www);
 }
 
-/// Loads `batch` written in nft's syntax into `ns` with `nft -f -`.
+/// Loads `batch` written in nft's syntax into `ns`.
 fn apply_text(ns: &Netns, batch: &nftables::schema::Nftables<'_>) {
-    use std::io::Write as _;
-    let text = calico_dataplane::text::to_text(batch).expect("the batch has a text form");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("writing the batch");
-    let out = child.wait_with_output().expect("nft ends");
-    assert!(
-        out.status.success(),
-        "nft -f refused the text form: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.0, "nft"]);
+    common::apply_text(cmd, batch);
 }
 
 #[test]

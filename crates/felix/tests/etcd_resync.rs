@@ -66,37 +66,43 @@ fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-#[test]
-fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
-    let Some(bin) = etcd_or_skip("felix etcd resync") else {
-        return;
-    };
-    let mut server = EtcdServer::single(&bin);
-    let ds: Arc<dyn Datastore> =
-        Arc::new(EtcdDatastore::connect(&server.endpoints(), &EtcdTls::default()).unwrap());
+/// The profile and the one local endpoint (`caliw1`, app `db`) both tests start from.
+fn seed(ds: &dyn Datastore) {
     put(
-        ds.as_ref(),
+        ds,
         Key::global(Kind::Profile, "calico"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
             "metadata": {"name": "calico"},
             "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
     );
     put(
-        ds.as_ref(),
+        ds,
         Key::namespaced(Kind::WorkloadEndpoint, "default", "h1-mesos-w1-eth0"),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
             "metadata": {"name": "h1-mesos-w1-eth0", "namespace": "default", "labels": {"app": "db"}},
             "spec": {"node": "h1", "orchestrator": "mesos", "workload": "w1", "endpoint": "eth0",
                      "interfaceName": "caliw1", "ipNetworks": ["10.65.1.2/32"], "profiles": ["calico"]}}),
     );
+}
 
+/// The batches felix applied, as JSON.
+type Batches = Arc<Mutex<Vec<Value>>>;
+
+/// felix in a thread on `ds`, kernel calls to recording fakes (`caliw1` exists): its health,
+/// the batches it applied, its stop flag and its thread.
+fn start(
+    cfg: Config,
+    ds: &Arc<dyn Datastore>,
+) -> (
+    Arc<calico_felix::Status>,
+    Batches,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
     let nft = SharedNft::default();
     let batches = nft.0.clone();
     let mut nl = FakeNetlink::new();
     nl.insert_link("caliw1", 1500, vec![0xee; 6]);
-    let mut cfg = Config::new("h1");
-    cfg.retry_interval = Duration::from_millis(200);
-    cfg.resync_interval = Duration::from_millis(300);
     let kernel = Kernel {
         netlink: nl,
         nft,
@@ -108,6 +114,23 @@ fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let agent = std::thread::spawn(move || felix.run(&stop2));
+    (status, batches, stop, agent)
+}
+
+#[test]
+fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
+    let Some(bin) = etcd_or_skip("felix etcd resync") else {
+        return;
+    };
+    let mut server = EtcdServer::single(&bin);
+    let ds: Arc<dyn Datastore> =
+        Arc::new(EtcdDatastore::connect(&server.endpoints(), &EtcdTls::default()).unwrap());
+    seed(ds.as_ref());
+
+    let mut cfg = Config::new("h1");
+    cfg.retry_interval = Duration::from_millis(200);
+    cfg.resync_interval = Duration::from_millis(300);
+    let (status, batches, stop, agent) = start(cfg, &ds);
 
     let last = || {
         batches
@@ -164,39 +187,8 @@ fn a_garbage_record_put_by_hand_does_not_stop_a_running_felix() {
     let server = EtcdServer::single(&bin);
     let ds: Arc<dyn Datastore> =
         Arc::new(EtcdDatastore::connect(&server.endpoints(), &EtcdTls::default()).unwrap());
-    put(
-        ds.as_ref(),
-        Key::global(Kind::Profile, "calico"),
-        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
-            "metadata": {"name": "calico"},
-            "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}),
-    );
-    put(
-        ds.as_ref(),
-        Key::namespaced(Kind::WorkloadEndpoint, "default", "h1-mesos-w1-eth0"),
-        json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
-            "metadata": {"name": "h1-mesos-w1-eth0", "namespace": "default", "labels": {"app": "db"}},
-            "spec": {"node": "h1", "orchestrator": "mesos", "workload": "w1", "endpoint": "eth0",
-                     "interfaceName": "caliw1", "ipNetworks": ["10.65.1.2/32"], "profiles": ["calico"]}}),
-    );
-    let nft = SharedNft::default();
-    let batches = nft.0.clone();
-    let mut nl = FakeNetlink::new();
-    nl.insert_link("caliw1", 1500, vec![0xee; 6]);
-    let mut felix = Felix::new(
-        Config::new("h1"),
-        ds.clone(),
-        Kernel {
-            netlink: nl,
-            nft,
-            conntrack: RecordingConntrack::default(),
-            sysctl: FakeSysctl::default(),
-        },
-    );
-    let status = felix.status();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let agent = std::thread::spawn(move || felix.run(&stop2));
+    seed(ds.as_ref());
+    let (status, batches, stop, agent) = start(Config::new("h1"), &ds);
     let all = || {
         batches
             .lock()

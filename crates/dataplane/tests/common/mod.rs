@@ -151,3 +151,29 @@ pub fn every_shape() -> (Snapshot, BTreeMap<EndpointId, Interface>) {
     assert!(errors.is_empty(), "{errors:?}");
     (calc.snapshot(), ifaces)
 }
+
+/// Loads `batch` written in nft's syntax with `nft` (`cmd`, with any namespace wrapper already
+/// in its arguments), reading it from stdin with `-f -`; panics with nft's complaint and the
+/// text when it is refused.
+pub fn apply_text(mut cmd: std::process::Command, batch: &nftables::schema::Nftables<'_>) {
+    use std::io::Write as _;
+    let text = calico_dataplane::text::to_text(batch).expect("the batch has a text form");
+    let mut child = cmd
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing the batch");
+    let out = child.wait_with_output().expect("nft ends");
+    assert!(
+        out.status.success(),
+        "nft -f refused the text form: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
