@@ -85,6 +85,18 @@ fn seed(ds: &dyn Datastore) {
     );
 }
 
+/// A policy denying everything to the endpoint (`db-deny`).
+fn db_deny(ds: &dyn Datastore) {
+    put(
+        ds,
+        Key::global(Kind::GlobalNetworkPolicy, "db-deny"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "db-deny"},
+            "spec": {"selector": "app == 'db'", "types": ["Ingress"],
+                     "ingress": [{"action": "Deny"}]}}),
+    );
+}
+
 /// The batches felix applied, as JSON.
 type Batches = Arc<Mutex<Vec<Value>>>;
 
@@ -162,14 +174,7 @@ fn keeps_last_state_while_etcd_is_down_and_resyncs_when_it_returns() {
     );
 
     server.restart(0);
-    put(
-        ds.as_ref(),
-        Key::global(Kind::GlobalNetworkPolicy, "db-deny"),
-        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
-            "metadata": {"name": "db-deny"},
-            "spec": {"selector": "app == 'db'", "types": ["Ingress"],
-                     "ingress": [{"action": "Deny"}]}}),
-    );
+    db_deny(ds.as_ref());
     assert!(
         eventually(Duration::from_secs(30), || last().contains("db-deny")),
         "a change made after etcd returned is programmed"
@@ -224,14 +229,7 @@ fn a_garbage_record_put_by_hand_does_not_stop_a_running_felix() {
         "not ready while a record it knows nothing good of is unreadable"
     );
     // Every other change still applies.
-    put(
-        ds.as_ref(),
-        Key::global(Kind::GlobalNetworkPolicy, "db-deny"),
-        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
-            "metadata": {"name": "db-deny"},
-            "spec": {"selector": "app == 'db'", "types": ["Ingress"],
-                     "ingress": [{"action": "Deny"}]}}),
-    );
+    db_deny(ds.as_ref());
     assert!(
         eventually(Duration::from_secs(10), || all().contains("db-deny")),
         "a policy written after the garbage is programmed"

@@ -39,6 +39,47 @@ fn real_kernel<F: calico_dataplane::Nft>(
     }
 }
 
+/// A running agent: its stop flag and thread.
+struct Running {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    agent: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.agent.join().unwrap();
+    }
+}
+
+/// Runs felix (on the real kernel, from `ds`) in a thread, which shares this one's network
+/// namespace, until it is ready and `programmed()` holds (at most 10 s).
+fn run_until_programmed<F: calico_dataplane::Nft + Send + 'static>(
+    cfg: Config,
+    ds: &Arc<dyn Datastore>,
+    nft: F,
+    programmed: impl Fn() -> bool,
+) -> Running {
+    let mut felix = Felix::new(
+        cfg,
+        ds.clone(),
+        real_kernel(NetlinkSocket::new().unwrap(), nft),
+    );
+    let status = felix.status();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let agent = std::thread::spawn(move || felix.run(&stop2));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(status.ready.load(std::sync::atomic::Ordering::Relaxed) && programmed()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "felix never programmed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Running { stop, agent }
+}
+
 /// An empty embedded datastore (in a directory kept while the guard lives).
 fn store() -> (tempfile::TempDir, Arc<dyn Datastore>) {
     let dir = tempfile::tempdir().unwrap();
@@ -396,26 +437,12 @@ fn a_table_flushed_or_deleted_by_hand_is_back_within_a_second() {
     // Only the kernel's notifications can bring it back this fast: the
     // full read-back is a minute away.
     cfg.verify_interval = std::time::Duration::from_secs(60);
-    let mut felix = Felix::new(
+    let running = run_until_programmed(
         cfg,
-        ds.clone(),
-        real_kernel(nl, calico_dataplane::NftLib::open().expect("libnftables")),
+        &ds,
+        calico_dataplane::NftLib::open().expect("libnftables"),
+        || nft_table().contains("from-caliw1"),
     );
-    let status = felix.status();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    // A thread made by this one shares its network namespace.
-    let agent = std::thread::spawn(move || felix.run(&stop2));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !(status.ready.load(std::sync::atomic::Ordering::Relaxed)
-        && nft_table().contains("from-caliw1"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "felix never programmed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     // Chains and sets may be listed in another order after a reload.
     let sorted = |t: String| {
         let mut lines: Vec<String> = t.lines().map(str::to_owned).collect();
@@ -440,8 +467,7 @@ fn a_table_flushed_or_deleted_by_hand_is_back_within_a_second() {
         }
         eprintln!("nft {}: back in {:?}", how.join(" "), t.elapsed());
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    agent.join().unwrap();
+    running.stop();
 }
 
 #[test]
@@ -462,32 +488,15 @@ fn a_route_deleted_by_hand_is_back_within_a_second() {
     // Only the kernel's notifications can bring it back this fast: the
     // timer's check is a minute away.
     cfg.resync_interval = std::time::Duration::from_secs(60);
-    let felix = Felix::new(
-        cfg,
-        ds.clone(),
-        real_kernel(NetlinkSocket::new().unwrap(), NftCli::default()),
-    );
-    let status = felix.status();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let mut felix = felix;
-    let agent = std::thread::spawn(move || felix.run(&stop2));
     let remote_block = |nl: &mut NetlinkSocket| {
         nl.routes()
             .unwrap()
             .into_iter()
             .find(|r| r.protocol == PROTO_FELIX && r.prefix_len == 26)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !(status.ready.load(std::sync::atomic::Ordering::Relaxed)
-        && remote_block(&mut nl).is_some())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "felix never programmed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let running = run_until_programmed(cfg, &ds, NftCli::default(), || {
+        remote_block(&mut NetlinkSocket::new().unwrap()).is_some()
+    });
     let route = remote_block(&mut nl).unwrap();
     assert!(nl.delete_route(&route).unwrap());
     let t = std::time::Instant::now();
@@ -499,6 +508,5 @@ fn a_route_deleted_by_hand_is_back_within_a_second() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     eprintln!("route to 10.65.2.0/26: back in {:?}", t.elapsed());
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    agent.join().unwrap();
+    running.stop();
 }
