@@ -224,14 +224,8 @@ impl Host {
 
 /// Run the plugin at `bin` as a CNI runtime does: the CNI variables (PATH kept, for plugins
 /// such as portmap that run iptables), `conf` on stdin.
-fn exec_plugin(
-    bin: &Path,
-    command: &str,
-    container: &str,
-    netns: &str,
-    conf: &Value,
-    extra: &[(&str, &str)],
-) -> PluginOutput {
+/// The command a runtime runs for a CNI `command` on `container` in `netns`.
+fn plugin_command(bin: &Path, command: &str, container: &str, netns: &str) -> Command {
     let cni_path = std::env::join_paths([plugin_dir(), PathBuf::from(SYSTEM_CNI_DIR)]).unwrap();
     let mut cmd = Command::new(bin);
     cmd.env_clear()
@@ -240,8 +234,20 @@ fn exec_plugin(
         .env("CNI_CONTAINERID", container)
         .env("CNI_NETNS", netns)
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", cni_path)
-        .envs(extra.iter().copied());
+        .env("CNI_PATH", cni_path);
+    cmd
+}
+
+fn exec_plugin(
+    bin: &Path,
+    command: &str,
+    container: &str,
+    netns: &str,
+    conf: &Value,
+    extra: &[(&str, &str)],
+) -> PluginOutput {
+    let mut cmd = plugin_command(bin, command, container, netns);
+    cmd.envs(extra.iter().copied());
     run_plugin(&mut cmd, &conf.to_string())
 }
 
@@ -1037,4 +1043,95 @@ fn a_container_gone_without_del_is_reclaimed_and_nothing_live_is_touched() {
     assert_eq!(weps.len(), 1);
     assert_eq!(weps[0]["spec"]["containerID"], "ctr-live");
     assert_eq!(calico_ipam::check::check(&ds).unwrap().problems(), 0);
+}
+
+#[test]
+fn adds_killed_at_every_point_without_del_are_all_reclaimed() {
+    let Some(h) = Host::new("killed_adds") else {
+        return;
+    };
+    h.pool("10.65.0.0/16");
+    let live: Vec<NetnsFile> = (0..3).map(|_| new_netns()).collect();
+    for (i, ns) in live.iter().enumerate() {
+        h.run("ADD", &format!("live-{i}"), &ns_path(ns), &h.conf())
+            .ok();
+    }
+    // One ADD killed after 0, 1, 2, ... ms: every point of its work, from before IPAM to
+    // after the endpoint is written. The runtime dies too: no DEL, and the container's
+    // namespace (with its end of the veth) goes away.
+    let conf = h.conf().to_string();
+    for k in 0..40u64 {
+        let ns = new_netns();
+        let mut child =
+            plugin_command(Path::new(BIN), "ADD", &format!("killed-{k}"), &ns_path(&ns))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(conf.as_bytes());
+        std::thread::sleep(std::time::Duration::from_millis(k));
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(ns);
+    }
+    // An orphaned calico-ipam may still be finishing; the namespaces' veths go asynchronously.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let ds = h.ds();
+    let links = || -> std::collections::BTreeSet<String> {
+        NetlinkSocket::new()
+            .unwrap()
+            .links()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
+    };
+    let grace = std::time::Duration::from_secs(60);
+    let t0 = std::time::Instant::now();
+    let mut stale = calico_node::stale::StaleEndpoints::new(grace);
+    let mut leaks = calico_ipam::check::Collector::new(grace);
+    // The test is only as good as what the kills left: addresses without endpoints, and
+    // endpoints without interfaces.
+    let left = calico_ipam::check::check(&ds).unwrap();
+    let first = stale.run_once(&ds, "host1", &links(), t0).unwrap();
+    eprintln!(
+        "left by the killed ADDs: {} leaked addresses, {} endpoints without interface",
+        left.leaked.len(),
+        first.stale.len()
+    );
+    assert!(!left.leaked.is_empty() || !first.stale.is_empty());
+    leaks.run_once(&ds, t0).unwrap();
+    stale.run_once(&ds, "host1", &links(), t0 + grace).unwrap();
+    leaks.run_once(&ds, t0 + grace).unwrap();
+    leaks.run_once(&ds, t0 + grace * 2).unwrap();
+    // Nothing of the killed ADDs is left; the live containers are untouched.
+    let report = calico_ipam::check::check(&ds).unwrap();
+    assert_eq!(report.problems(), 0, "{report:?}");
+    let weps: Vec<String> = h
+        .weps()
+        .iter()
+        .map(|w| {
+            w["spec"]["containerID"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(weps.len(), 3, "{weps:?}");
+    assert!(weps.iter().all(|c| c.starts_with("live-")), "{weps:?}");
+    for i in 0..3 {
+        assert!(h.ipam_holds(&format!("live-{i}")));
+    }
+    for k in 0..40 {
+        assert!(
+            !h.ipam_holds(&format!("killed-{k}")),
+            "killed-{k} still holds an address"
+        );
+    }
+    assert_eq!(
+        report.allocations.len(),
+        3,
+        "only the live containers' addresses"
+    );
 }
