@@ -202,6 +202,10 @@ fn check_cmd(a: &IpamCheckArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
             "Found {} blocks affine to nodes that no longer exist.",
             r.orphan_blocks.len()
         ),
+        format!(
+            "Found {} workload endpoints whose interface is gone (their node removes them after its grace period).",
+            r.stale_endpoints.len()
+        ),
     ];
     for l in &lines {
         writeln!(out, "{l}").map_err(io_err)?;
@@ -252,6 +256,10 @@ fn check_cmd(a: &IpamCheckArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
                 b.block, b.node
             )
             .map_err(io_err)?;
+        }
+        for e in &r.stale_endpoints {
+            writeln!(out, "  workload endpoint {e} has no interface on its node")
+                .map_err(io_err)?;
         }
     }
     writeln!(out, "\nCheck complete; found {} problems.", r.problems()).map_err(io_err)?;

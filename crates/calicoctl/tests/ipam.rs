@@ -2,6 +2,7 @@
 //! through the calico-ipam library on the same file.
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use calico_datastore::sqlite::SqliteDatastore;
 use calico_datastore::{Datastore, Key, Kind, WriteOp};
@@ -213,4 +214,35 @@ fn check_finds_blocks_of_missing_nodes() {
     assert!(Ipam::new(&ds).get_allocation(ip).unwrap().is_some());
     let out = c.ctl(&["ipam", "check"]).ok().stdout;
     assert!(out.contains("found 0 problems"), "{out}");
+}
+
+#[test]
+fn an_unreadable_endpoint_stops_leak_judgement_instead_of_freeing_its_address() {
+    let c = Cluster::new();
+    c.apply(&pool("10.5.0.0/24", 26));
+    c.apply(&node("n1"));
+    let ip = c.alloc("h-w", "n1");
+    c.endpoint("w", "n1", ip);
+    // The endpoint's record turns to garbage: its address may be in use, nobody can tell.
+    let conn = rusqlite::Connection::open(c.db()).unwrap();
+    conn.execute(
+        "UPDATE events SET value = '{not json' WHERE rev =
+         (SELECT mod_rev FROM kv WHERE kind = 'WorkloadEndpoint' AND name = 'w')",
+        [],
+    )
+    .unwrap();
+    let run = c.ctl(&["ipam", "check"]).fails();
+    assert!(
+        run.stderr.contains("WorkloadEndpoint(default/w)"),
+        "{}",
+        run.stderr
+    );
+    let ds = c.ds();
+    let mut collector = calico_ipam::check::Collector::new(Duration::ZERO);
+    assert!(collector.run_once(&ds, Instant::now()).is_err());
+    assert!(collector.run_once(&ds, Instant::now()).is_err());
+    assert!(
+        Ipam::new(&ds).get_allocation(ip).unwrap().is_some(),
+        "the address was not released"
+    );
 }

@@ -243,10 +243,7 @@ impl<'a> Ipam<'a> {
             }
         }
         if !env.config.strict_affinity {
-            let blocks = self
-                .ds
-                .list(Kind::IpamBlock, None)
-                .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
+            let blocks = crate::list_all(self.ds, Kind::IpamBlock, "listing IPAM blocks")?;
             for kv in &blocks.items {
                 let b: Block = decode(kv)?;
                 let Some(net) = b.spec.net() else { continue };
@@ -296,10 +293,7 @@ impl<'a> Ipam<'a> {
 
     /// `node`'s affinities to blocks inside `pools`, with their stored values.
     fn host_affinities(&self, node: &str, pools: &[Pool]) -> Result<Vec<(IpNet, KeyValue)>> {
-        let list = self
-            .ds
-            .list(Kind::BlockAffinity, None)
-            .map_err(|e| IpamError::ds("listing block affinities", e))?;
+        let list = crate::list_all(self.ds, Kind::BlockAffinity, "listing block affinities")?;
         let mut out = Vec::new();
         for kv in list.items {
             let node_matches =
@@ -427,10 +421,7 @@ impl<'a> Ipam<'a> {
         reserved: &Reservations,
         config: &ConfigSpec,
     ) -> Result<Option<IpNet>> {
-        let list = self
-            .ds
-            .list(Kind::IpamBlock, None)
-            .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
+        let list = crate::list_all(self.ds, Kind::IpamBlock, "listing IPAM blocks")?;
         let existing: HashSet<IpNet> = list
             .items
             .iter()
@@ -788,10 +779,7 @@ impl<'a> Ipam<'a> {
 
     /// CIDRs of every stored block.
     fn block_nets(&self) -> Result<Vec<IpNet>> {
-        let list = self
-            .ds
-            .list(Kind::IpamBlock, None)
-            .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
+        let list = crate::list_all(self.ds, Kind::IpamBlock, "listing IPAM blocks")?;
         Ok(list
             .items
             .iter()

@@ -91,7 +91,15 @@ pub struct Report {
     /// Blocks affine to nodes that no longer exist.
     #[serde(rename = "blocksOfMissingNodes")]
     pub orphan_blocks: Vec<OrphanBlock>,
+    /// Workload endpoints (`namespace/name`) whose interface their node's calico-node found
+    /// gone ([`INTERFACE_MISSING_ANNOTATION`]); it removes them after its grace period.
+    #[serde(rename = "endpointsWithoutInterface", default)]
+    pub stale_endpoints: Vec<String>,
 }
+
+/// Annotation calico-node puts on a local workload endpoint whose interface is gone, with the
+/// time it was first found gone (RFC 3339); removed if the interface comes back.
+pub const INTERFACE_MISSING_ANNOTATION: &str = "calico-rs/interface-missing-since";
 
 impl Report {
     /// Number of problems found.
@@ -101,16 +109,34 @@ impl Report {
             + self.orphan_handles.len()
             + self.mismatched_handles.len()
             + self.orphan_blocks.len()
+            + self.stale_endpoints.len()
     }
 }
 
 /// Addresses listed by workload endpoints (`spec.ipNetworks`), and how many endpoints there are.
 pub fn endpoint_ips(ds: &dyn Datastore) -> Result<(HashSet<IpAddr>, usize)> {
-    let list = ds
-        .list(Kind::WorkloadEndpoint, None)
-        .map_err(|e| IpamError::ds("listing workload endpoints", e))?;
+    let (ips, weps, _) = endpoints(ds)?;
+    Ok((ips, weps))
+}
+
+/// [`endpoint_ips`], and the endpoints marked as without interface.
+fn endpoints(ds: &dyn Datastore) -> Result<(HashSet<IpAddr>, usize, Vec<String>)> {
+    let list = crate::list_all(ds, Kind::WorkloadEndpoint, "listing workload endpoints")?;
     let mut ips = HashSet::new();
+    let mut stale = Vec::new();
     for kv in &list.items {
+        if kv
+            .value
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(INTERFACE_MISSING_ANNOTATION))
+            .is_some()
+        {
+            stale.push(format!(
+                "{}/{}",
+                kv.key.namespace.as_deref().unwrap_or_default(),
+                kv.key.name
+            ));
+        }
         if let Some(nets) = kv
             .value
             .pointer("/spec/ipNetworks")
@@ -123,13 +149,11 @@ pub fn endpoint_ips(ds: &dyn Datastore) -> Result<(HashSet<IpAddr>, usize)> {
             }
         }
     }
-    Ok((ips, list.items.len()))
+    Ok((ips, list.items.len(), stale))
 }
 
 fn node_names(ds: &dyn Datastore) -> Result<HashSet<String>> {
-    let list = ds
-        .list(Kind::Node, None)
-        .map_err(|e| IpamError::ds("listing nodes", e))?;
+    let list = crate::list_all(ds, Kind::Node, "listing nodes")?;
     Ok(list.items.into_iter().map(|kv| kv.key.name).collect())
 }
 
@@ -146,13 +170,9 @@ pub fn check(ds: &dyn Datastore) -> Result<Report> {
         .map_err(|e| IpamError::ds("reading the store revision", e))?;
     // Blocks first: a handle is written in the same batch as its allocations, so every
     // allocation read here has its handle unless it was released since.
-    let blocks = ds
-        .list(Kind::IpamBlock, None)
-        .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
-    let handles = ds
-        .list(Kind::IpamHandle, None)
-        .map_err(|e| IpamError::ds("listing IPAM handles", e))?;
-    let (wep_ips, weps) = endpoint_ips(ds)?;
+    let blocks = crate::list_all(ds, Kind::IpamBlock, "listing IPAM blocks")?;
+    let handles = crate::list_all(ds, Kind::IpamHandle, "listing IPAM handles")?;
+    let (wep_ips, weps, stale_endpoints) = endpoints(ds)?;
     let nodes = node_names(ds)?;
 
     let mut handle_specs: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
@@ -167,6 +187,7 @@ pub fn check(ds: &dyn Datastore) -> Result<Report> {
         blocks: blocks.items.len(),
         handles: handles.items.len(),
         workload_endpoints: weps,
+        stale_endpoints,
         ..Report::default()
     };
     let mut found: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
@@ -394,9 +415,7 @@ impl Collector {
     }
 
     fn collect_empty_blocks(&mut self, ds: &dyn Datastore, now: Instant) -> Result<Vec<IpNet>> {
-        let list = ds
-            .list(Kind::IpamBlock, None)
-            .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
+        let list = crate::list_all(ds, Kind::IpamBlock, "listing IPAM blocks")?;
         let mut per_node: BTreeMap<(String, Family), NodeBlocks> = BTreeMap::new();
         for kv in &list.items {
             let b: Block = decode(kv)?;

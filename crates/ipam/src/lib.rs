@@ -111,6 +111,30 @@ impl IpamError {
 /// Result of IPAM operations.
 pub type Result<T, E = IpamError> = std::result::Result<T, E>;
 
+/// Every value of `kind`, all readable: IPAM judges addresses from whole lists only, so an
+/// unreadable block, handle or endpoint stops it (naming the record) rather than letting it
+/// hand out or release an address that record may hold.
+pub(crate) fn list_all(
+    ds: &dyn calico_datastore::Datastore,
+    kind: calico_datastore::Kind,
+    doing: &str,
+) -> Result<calico_datastore::ListResult> {
+    let list = ds.list(kind, None).map_err(|e| IpamError::ds(doing, e))?;
+    if let Some(bad) = list.unreadable.first() {
+        return Err(IpamError::ds(
+            doing,
+            DatastoreError::Corrupt {
+                key: bad.key.clone(),
+                reason: format!(
+                    "{} (repair it with calicoctl apply, or remove it with calicoctl delete)",
+                    bad.reason
+                ),
+            },
+        ));
+    }
+    Ok(list)
+}
+
 /// Whether a datastore error means "someone else wrote first": re-read and retry.
 pub(crate) fn is_race(e: &DatastoreError) -> bool {
     match e {

@@ -61,9 +61,7 @@ impl Pool {
 
 /// Every pool in the store, sorted by name.
 pub fn list_pools(ds: &dyn Datastore) -> Result<Vec<Pool>> {
-    let list = ds
-        .list(Kind::IpPool, None)
-        .map_err(|e| IpamError::ds("listing IP pools", e))?;
+    let list = crate::list_all(ds, Kind::IpPool, "listing IP pools")?;
     let mut out = Vec::with_capacity(list.items.len());
     for kv in &list.items {
         let mut pool: IPPool = decode(kv)?;
@@ -88,9 +86,7 @@ pub fn list_pools(ds: &dyn Datastore) -> Result<Vec<Pool>> {
 
 /// Every reserved range (IPReservation `reservedCIDRs`).
 pub fn reservations(ds: &dyn Datastore) -> Result<Reservations> {
-    let list = ds
-        .list(Kind::IpReservation, None)
-        .map_err(|e| IpamError::ds("listing IP reservations", e))?;
+    let list = crate::list_all(ds, Kind::IpReservation, "listing IP reservations")?;
     let mut nets = Vec::new();
     for kv in &list.items {
         let r: IPReservation = decode(kv)?;

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use crate::cidr::{self, Family};
 use crate::model::Block;
 use crate::pools::{self, Pool};
-use crate::{IpamError, Result, decode};
+use crate::{Result, decode};
 
 /// Usage of one block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +82,7 @@ pub fn usage(ds: &dyn Datastore) -> Result<Usage> {
         })
         .collect();
     pools.sort_by_key(|p| (Family::of_net(&p.pool.net), p.pool.net));
-    let list = ds
-        .list(Kind::IpamBlock, None)
-        .map_err(|e| IpamError::ds("listing IPAM blocks", e))?;
+    let list = crate::list_all(ds, Kind::IpamBlock, "listing IPAM blocks")?;
     let mut out = Usage::default();
     for kv in &list.items {
         let b: Block = decode(kv)?;

@@ -2,9 +2,11 @@
 //! followed by DEL (the runtime died too) leaves this host's WorkloadEndpoint, and the
 //! addresses it holds, for a container that no longer exists. Its interface is the tell.
 //!
-//! An endpoint of this host whose interface is missing is noted; when it has been missing for
-//! the grace period and the endpoint is still the very same record (same revision: nothing
-//! re-created or changed it meanwhile), it is deleted with compare-and-swap on that revision.
+//! An endpoint of this host whose interface is missing is noted, and marked with
+//! [`INTERFACE_MISSING_ANNOTATION`] so that `calicoctl ipam check` reports it; when it has been
+//! missing for the grace period and the endpoint is still the very same record (same revision:
+//! nothing re-created or changed it meanwhile), it is deleted with compare-and-swap on that
+//! revision. An interface that comes back clears the mark.
 //! Its addresses are then leaked in IPAM's eyes, and the IPAM leak collector releases them
 //! with its own two-observations-then-revalidate rule.
 
@@ -12,7 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use calico_datastore::{Datastore, DatastoreError, Key, Kind, Revision};
+use calico_ipam::check::INTERFACE_MISSING_ANNOTATION;
 use calico_sync::Resource;
+use serde_json::Value;
 
 /// Remembers when each endpoint was first seen without its interface.
 #[derive(Debug)]
@@ -53,29 +57,48 @@ impl StaleEndpoints {
         let mut pass = Pass::default();
         let mut still_missing = HashMap::new();
         for kv in listed.items {
+            let stored = kv.value.clone();
             // One that does not decode is not judged here (the sync layer names it).
             let Ok(Resource::WorkloadEndpoint(w)) = Resource::decode(&kv.key, kv.value) else {
                 continue;
             };
-            if w.spec.node != node || links.contains(&w.spec.interface_name) {
+            if w.spec.node != node {
                 continue;
             }
-            let since = match self.missing.get(&kv.key) {
-                Some(&(rev, since)) if rev == kv.mod_revision => since,
-                // New, or changed since: its grace period starts now.
-                _ => now,
+            let marked = w
+                .metadata
+                .annotations
+                .contains_key(INTERFACE_MISSING_ANNOTATION);
+            if links.contains(&w.spec.interface_name) {
+                if marked {
+                    // Back in time: the mark goes (a lost race just leaves it for next time).
+                    let _ = mark(ds, &kv.key, stored, kv.mod_revision, false);
+                }
+                continue;
+            }
+            let (revision, since) = match self.missing.get(&kv.key) {
+                Some(&(rev, since)) if rev == kv.mod_revision => (rev, since),
+                // New, or changed since: its grace period starts now, marked for ipam check.
+                _ if marked => (kv.mod_revision, now),
+                _ => match mark(ds, &kv.key, stored, kv.mod_revision, true) {
+                    Ok(rev) => (rev, now),
+                    Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             pass.stale.push(kv.key.clone());
             if now.duration_since(since) < self.grace {
-                still_missing.insert(kv.key, (kv.mod_revision, since));
+                still_missing.insert(kv.key, (revision, since));
                 continue;
             }
-            match ds.delete(&kv.key, Some(kv.mod_revision)) {
+            match ds.delete(&kv.key, Some(revision)) {
                 Ok(_) => pass.removed.push(kv.key),
                 // Re-created, changed or deleted meanwhile: not ours to remove.
                 Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {}
                 Err(e) => {
-                    still_missing.insert(kv.key, (kv.mod_revision, since));
+                    still_missing.insert(kv.key, (revision, since));
                     self.missing = still_missing;
                     return Err(e);
                 }
@@ -84,6 +107,37 @@ impl StaleEndpoints {
         self.missing = still_missing;
         Ok(pass)
     }
+}
+
+/// Sets (or clears) the interface-missing mark on the stored endpoint `value`, with
+/// compare-and-swap on `revision`; the revision written.
+fn mark(
+    ds: &dyn Datastore,
+    key: &Key,
+    mut value: Value,
+    revision: Revision,
+    set: bool,
+) -> Result<Revision, DatastoreError> {
+    let meta = value.as_object_mut().map(|o| {
+        o.entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()))
+    });
+    if let Some(Value::Object(meta)) = meta {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(a) = annotations {
+            if set {
+                a.insert(
+                    INTERFACE_MISSING_ANNOTATION.to_owned(),
+                    Value::String(calico_ipam::model::now_rfc3339()),
+                );
+            } else {
+                a.remove(INTERFACE_MISSING_ANNOTATION);
+            }
+        }
+    }
+    Ok(ds.update(key, value, Some(revision))?.mod_revision)
 }
 
 #[cfg(test)]
@@ -124,6 +178,9 @@ mod tests {
             "only this host's, only without interface"
         );
         assert!(pass.removed.is_empty(), "not before the grace period");
+        // Marked, so that `calicoctl ipam check` reports it meanwhile.
+        let report = calico_ipam::check::check(&ds).unwrap();
+        assert_eq!(report.stale_endpoints, ["default/gone"]);
         // Changed meanwhile (say, the runtime retried the ADD): its grace period restarts.
         wep(&ds, "gone", "h1", "caligone");
         let t1 = t0 + grace / 2;
