@@ -421,6 +421,38 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
         "an IPv6 source that is not the endpoint's is dropped"
     );
     assert!(ping6("fd99::2"), "its own IPv6 address still works");
+
+    // A deny policy whose record breaks keeps denying (dropping it would fail open): IPv4
+    // ICMP from the workload is the packet that must stay dropped, IPv6 the control.
+    let deny = Key::global(Kind::GlobalNetworkPolicy, "no-icmp4");
+    let deny_doc = |selector: &str| {
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "no-icmp4"},
+            "spec": {"selector": selector, "types": ["Egress"],
+                     "egress": [{"action": "Deny", "protocol": "ICMP"}, {"action": "Allow"}]}})
+    };
+    put(ds.as_ref(), deny.clone(), deny_doc("all()"));
+    felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+    assert!(!ping(), "the policy denies IPv4 ICMP");
+    assert!(ping6("fd99::2"), "and nothing else (the control)");
+    // Written past calicoctl: a selector that does not parse.
+    ds.update(&deny, deny_doc("has("), None).unwrap();
+    felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+    assert!(
+        !ping(),
+        "the broken policy's last good version still denies"
+    );
+    assert!(ping6("fd99::2"), "the control still passes");
+    // Deleted: IPv4 ICMP passes again.
+    ds.delete(&deny, None).unwrap();
+    felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+    assert!(
+        ping(),
+        "without the policy the workload reaches its host again"
+    );
 }
 
 #[test]
