@@ -1008,26 +1008,19 @@ fn a_container_gone_without_del_is_reclaimed_and_nothing_live_is_touched() {
             .unwrap()
     );
     let ds = h.ds();
-    let links = || -> std::collections::BTreeSet<String> {
-        NetlinkSocket::new()
-            .unwrap()
-            .links()
-            .unwrap()
-            .into_iter()
-            .map(|l| l.name)
-            .collect()
-    };
     let grace = std::time::Duration::from_secs(60);
     let t0 = std::time::Instant::now();
     let mut stale = calico_node::stale::StaleEndpoints::new(grace);
     let mut leaks = calico_ipam::check::Collector::new(grace);
     // Within the grace period: seen, nothing removed.
-    let pass = stale.run_once(&ds, "host1", &links(), t0).unwrap();
+    let pass = stale.run_once(&ds, "host1", &host_links(), t0).unwrap();
     assert_eq!(pass.stale.len(), 1);
     assert!(pass.removed.is_empty());
     assert_eq!(h.weps().len(), 2);
     // After it: the endpoint goes, then its address, after the collector's own grace period.
-    let pass = stale.run_once(&ds, "host1", &links(), t0 + grace).unwrap();
+    let pass = stale
+        .run_once(&ds, "host1", &host_links(), t0 + grace)
+        .unwrap();
     assert_eq!(pass.removed.len(), 1);
     assert!(
         h.ipam_holds("ctr-gone"),
@@ -1083,15 +1076,6 @@ fn adds_killed_at_every_point_with_or_without_del_are_all_reclaimed() {
     // An orphaned calico-ipam may still be finishing; the namespaces' veths go asynchronously.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let ds = h.ds();
-    let links = || -> std::collections::BTreeSet<String> {
-        NetlinkSocket::new()
-            .unwrap()
-            .links()
-            .unwrap()
-            .into_iter()
-            .map(|l| l.name)
-            .collect()
-    };
     let grace = std::time::Duration::from_secs(60);
     let t0 = std::time::Instant::now();
     let mut stale = calico_node::stale::StaleEndpoints::new(grace);
@@ -1099,7 +1083,7 @@ fn adds_killed_at_every_point_with_or_without_del_are_all_reclaimed() {
     // The test is only as good as what the kills left: addresses without endpoints, and
     // endpoints without interfaces.
     let left = calico_ipam::check::check(&ds).unwrap();
-    let first = stale.run_once(&ds, "host1", &links(), t0).unwrap();
+    let first = stale.run_once(&ds, "host1", &host_links(), t0).unwrap();
     eprintln!(
         "left by the killed ADDs: {} leaked addresses, {} endpoints without interface",
         left.leaked.len(),
@@ -1107,7 +1091,9 @@ fn adds_killed_at_every_point_with_or_without_del_are_all_reclaimed() {
     );
     assert!(!left.leaked.is_empty() || !first.stale.is_empty());
     leaks.run_once(&ds, t0).unwrap();
-    stale.run_once(&ds, "host1", &links(), t0 + grace).unwrap();
+    stale
+        .run_once(&ds, "host1", &host_links(), t0 + grace)
+        .unwrap();
     leaks.run_once(&ds, t0 + grace).unwrap();
     leaks.run_once(&ds, t0 + grace * 2).unwrap();
     // Nothing of the killed ADDs is left; the live containers are untouched.
@@ -1139,4 +1125,15 @@ fn adds_killed_at_every_point_with_or_without_del_are_all_reclaimed() {
         3,
         "only the live containers' addresses"
     );
+}
+
+/// The interfaces of the test's host namespace now (what calico-node's collector looks at).
+fn host_links() -> std::collections::BTreeSet<String> {
+    NetlinkSocket::new()
+        .unwrap()
+        .links()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect()
 }

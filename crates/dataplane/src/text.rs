@@ -40,7 +40,11 @@ fn single(v: &Value) -> Option<(&str, &Value)> {
 
 /// A name nft takes unquoted: a letter or `_` or `.`, then letters, digits, `/ - _ .`.
 fn ident(v: &Value) -> Option<&str> {
-    let s = v.as_str()?;
+    name(v.as_str()?)
+}
+
+/// [`ident`] of a string.
+fn name(s: &str) -> Option<&str> {
     let mut chars = s.chars();
     let first = chars.next()?;
     let ok = (first.is_ascii_alphabetic() || first == '_' || first == '.')
@@ -287,7 +291,7 @@ fn expr(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.as_u64()?.to_string()),
         // A set reference, or a literal nft reads by the other side's type.
         Value::String(s) => match s.strip_prefix('@') {
-            Some(_) => ident(&Value::String(s[1..].to_owned())).map(|name| format!("@{name}")),
+            Some(set) => name(set).map(|set| format!("@{set}")),
             None => quoted(s),
         },
         // A list of flags (`ct state established,related`): a bit test, not a set lookup.

@@ -98,6 +98,8 @@ pub struct SqliteDatastore {
     idle: Mutex<Vec<Connection>>,
     /// Serializes this handle's writers so they queue here rather than spin on SQLite's lock.
     write_lock: Mutex<()>,
+    /// This handle used the space kept in reserve: put it back after the next write that works.
+    reserve_taken: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for SqliteDatastore {
@@ -130,6 +132,7 @@ impl SqliteDatastore {
             path: path.to_path_buf(),
             idle: Mutex::new(vec![conn]),
             write_lock: Mutex::new(()),
+            reserve_taken: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -167,6 +170,8 @@ impl SqliteDatastore {
                 if let Some(ops) = retry
                     && std::fs::remove_file(&reserve).is_ok()
                 {
+                    self.reserve_taken
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     return self.apply_once(ops);
                 }
                 Err(DatastoreError::Backend {
@@ -180,7 +185,11 @@ impl SqliteDatastore {
                 })
             }
             Ok(kvs) => {
-                if !only_deletes {
+                if !only_deletes
+                    && self
+                        .reserve_taken
+                        .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
                     ensure_reserve(&self.path);
                 }
                 Ok(kvs)

@@ -518,10 +518,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 }
                 self.metrics.errors.inc();
                 self.unreadable.insert(key, kept);
-                self.metrics
-                    .unreadable_records
-                    .set(i64::try_from(self.unreadable.len()).unwrap_or(i64::MAX));
-                // Readiness may change even when nothing else does.
+                // Readiness and the count change even when nothing else does.
                 true
             }
             SyncEvent::InSync { .. } => {

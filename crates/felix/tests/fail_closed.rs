@@ -157,10 +157,7 @@ fn a_rejected_policy_chain_is_failed_closed_alone_and_readiness_says_so() {
     assert!(table.contains("tier default policy good rule 0 Allow"));
     assert!(!table.contains("tier default policy bad rule 0 Allow"));
     assert!(r.nft.0.lock().unwrap().checks > 0, "found by nft --check");
-    let mut text = String::new();
-    let mut reg = prometheus_client::registry::Registry::default();
-    r.felix.metrics().register(&mut reg);
-    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    let text = metrics_text(&r.felix);
     assert!(
         text.contains("felix_int_dataplane_failures_total 1"),
         "{text}"
@@ -375,10 +372,7 @@ fn a_policy_this_dataplane_cannot_enforce_is_said_and_readiness_is_false() {
             .ready
             .load(std::sync::atomic::Ordering::Relaxed)
     );
-    let mut text = String::new();
-    let mut reg = prometheus_client::registry::Registry::default();
-    r.felix.metrics().register(&mut reg);
-    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    let text = metrics_text(&r.felix);
     assert!(text.contains("felix_unenforced_policies 1"), "{text}");
     // Deleted: ready again.
     r.ds.delete(&Key::global(Kind::GlobalNetworkPolicy, "raw"), None)

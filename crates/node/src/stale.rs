@@ -13,10 +13,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use calico_api::v3;
 use calico_datastore::{Datastore, DatastoreError, Key, Kind, Revision};
 use calico_ipam::check::INTERFACE_MISSING_ANNOTATION;
 use calico_sync::Resource;
-use serde_json::Value;
 
 /// Remembers when each endpoint was first seen without its interface.
 #[derive(Debug)]
@@ -57,7 +57,6 @@ impl StaleEndpoints {
         let mut pass = Pass::default();
         let mut still_missing = HashMap::new();
         for kv in listed.items {
-            let stored = kv.value.clone();
             // One that does not decode is not judged here (the sync layer names it).
             let Ok(Resource::WorkloadEndpoint(w)) = Resource::decode(&kv.key, kv.value) else {
                 continue;
@@ -72,7 +71,7 @@ impl StaleEndpoints {
             if links.contains(&w.spec.interface_name) {
                 if marked {
                     // Back in time: the mark goes (a lost race just leaves it for next time).
-                    let _ = mark(ds, &kv.key, stored, kv.mod_revision, false);
+                    let _ = mark(ds, &kv.key, w, kv.mod_revision, false);
                 }
                 continue;
             }
@@ -80,7 +79,7 @@ impl StaleEndpoints {
                 Some(&(rev, since)) if rev == kv.mod_revision => (rev, since),
                 // New, or changed since: its grace period starts now, marked for ipam check.
                 _ if marked => (kv.mod_revision, now),
-                _ => match mark(ds, &kv.key, stored, kv.mod_revision, true) {
+                _ => match mark(ds, &kv.key, w, kv.mod_revision, true) {
                     Ok(rev) => (rev, now),
                     Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => {
                         continue;
@@ -109,34 +108,27 @@ impl StaleEndpoints {
     }
 }
 
-/// Sets (or clears) the interface-missing mark on the stored endpoint `value`, with
-/// compare-and-swap on `revision`; the revision written.
+/// Sets (or clears) the interface-missing mark on endpoint `w`, with compare-and-swap on
+/// `revision`; the revision written.
 fn mark(
     ds: &dyn Datastore,
     key: &Key,
-    mut value: Value,
+    mut w: v3::WorkloadEndpoint,
     revision: Revision,
     set: bool,
 ) -> Result<Revision, DatastoreError> {
-    let meta = value.as_object_mut().map(|o| {
-        o.entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()))
-    });
-    if let Some(Value::Object(meta)) = meta {
-        let annotations = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Value::Object(a) = annotations {
-            if set {
-                a.insert(
-                    INTERFACE_MISSING_ANNOTATION.to_owned(),
-                    Value::String(calico_ipam::model::now_rfc3339()),
-                );
-            } else {
-                a.remove(INTERFACE_MISSING_ANNOTATION);
-            }
-        }
+    if set {
+        w.metadata.annotations.insert(
+            INTERFACE_MISSING_ANNOTATION.to_owned(),
+            calico_ipam::model::now_rfc3339(),
+        );
+    } else {
+        w.metadata.annotations.remove(INTERFACE_MISSING_ANNOTATION);
     }
+    let value = serde_json::to_value(&w).map_err(|e| DatastoreError::InvalidValue {
+        key: key.clone(),
+        reason: e.to_string(),
+    })?;
     Ok(ds.update(key, value, Some(revision))?.mod_revision)
 }
 
