@@ -6,6 +6,7 @@ use std::process::Command;
 use nftables::batch::Batch;
 use nftables::schema::{NfListObject, Nftables, Table};
 
+use crate::elements::ElementSocket;
 use crate::render::{Ruleset, TABLE_FAMILY, TABLE_NAME};
 
 /// Why talking to nftables failed.
@@ -37,6 +38,9 @@ pub enum Error {
     /// libnftables could not be loaded or refused a batch.
     #[error("libnftables: {0}")]
     Lib(#[from] calico_nftlib::Error),
+    /// Set elements sent over nfnetlink were refused or could not be sent.
+    #[error("IP set elements: {0}")]
+    Elements(#[from] crate::elements::Error),
     /// `conntrack -D` failed.
     #[error("deleting conntrack entries ({filter}): {stderr}")]
     Conntrack {
@@ -154,14 +158,18 @@ impl Nft for NftCli {
 }
 
 /// nftables through libnftables in this process: one persistent context,
-/// no process start or cache load per batch.
+/// no process start or cache load per batch. Batches of IP set elements
+/// alone go to the kernel over nfnetlink directly ([`crate::elements`]).
 #[derive(Debug)]
-pub struct NftLib(calico_nftlib::Libnftables);
+pub struct NftLib(calico_nftlib::Libnftables, ElementSocket);
 
 impl NftLib {
     /// Opens libnftables in the calling thread's network namespace.
     pub fn open() -> Result<Self, Error> {
-        Ok(NftLib(calico_nftlib::Libnftables::open()?))
+        Ok(NftLib(
+            calico_nftlib::Libnftables::open()?,
+            ElementSocket::open()?,
+        ))
     }
 }
 
@@ -177,7 +185,9 @@ impl NftLib {
 
 impl Nft for NftLib {
     fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
-        self.0.run(&Self::commands(batch)?, false)?;
+        if !self.1.apply(batch)? {
+            self.0.run(&Self::commands(batch)?, false)?;
+        }
         Ok(())
     }
 

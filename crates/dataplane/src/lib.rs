@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod elements;
 pub mod monitor;
 pub mod nat;
 pub mod render;
