@@ -74,7 +74,8 @@ impl TableModel {
         out
     }
 
-    fn from_objects(objects: Vec<NfListObject<'static>>) -> TableModel {
+    /// The model of a list of objects (sets, chains, then their rules).
+    pub fn from_objects(objects: Vec<NfListObject<'static>>) -> TableModel {
         let mut m = TableModel::default();
         for o in objects {
             match o {
@@ -112,6 +113,57 @@ impl TableModel {
             }
         }
         m
+    }
+
+    /// A copy of just the named sets and chains, for comparing a change
+    /// that touches nothing else without copying the whole table; None when
+    /// one of them is not in the table.
+    pub fn part(&self, sets: &[String], chains: &[&str]) -> Option<TableModel> {
+        let mut m = TableModel::default();
+        for name in sets {
+            m.sets.insert(name.clone(), self.sets.get(name)?.clone());
+        }
+        for &name in chains {
+            m.chains
+                .insert(name.to_owned(), self.chains.get(name)?.clone());
+        }
+        m.chain_order = self
+            .chain_order
+            .iter()
+            .filter(|c| m.chains.contains_key(*c))
+            .cloned()
+            .collect();
+        Some(m)
+    }
+
+    /// Replaces the sets and chains `part` holds with its versions (the
+    /// kernel took a [`diff`] of them against [`TableModel::part`]).
+    pub fn overwrite(&mut self, part: TableModel) {
+        for (name, set) in part.sets {
+            self.sets.insert(name, set);
+        }
+        for (name, chain) in part.chains {
+            if !self.chains.contains_key(&name) {
+                self.chain_order.push(name.clone());
+            }
+            self.chains.insert(name, chain);
+        }
+    }
+
+    /// Whether the named set has elements (None: no such set).
+    pub fn set_has_elements(&self, name: &str) -> Option<bool> {
+        self.sets.get(name).map(|s| !s.elements.is_empty())
+    }
+
+    /// Whether the named set's elements are concatenations (address,
+    /// protocol, port: a named-port set); None: no such set.
+    pub fn set_is_concatenated(&self, name: &str) -> Option<bool> {
+        self.sets.get(name).map(|s| {
+            matches!(
+                s.definition.set_type,
+                nftables::schema::SetTypeValue::Concatenated(_)
+            )
+        })
     }
 
     /// (chain, number of rules) of every chain with rules.

@@ -18,38 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use calico_dataplane::{ConntrackCli, NftLib};
-use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key, Kind, WriteOp};
+use calico_datastore::{Key, Kind};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
-use serde_json::{Value, json};
+use load::{POLICIES, RULES, policy, put};
+use serde_json::json;
 
-const POLICIES: u32 = 250;
-const RULES: u32 = 20;
-
-fn put(ds: &dyn Datastore, key: Key, value: Value) {
-    ds.write_batch(vec![WriteOp::Upsert { key, value }])
-        .expect("write");
-}
-
-fn policy(n: u32, marker: u32) -> Value {
-    let rules: Vec<Value> = (0..RULES)
-        .map(|k| {
-            let port = 1000 + (n * RULES + k + marker) % 60000;
-            let mut r = json!({"action": if k % 2 == 0 { "Allow" } else { "Deny" },
-                "protocol": "TCP", "destination": {"ports": [port]}});
-            match k % 3 {
-                0 => r["source"] = json!({"nets": [format!("10.{}.{}.0/24", n % 250, k)]}),
-                1 => r["source"] = json!({"selector": format!("role == 'r{}'", (n + k) % 50)}),
-                _ => {}
-            }
-            r
-        })
-        .collect();
-    json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
-        "metadata": {"name": format!("bench-{n}")},
-        "spec": {"order": n, "selector": "app == 'bench'", "types": ["Ingress"], "ingress": rules}})
-}
+mod load;
 
 /// (quantile estimate from the buckets, count) of a histogram in text exposition.
 fn quantile(text: &str, name: &str, q: f64) -> (f64, u64) {
@@ -83,34 +58,7 @@ fn main() {
         "run as root"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let ds: Arc<dyn Datastore> =
-        Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).expect("store"));
-    put(
-        ds.as_ref(),
-        Key::global(Kind::Profile, "calico"),
-        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
-            "metadata": {"name": "calico"}, "spec": {"ingress": [{"action": "Allow"}]}}),
-    );
-    for e in 0..60u32 {
-        let local = e < 10;
-        put(
-            ds.as_ref(),
-            Key::namespaced(Kind::WorkloadEndpoint, "default", format!("ep{e}")),
-            json!({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
-                "metadata": {"name": format!("ep{e}"), "namespace": "default",
-                             "labels": {"app": "bench", "role": format!("r{}", e % 50)}},
-                "spec": {"node": if local { "bench" } else { "other" }, "orchestrator": "mesos",
-                         "interfaceName": format!("calibench{e}"),
-                         "ipNetworks": [format!("10.200.0.{}/32", e + 1)], "profiles": ["calico"]}}),
-        );
-    }
-    for n in 0..POLICIES {
-        put(
-            ds.as_ref(),
-            Key::global(Kind::GlobalNetworkPolicy, format!("bench-{n}")),
-            policy(n, 0),
-        );
-    }
+    let ds = load::store(dir.path());
     let mut cfg = Config::new("bench");
     cfg.nft_monitor = std::env::var_os("NO_MONITOR").is_none();
     let mut felix = Felix::new(

@@ -8,11 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use calico_dataplane::diff::{Diff, TableModel, diff, split};
-use calico_dataplane::render::{GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN};
+use calico_dataplane::render::{
+    GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN, generation_objects, ip_set_objects, set_name,
+};
 use calico_dataplane::{
-    Conntrack, EndpointToHostAction, HostOptions, Nft, NftMonitor, RenderCache, Ruleset,
+    Conntrack, EndpointToHostAction, HostOptions, Interface, Nft, NftMonitor, RenderCache, Ruleset,
     add_nat_outgoing, batch, fail_closed_table, render_cached,
 };
+use nftables::schema::NfListObject;
 
 /// Most new rules in one nftables commit: a commit holds the netfilter lock
 /// (and stalls forwarding) for as long as it runs, about 40 ms per 1,000
@@ -24,7 +27,8 @@ const GENERATION_CHAINS: [&str; 2] = [GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN];
 use calico_datastore::{Datastore, DatastoreError};
 use calico_netlink::events::RouteEvents;
 use calico_netlink::{Netlink, Sysctl};
-use calico_policy::{INPUT_KINDS, PolicyCalculator, Snapshot, Update};
+use calico_policy::model::IpSetMember;
+use calico_policy::{Delta, EndpointId, INPUT_KINDS, PolicyCalculator, Snapshot, Update};
 use calico_sync::{Backoff, SyncEvent, Syncer};
 
 use crate::cluster::{self, Cluster};
@@ -145,6 +149,17 @@ struct State {
     cluster: Cluster,
 }
 
+/// Everything the table is rendered from besides the calculation's output.
+#[derive(Debug, Clone, PartialEq)]
+struct RenderInputs {
+    /// The renderer's settings, generation left at 0 (it is new every pass).
+    host: HostOptions,
+    /// Local endpoints' interfaces.
+    ifaces: BTreeMap<EndpointId, Interface>,
+    /// (pools with natOutgoing, all pools).
+    nat: (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>),
+}
+
 /// What was last programmed, to skip no-op batches and detect drift.
 struct Applied {
     /// What is in the kernel (the desired table, or a failed-closed form of
@@ -152,6 +167,8 @@ struct Applied {
     model: TableModel,
     rules: usize,
     routes: Desired,
+    /// What the table was rendered from, besides the calculation's output.
+    inputs: RenderInputs,
     /// The policy generation flows allowed by this table carry.
     generation: u16,
     /// The desired table is not what is programmed (see [`Outcome`]).
@@ -226,6 +243,13 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     /// The policy generation whose flows were last deleted (the next one to
     /// be used, once a change has been programmed).
     cleared_generation: Option<u16>,
+    /// The generation to clear when felix is next idle (the one after the
+    /// one just put in force).
+    pending_clear: Option<u16>,
+    /// The last full pass found no policy this dataplane cannot enforce.
+    enforces_every_policy: bool,
+    /// Member-only changes skip the full pass (see [`Felix::program`]).
+    member_fast_path: bool,
     /// Endpoint status files written (`namespace/name`); None before the
     /// first write, when stale files of an earlier run are swept.
     status_written: Option<BTreeSet<String>>,
@@ -289,7 +313,10 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             monitor: None,
             kernel: KernelView::Unknown,
             cleared_generation: None,
+            pending_clear: None,
             status_written: None,
+            enforces_every_policy: true,
+            member_fast_path: true,
         }
     }
 
@@ -345,6 +372,13 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         }
     }
 
+    /// Whether a change that only moves IP set members is programmed as
+    /// those members alone (the default) or by a full pass: off only to
+    /// measure one against the other.
+    pub fn set_member_fast_path(&mut self, on: bool) {
+        self.member_fast_path = on;
+    }
+
     /// The health flags, to share with the HTTP endpoints.
     pub fn status(&self) -> Arc<Status> {
         self.status.clone()
@@ -386,6 +420,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             self.status.beat();
             let wait = if dirty_since.is_some() {
                 Duration::from_millis(10)
+            } else if self.pending_clear.is_some() {
+                Duration::ZERO
             } else {
                 Duration::from_millis(200)
             };
@@ -413,6 +449,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                         && let Some(since) = dirty_since.take()
                     {
                         self.program(since);
+                    } else {
+                        self.idle();
                     }
                 }
             }
@@ -564,21 +602,146 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             .unwrap_or(false)
     }
 
-    /// The desired table for `snapshot` and the cluster model, stamped
-    /// with `generation`.
-    fn render(&mut self, state: &State, snapshot: &Snapshot, generation: u16) -> Ruleset {
-        let host = self.host_options(&state.cluster, generation);
-        let ifaces = state.cluster.interfaces(self.spoofing(&state.cluster));
-        let mut ruleset = render_cached(snapshot, &ifaces, &host, &mut self.render_cache);
-        let (masq, all) = state.cluster.nat_pools();
-        add_nat_outgoing(&mut ruleset, &masq, &all);
+    /// What the cluster model gives the renderer.
+    fn render_inputs(&self, cluster: &Cluster) -> RenderInputs {
+        RenderInputs {
+            host: self.host_options(cluster, 0),
+            ifaces: cluster.interfaces(self.spoofing(cluster)),
+            nat: cluster.nat_pools(),
+        }
+    }
+
+    /// The desired table for `snapshot` and `inputs`, stamped with `generation`.
+    fn render(&mut self, inputs: &RenderInputs, snapshot: &Snapshot, generation: u16) -> Ruleset {
+        let mut host = inputs.host.clone();
+        host.generation = generation;
+        let mut ruleset = render_cached(snapshot, &inputs.ifaces, &host, &mut self.render_cache);
+        add_nat_outgoing(&mut ruleset, &inputs.nat.0, &inputs.nat.1);
         ruleset
+    }
+
+    /// Programs a pass whose only change is members of IP sets already in
+    /// the table (an endpoint on another host came, went or was relabelled):
+    /// those sets' elements, then the next policy generation, without
+    /// rendering or comparing the rest of the table. False when the
+    /// pass is more than that (or the kernel refused it): the full pass
+    /// then does it.
+    fn program_members(&mut self, state: &State, deltas: &[Delta], since: Instant) -> bool {
+        let Some(applied) = self.applied.as_ref() else {
+            return false;
+        };
+        if applied.degraded || self.kernel != KernelView::Applied || deltas.is_empty() {
+            return false;
+        }
+        let mut ids = BTreeSet::new();
+        for d in deltas {
+            match d {
+                Delta::IpSetMemberAdded { id, .. } | Delta::IpSetMemberRemoved { id, .. } => {
+                    ids.insert(id);
+                }
+                _ => return false,
+            }
+        }
+        if self.render_inputs(&state.cluster) != applied.inputs
+            || routes::desired(&self.cfg.node, &self.cfg.encap, &state.cluster) != applied.routes
+        {
+            return false;
+        }
+        let mut names = Vec::new();
+        let mut objects = Vec::new();
+        for id in ids {
+            let Some(named_port) = applied.model.set_is_concatenated(&set_name(id, false)) else {
+                return false;
+            };
+            let Some(members) = state.calc.ip_set_members(id) else {
+                return false;
+            };
+            let members: BTreeSet<IpSetMember> = members.cloned().collect();
+            for o in ip_set_objects(id, &members, named_port) {
+                let NfListObject::Set(set) = &o else {
+                    return false;
+                };
+                // A set turning empty or not changes which rule variants
+                // the policy chains hold: that is a full pass.
+                let has = set.elem.as_ref().is_some_and(|e| !e.is_empty());
+                if applied.model.set_has_elements(&set.name) != Some(has) {
+                    return false;
+                }
+                names.push(set.name.to_string());
+                objects.push(o);
+            }
+        }
+        let (Some(have_sets), Some(have_generation)) = (
+            applied.model.part(&names, &[]),
+            applied.model.part(&[], &GENERATION_CHAINS),
+        ) else {
+            return false;
+        };
+        let want_sets = TableModel::from_objects(objects);
+        let elements = match diff(&have_sets, &want_sets) {
+            Diff::Batch { batch, .. } => batch,
+            // The sets' elements are as they were (a member inside a net
+            // already there): nothing for the kernel, as in a full pass.
+            Diff::Same => return true,
+            Diff::Replace => return false,
+        };
+        let generation = applied.generation.checked_add(1).unwrap_or(1);
+        let want_generation = TableModel::from_objects(generation_objects(generation));
+        let Diff::Batch {
+            batch: next_generation,
+            ..
+        } = diff(&have_generation, &want_generation)
+        else {
+            return false;
+        };
+        if self.cleared_generation != Some(generation) {
+            self.clear_generation(generation);
+        }
+        // Elements first (sent straight over netlink by libnftables'
+        // wrapper, a tenth of a millisecond), then the generation: a flow
+        // judged in between is judged by the new members and re-judged under
+        // the new generation. The other order would stamp flows judged by
+        // the old members with the new generation.
+        let started = Instant::now();
+        if let Err(e) = self.nft.apply(&elements) {
+            eprintln!("felix: IP set update refused ({e}); programming the whole table");
+            return false;
+        }
+        if let Some(a) = self.applied.as_mut() {
+            a.model.overwrite(want_sets);
+        }
+        if let Some(m) = &self.monitor {
+            m.expect(&next_generation, Some(&have_generation));
+        }
+        if let Err(e) = self.nft.apply(&next_generation) {
+            if let Some(m) = &self.monitor {
+                m.forget();
+            }
+            eprintln!("felix: new policy generation refused ({e}); programming the whole table");
+            return false;
+        }
+        self.metrics
+            .apply_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(a) = self.applied.as_mut() {
+            a.model.overwrite(want_generation);
+            a.generation = generation;
+        }
+        self.pending_clear = Some(generation.checked_add(1).unwrap_or(1));
+        self.metrics
+            .workload_endpoints
+            .set(i64::try_from(state.cluster.workload_endpoints.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .programming_seconds
+            .observe(since.elapsed().as_secs_f64());
+        true
     }
 
     /// Programs the kernel from the model: one nftables batch (skipped when
     /// identical to the last), the workload interfaces' sysctls, the routes,
-    /// and the flows of removed endpoints deleted. `since` is when the
-    /// oldest change it carries was seen.
+    /// and the flows of removed endpoints deleted. A change that only moved
+    /// IP set members is programmed as those sets' elements alone. `since`
+    /// is when the oldest change it carries was seen.
     pub fn program(&mut self, since: Instant) {
         if !self.in_sync {
             return;
@@ -587,10 +750,17 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             return;
         };
         let calc_started = Instant::now();
-        state.calc.flush();
+        let deltas = state.calc.flush();
         self.metrics
             .calc_seconds
             .observe(calc_started.elapsed().as_secs_f64());
+        if self.member_fast_path && self.program_members(&state, &deltas, since) {
+            self.configure_interfaces(&state.cluster);
+            self.flush_removed_endpoints(&state.cluster);
+            self.finish_pass();
+            self.state = Some(state);
+            return;
+        }
         // Once per pass: a snapshot copies every IP set's members.
         let snapshot = state.calc.snapshot();
         let unenforced = snapshot.skipped_policies.clone();
@@ -599,7 +769,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         // judged again. Rendered with the next one; when nothing but the
         // generation differs, nothing is programmed and it is not used.
         let generation = current.checked_add(1).unwrap_or(1);
-        let mut ruleset = self.render(&state, &snapshot, generation);
+        let inputs = self.render_inputs(&state.cluster);
+        let mut ruleset = self.render(&inputs, &snapshot, generation);
         // A policy's chains (ingress and egress) share what they are.
         let policies: std::collections::HashSet<&str> = ruleset
             .units
@@ -652,9 +823,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             // Flows still carrying the generation about to be used (from
             // 65,535 changes ago, or an earlier run) are deleted first, so
             // no flow can skip the new policy by chance. After the first
-            // change this was done for it right after the previous one
-            // (nothing can carry a generation not yet in force), off the
-            // path of the change.
+            // change this was done for it once felix was idle after the
+            // previous one (nothing can carry a generation not yet in
+            // force), off the path of the change.
             if self.cleared_generation != Some(generation) {
                 self.clear_generation(generation);
             }
@@ -706,8 +877,8 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             self.metrics
                 .apply_seconds
                 .observe(started.elapsed().as_secs_f64());
-            self.record_outcome(&outcome, ruleset, model, generation, routes.clone());
-            self.clear_generation(generation.checked_add(1).unwrap_or(1));
+            self.record_outcome(&outcome, ruleset, model, generation, routes.clone(), inputs);
+            self.pending_clear = Some(generation.checked_add(1).unwrap_or(1));
         }
         if self.applied.as_ref().is_some_and(|a| !a.degraded) {
             self.write_endpoint_status(&state.cluster);
@@ -715,6 +886,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         self.metrics
             .unenforced_policies
             .set(i64::try_from(unenforced.len()).unwrap_or(i64::MAX));
+        self.enforces_every_policy = unenforced.is_empty();
         self.flush_removed_endpoints(&state.cluster);
         let report = reconcile(&mut self.nl, &routes);
         self.report_route_errors(&report);
@@ -724,14 +896,20 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         self.metrics
             .programming_seconds
             .observe(since.elapsed().as_secs_f64());
+        self.finish_pass();
+        self.state = Some(state);
+    }
+
+    /// The end of every programming pass: the unreadable-record count and
+    /// readiness.
+    fn finish_pass(&mut self) {
         self.metrics
             .unreadable_records
             .set(i64::try_from(self.unreadable.len()).unwrap_or(i64::MAX));
         let ready = self.applied.as_ref().is_some_and(|a| !a.degraded)
-            && unenforced.is_empty()
+            && self.enforces_every_policy
             && self.unreadable.values().all(|&kept| kept);
         self.status.ready.store(ready, Ordering::Relaxed);
-        self.state = Some(state);
     }
 
     /// Says which local endpoints have their policy in force (all of them:
@@ -770,6 +948,18 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         }
         self.said.say("writing endpoint status files", problems);
         self.status_written = Some(now);
+    }
+
+    /// Work that waits until no change is pending: deleting the flows that
+    /// carry the policy generation to be used next (a walk of the whole
+    /// conntrack table, about 10 ms per family here), so the next change
+    /// does not wait for it.
+    pub fn idle(&mut self) {
+        if let Some(g) = self.pending_clear.take()
+            && self.cleared_generation != Some(g)
+        {
+            self.clear_generation(g);
+        }
     }
 
     /// Deletes the flows whose conntrack mark carries `generation`.
@@ -881,6 +1071,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
         model: TableModel,
         generation: u16,
         routes: Desired,
+        inputs: RenderInputs,
     ) {
         let model = match outcome {
             Outcome::Programmed => model,
@@ -926,6 +1117,7 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             model,
             rules,
             routes,
+            inputs,
             generation,
             degraded,
         });

@@ -5,63 +5,20 @@
 //! deleted; every change uses a new policy generation whose stale flows are
 //! deleted first.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Instant;
 
 use calico_dataplane::{
-    Conntrack, ConntrackCall, Nft, RecordingConntrack, RecordingNft, render::CT_GENERATION_MASK,
+    ConntrackCall, RecordingConntrack, RecordingNft, render::CT_GENERATION_MASK,
 };
 use calico_datastore::sqlite::SqliteDatastore;
-use calico_datastore::{Datastore, Key, Kind, WriteOp};
+use calico_datastore::{Datastore, Key, Kind};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::fake::{FakeNetlink, FakeSysctl};
-use nftables::schema::Nftables;
-use serde_json::{Value, json};
-
-/// A fake the test keeps a handle on after felix owns it.
-#[derive(Default)]
-struct Shared<T>(Arc<Mutex<T>>);
-
-impl<T> Clone for Shared<T> {
-    fn clone(&self) -> Self {
-        Shared(self.0.clone())
-    }
-}
-
-impl Nft for Shared<RecordingNft> {
-    fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
-        self.0.lock().unwrap().apply(batch)
-    }
-    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
-        self.0.lock().unwrap().check(batch)
-    }
-    fn list_owned(&mut self) -> Result<Nftables<'static>, calico_dataplane::Error> {
-        self.0.lock().unwrap().list_owned()
-    }
-}
-
-impl Conntrack for Shared<RecordingConntrack> {
-    fn flush_address(&mut self, ip: std::net::IpAddr) -> Result<(), calico_dataplane::Error> {
-        self.0.lock().unwrap().flush_address(ip)
-    }
-    fn flush_mark(&mut self, mark: u32, mask: u32) -> Result<(), calico_dataplane::Error> {
-        self.0.lock().unwrap().flush_mark(mark, mask)
-    }
-}
-
-impl calico_netlink::Sysctl for Shared<FakeSysctl> {
-    fn set(&mut self, key: &str, value: &str) -> calico_netlink::Result<()> {
-        self.0.lock().unwrap().set(key, value)
-    }
-    fn get(&mut self, key: &str) -> calico_netlink::Result<String> {
-        self.0.lock().unwrap().get(key)
-    }
-}
-
-fn put(ds: &dyn Datastore, key: Key, value: Value) {
-    ds.write_batch(vec![WriteOp::Upsert { key, value }])
-        .unwrap();
-}
+use common::{Shared, put};
+use serde_json::json;
 
 fn wep(ds: &dyn Datastore, name: &str, iface: &str, ip: &str) {
     put(
@@ -206,12 +163,17 @@ fn removed_endpoint_flows_deleted_and_generations_never_reused_with_stale_flows(
     let flushes = |ct: &Shared<RecordingConntrack>| ct.0.lock().unwrap().calls.clone();
     assert_eq!(
         flushes(&r.ct),
-        [
-            ConntrackCall::FlushMark(1 << 16, CT_GENERATION_MASK),
-            ConntrackCall::FlushMark(2 << 16, CT_GENERATION_MASK),
-        ],
-        "generation 1's stale flows are deleted before it is used, generation 2's right after"
+        [ConntrackCall::FlushMark(1 << 16, CT_GENERATION_MASK)],
+        "generation 1's stale flows are deleted before it is used"
     );
+    r.felix.idle();
+    assert_eq!(
+        flushes(&r.ct)[1..],
+        [ConntrackCall::FlushMark(2 << 16, CT_GENERATION_MASK)],
+        "generation 2's once felix is idle"
+    );
+    r.felix.idle();
+    assert_eq!(flushes(&r.ct).len(), 2, "and only once");
     // Nothing changed: no new generation, no batch.
     let batches = r.nft.0.lock().unwrap().batches.len();
     r.felix.program(Instant::now());
@@ -236,12 +198,13 @@ fn removed_endpoint_flows_deleted_and_generations_never_reused_with_stale_flows(
     .unwrap();
     r.felix.sync().unwrap();
     r.felix.program(Instant::now());
+    r.felix.idle();
     let calls = flushes(&r.ct);
     assert!(
         calls.contains(&ConntrackCall::FlushAddress("10.65.1.3".parse().unwrap())),
         "{calls:?}"
     );
-    // Generation 2 was cleared beforehand; 3, the next, right after.
+    // Generation 2 was cleared beforehand; 3, the next, once idle.
     assert_eq!(
         calls
             .iter()

@@ -591,6 +591,32 @@ pub fn set_name(id: &IpSetId, v6: bool) -> String {
     format!("{prefix}{}", id.0.replace(':', "."))
 }
 
+/// The two nft sets (IPv4, IPv6) of one IP set with these members, as
+/// [`render`] writes them: for re-rendering only the sets whose members
+/// changed.
+pub fn ip_set_objects(
+    id: &IpSetId,
+    members: &BTreeSet<IpSetMember>,
+    named_port: bool,
+) -> Vec<NfListObject<'static>> {
+    let mut r = Renderer::default();
+    r.ip_set(id, members, named_port);
+    r.objects
+}
+
+/// The chains that hold the policy generation, with their rules, as
+/// [`render`] writes them for `generation`.
+pub fn generation_objects(generation: u16) -> Vec<NfListObject<'static>> {
+    let mut r = Renderer {
+        generation: u32::from(generation.max(1)) << CT_GENERATION_SHIFT,
+        ..Renderer::default()
+    };
+    r.generation_chains();
+    let mut objects = r.objects;
+    objects.append(&mut r.rules);
+    objects
+}
+
 #[derive(Default)]
 struct Renderer {
     /// The policy generation (see [`CT_GENERATION_MASK`]).

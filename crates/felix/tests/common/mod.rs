@@ -10,12 +10,52 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use calico_dataplane::{Nft, RecordingConntrack};
+use calico_dataplane::{Conntrack, Nft, RecordingConntrack, RecordingNft};
 use calico_datastore::{Datastore, Key, Kind, WriteOp};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::fake::{FakeNetlink, FakeSysctl};
 use nftables::schema::Nftables;
 use serde_json::{Value, json};
+
+/// A fake the test keeps a handle on after felix owns it.
+#[derive(Default)]
+pub struct Shared<T>(pub Arc<Mutex<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl Nft for Shared<RecordingNft> {
+    fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().apply(batch)
+    }
+    fn check(&mut self, batch: &Nftables<'_>) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().check(batch)
+    }
+    fn list_owned(&mut self) -> Result<Nftables<'static>, calico_dataplane::Error> {
+        self.0.lock().unwrap().list_owned()
+    }
+}
+
+impl Conntrack for Shared<RecordingConntrack> {
+    fn flush_address(&mut self, ip: std::net::IpAddr) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().flush_address(ip)
+    }
+    fn flush_mark(&mut self, mark: u32, mask: u32) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().flush_mark(mark, mask)
+    }
+}
+
+impl calico_netlink::Sysctl for Shared<FakeSysctl> {
+    fn set(&mut self, key: &str, value: &str) -> calico_netlink::Result<()> {
+        self.0.lock().unwrap().set(key, value)
+    }
+    fn get(&mut self, key: &str) -> calico_netlink::Result<String> {
+        self.0.lock().unwrap().get(key)
+    }
+}
 
 /// Records batches where the test can see them; lists back the last one.
 #[derive(Clone, Default)]
