@@ -80,7 +80,7 @@ fn main() {
     let t = Instant::now();
     while !status.ready.load(Ordering::Relaxed) {
         assert!(t.elapsed() < Duration::from_secs(60), "felix never ready");
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(1));
     }
     println!(
         "felix ready (cold start with {POLICIES} policies x {RULES} rules) in {:.2?}",

@@ -279,7 +279,7 @@ pub struct Kernel<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     pub sysctl: S,
 }
 
-impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
+impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
     /// An agent programming `kernel` from `ds`.
     pub fn new(cfg: Config, ds: Arc<dyn Datastore>, kernel: Kernel<N, F, C, S>) -> Self {
         let kinds = INPUT_KINDS.into_iter().chain(cluster::KINDS);
@@ -391,15 +391,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
 
     /// Runs until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) {
-        if self.cfg.nft_monitor {
-            match NftMonitor::spawn() {
-                Ok(m) => self.monitor = Some(m),
-                Err(e) => eprintln!(
-                    "felix: starting nft monitor: {e}; checking the table every {:?} instead",
-                    self.cfg.resync_interval
-                ),
-            }
-        }
+        // The monitor starts once the first table is in: the kernel sends
+        // it a notification per rule, which would slow the cold start.
+        let mut monitor_wanted = self.cfg.nft_monitor;
         // Routes, links and neighbours changed by others are noticed from
         // the kernel's notifications; the timer below stays as the fallback.
         let route_events = match RouteEvents::spawn() {
@@ -458,6 +452,9 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 // Nothing programmed yet: the fail-closed table stays as it is.
                 continue;
             }
+            if std::mem::take(&mut monitor_wanted) {
+                self.start_monitor();
+            }
             if self
                 .monitor
                 .as_ref()
@@ -487,6 +484,19 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                 self.program(Instant::now());
             }
         }
+    }
+
+    /// Starts the nft monitor, then reads the table back once: a change by
+    /// someone else before the monitor listened is found now.
+    fn start_monitor(&mut self) {
+        match NftMonitor::spawn() {
+            Ok(m) => self.monitor = Some(m),
+            Err(e) => eprintln!(
+                "felix: starting nft monitor: {e}; checking the table every {:?} instead",
+                self.cfg.resync_interval
+            ),
+        }
+        self.verify_table();
     }
 
     /// Catches up with the datastore as it is now (the first call reads
@@ -825,8 +835,10 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
             // no flow can skip the new policy by chance. After the first
             // change this was done for it once felix was idle after the
             // previous one (nothing can carry a generation not yet in
-            // force), off the path of the change.
-            if self.cleared_generation != Some(generation) {
+            // force), off the path of the change. A batch in pieces sweeps
+            // while its first pieces (which nothing refers to yet) go in.
+            let sweep_alongside = matches!(plan, Diff::Batch { .. });
+            if self.cleared_generation != Some(generation) && !sweep_alongside {
                 self.clear_generation(generation);
             }
             self.say_render_problems(&ruleset, &unenforced);
@@ -843,18 +855,57 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
                             &fail_closed
                         }
                     };
-                    let mut applied = Ok(());
-                    for piece in split(batch, have, MAX_RULES_PER_COMMIT) {
-                        if let Some(m) = &self.monitor {
-                            m.expect(&piece, Some(have));
-                        }
-                        applied = self.nft.apply(&piece);
-                        if applied.is_err() {
-                            if let Some(m) = &self.monitor {
-                                m.forget();
+                    let pieces = split(batch, have, MAX_RULES_PER_COMMIT);
+                    let sweep = (self.cleared_generation != Some(generation)).then_some(generation);
+                    let (nft, conntrack, monitor) =
+                        (&mut self.nft, &mut self.conntrack, &self.monitor);
+                    let (applied, swept) = std::thread::scope(|scope| {
+                        // The sweep walks the whole conntrack table (about
+                        // 10 ms per family); it must end before the last
+                        // piece puts the generation in force.
+                        let mut sweeper = sweep.map(|g| {
+                            scope.spawn(move || {
+                                conntrack.flush_mark(
+                                    u32::from(g) << calico_dataplane::render::CT_GENERATION_SHIFT,
+                                    calico_dataplane::render::CT_GENERATION_MASK,
+                                )
+                            })
+                        });
+                        let mut swept = None;
+                        let mut applied = Ok(());
+                        let last = pieces.len().saturating_sub(1);
+                        for (i, piece) in pieces.iter().enumerate() {
+                            if i == last
+                                && let Some(s) = sweeper.take()
+                            {
+                                swept = Some(s.join());
                             }
-                            break;
+                            if let Some(m) = monitor {
+                                m.expect(piece, Some(have));
+                            }
+                            applied = nft.apply(piece);
+                            if applied.is_err() {
+                                if let Some(m) = monitor {
+                                    m.forget();
+                                }
+                                break;
+                            }
                         }
+                        if let Some(s) = sweeper {
+                            swept = Some(s.join());
+                        }
+                        (applied, swept)
+                    });
+                    if let (Some(g), Some(swept)) = (sweep, swept) {
+                        self.note_sweep(
+                            g,
+                            swept.unwrap_or_else(|_| {
+                                Err(calico_dataplane::Error::Conntrack {
+                                    filter: format!("policy generation {g}"),
+                                    stderr: "the sweep panicked".to_owned(),
+                                })
+                            }),
+                        );
                     }
                     match applied {
                         Ok(()) => true,
@@ -964,10 +1015,16 @@ impl<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> Felix<N, F, C, S> {
 
     /// Deletes the flows whose conntrack mark carries `generation`.
     fn clear_generation(&mut self, generation: u16) {
-        match self.conntrack.flush_mark(
+        let swept = self.conntrack.flush_mark(
             u32::from(generation) << calico_dataplane::render::CT_GENERATION_SHIFT,
             calico_dataplane::render::CT_GENERATION_MASK,
-        ) {
+        );
+        self.note_sweep(generation, swept);
+    }
+
+    /// Records how deleting the flows of `generation` went.
+    fn note_sweep(&mut self, generation: u16, swept: Result<(), calico_dataplane::Error>) {
+        match swept {
             Ok(()) => self.cleared_generation = Some(generation),
             Err(e) => {
                 self.cleared_generation = None;

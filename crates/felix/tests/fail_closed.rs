@@ -436,3 +436,115 @@ fn an_unreadable_record_never_stops_the_rest() {
     assert!(ready(&r));
     assert!(metrics_text(&r.felix).contains("felix_unreadable_records 1"));
 }
+
+/// Kernel calls of both kinds in one log, to see their order.
+#[derive(Clone, Default)]
+struct Ordered(Arc<std::sync::Mutex<Vec<String>>>, Shared<RecordingNft>);
+
+impl calico_dataplane::Nft for Ordered {
+    fn apply(
+        &mut self,
+        batch: &nftables::schema::Nftables<'_>,
+    ) -> Result<(), calico_dataplane::Error> {
+        let rules = batch
+            .objects
+            .iter()
+            .filter(|o| serde_json::to_string(o).is_ok_and(|s| s.contains("\"rule\"")))
+            .count();
+        self.0.lock().unwrap().push(format!("nft {rules} rules"));
+        self.1.apply(batch)
+    }
+    fn check(
+        &mut self,
+        batch: &nftables::schema::Nftables<'_>,
+    ) -> Result<(), calico_dataplane::Error> {
+        self.1.check(batch)
+    }
+    fn list_owned(
+        &mut self,
+    ) -> Result<nftables::schema::Nftables<'static>, calico_dataplane::Error> {
+        self.1.list_owned()
+    }
+}
+
+impl calico_dataplane::Conntrack for Ordered {
+    fn flush_address(&mut self, ip: std::net::IpAddr) -> Result<(), calico_dataplane::Error> {
+        self.0.lock().unwrap().push(format!("flush {ip}"));
+        Ok(())
+    }
+    fn flush_mark(&mut self, mark: u32, _mask: u32) -> Result<(), calico_dataplane::Error> {
+        // Slow, as the real walk of the conntrack table is.
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        self.0.lock().unwrap().push(format!("sweep {}", mark >> 16));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_generation_is_swept_before_the_commit_that_puts_it_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds: Arc<dyn Datastore> = Arc::new(SqliteDatastore::open(&dir.path().join("c.db")).unwrap());
+    put(
+        ds.as_ref(),
+        Key::global(Kind::Profile, "calico"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
+            "metadata": {"name": "calico"}, "spec": {}}),
+    );
+    wep(ds.as_ref(), "w1", "caliw1", "10.65.1.2");
+    // Enough rules for the cold start to go in several commits.
+    for n in 0..130u16 {
+        put(
+            ds.as_ref(),
+            Key::global(Kind::GlobalNetworkPolicy, format!("p{n}")),
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+                "metadata": {"name": format!("p{n}")},
+                "spec": {"order": n, "selector": "app == 'web'", "types": ["Ingress"],
+                         "ingress": (0..20u16).map(|k| json!({"action": "Allow", "protocol": "TCP",
+                             "destination": {"ports": [1000 + n * 20 + k]}})).collect::<Vec<_>>()}}),
+        );
+    }
+    let kernel = Ordered::default();
+    let mut felix = Felix::new(
+        Config::new("h1"),
+        ds.clone(),
+        Kernel {
+            netlink: FakeNetlink::new(),
+            nft: kernel.clone(),
+            conntrack: kernel.clone(),
+            sysctl: FakeSysctl::default(),
+        },
+    );
+    // As at boot: the fail-closed table first, then the first sync.
+    felix.fail_closed_until_synced();
+    kernel.0.lock().unwrap().clear();
+    felix.sync().unwrap();
+    felix.program(Instant::now());
+    let log = kernel.0.lock().unwrap().clone();
+    let commits: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("nft"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(commits.len() >= 2, "the cold start is one commit: {log:?}");
+    let sweep = log
+        .iter()
+        .position(|l| l == "sweep 1")
+        .expect("generation 1 swept");
+    assert!(
+        sweep < *commits.last().unwrap(),
+        "generation 1 swept after the commit that put it in force: {log:?}"
+    );
+    // A later change: its generation was swept when felix was idle, before it.
+    felix.idle();
+    gnp(ds.as_ref(), "late", 99);
+    felix.sync().unwrap();
+    felix.program(Instant::now());
+    let log = kernel.0.lock().unwrap().clone();
+    let sweep2 = log
+        .iter()
+        .position(|l| l == "sweep 2")
+        .expect("generation 2 swept");
+    let last = log.iter().rposition(|l| l.starts_with("nft")).unwrap();
+    assert!(sweep2 < last, "{log:?}");
+}
