@@ -38,9 +38,7 @@ fn families(ips: &[IpAddr]) -> (bool, bool) {
     )
 }
 
-fn host_prefix(ip: &IpAddr) -> u8 {
-    if ip.is_ipv4() { 32 } else { 128 }
-}
+use calico_netlink::workload::host_prefix;
 
 /// Create everything; returns the container interface's MAC. On error the caller deletes the
 /// host veth (which removes the peer and the routes with it).
@@ -76,12 +74,7 @@ pub fn setup(
         .link(&plan.ifname)?
         .map(|l| l.mac)
         .unwrap_or_default();
-    let (v4, v6) = families(&plan.ips);
-    calico_netlink::set_workload_iface_sysctls(sysctl, &plan.host_veth, v4, v6, false)?;
-    host.set_link_up(&plan.host_veth)?;
-    for ip in &plan.ips {
-        host.add_route(&Route::direct(*ip, host_prefix(ip), &plan.host_veth))?;
-    }
+    calico_netlink::workload::configure_host_end(host, sysctl, &plan.host_veth, &plan.ips)?;
     Ok(mac)
 }
 

@@ -100,7 +100,7 @@ pub fn from_mesos(pairs: &[(String, String)]) -> (BTreeMap<String, String>, Stri
 pub fn veth_name(namespace: &str, workload: &str) -> String {
     let digest = sha1::Sha1::digest(format!("{namespace}.{workload}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("cali{}", &hex[..11])
+    calico_netlink::workload::host_iface_name(&hex)
 }
 
 #[cfg(test)]

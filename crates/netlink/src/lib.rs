@@ -18,6 +18,7 @@ pub mod events;
 pub mod fake;
 pub mod real;
 pub mod testing;
+pub mod workload;
 
 /// The gateway address Calico gives every workload (answered by proxy ARP on the host veth).
 pub const CALICO_GATEWAY_V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 1, 1));

@@ -65,7 +65,7 @@ pub const INPUT_CHAIN: &str = "input";
 pub const OUTPUT_CHAIN: &str = "output";
 /// Prefix of the host side of every workload veth; any such interface
 /// without an endpoint program is dropped (fail closed).
-pub const WORKLOAD_IFACE_PREFIX: &str = "cali";
+pub const WORKLOAD_IFACE_PREFIX: &str = calico_netlink::workload::HOST_IFACE_PREFIX;
 /// Set of the interfaces that have endpoint chains.
 pub const KNOWN_IFACES_SET: &str = "known-ifaces";
 /// Prefix of the chain for traffic to a workload (its ingress policy).
