@@ -4,10 +4,7 @@ use std::collections::BTreeMap;
 
 use sha1::Digest as _;
 
-/// The label that names the endpoint's namespace.
-pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
-/// The label recording the orchestrator, as libcalico-go adds it.
-pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
+pub use calico_api::v3::{NAMESPACE_LABEL, ORCHESTRATOR_LABEL};
 /// The namespace when no label names one.
 pub const DEFAULT_NAMESPACE: &str = "default";
 /// The orchestrator this plugin records.

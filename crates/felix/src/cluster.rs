@@ -282,7 +282,17 @@ impl Cluster {
                                 namespace: ns.to_owned(),
                                 name: name.to_owned(),
                             },
-                            iface: w.spec.interface_name.clone(),
+                            // An endpoint whose labels are pending has no
+                            // interface yet: its traffic drops (see the annotation).
+                            iface: if w
+                                .metadata
+                                .annotations
+                                .contains_key(calico_api::v3::LABELS_PENDING_ANNOTATION)
+                            {
+                                String::new()
+                            } else {
+                                w.spec.interface_name.clone()
+                            },
                             nets: w
                                 .spec
                                 .ip_networks

@@ -385,3 +385,91 @@ mod tests {
         assert_eq!(nl.calls.len(), 6);
     }
 }
+
+/// A fake the test keeps a handle on after the code under test owns it.
+#[derive(Debug, Default)]
+pub struct Shared<T>(pub std::sync::Arc<std::sync::Mutex<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<T> Shared<T> {
+    /// The fake, locked.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<T: Netlink> Netlink for Shared<T> {
+    fn create_veth(&mut self, spec: &VethSpec, peer_netns: Option<BorrowedFd<'_>>) -> Result<()> {
+        self.lock().create_veth(spec, peer_netns)
+    }
+    fn set_link_netns(&mut self, name: &str, netns: BorrowedFd<'_>) -> Result<()> {
+        self.lock().set_link_netns(name, netns)
+    }
+    fn set_link_up(&mut self, name: &str) -> Result<()> {
+        self.lock().set_link_up(name)
+    }
+    fn add_address(&mut self, link: &str, addr: IpAddr, prefix_len: u8) -> Result<()> {
+        self.lock().add_address(link, addr, prefix_len)
+    }
+    fn add_route(&mut self, route: &Route) -> Result<()> {
+        self.lock().add_route(route)
+    }
+    fn add_neighbour(&mut self, link: &str, ip: IpAddr, mac: &[u8]) -> Result<()> {
+        self.lock().add_neighbour(link, ip, mac)
+    }
+    fn delete_link(&mut self, name: &str) -> Result<bool> {
+        self.lock().delete_link(name)
+    }
+    fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        self.lock().link(name)
+    }
+    fn addresses(&mut self, link: &str) -> Result<Vec<(IpAddr, u8)>> {
+        self.lock().addresses(link)
+    }
+    fn routes(&mut self) -> Result<Vec<Route>> {
+        self.lock().routes()
+    }
+    fn neighbours(&mut self, link: &str) -> Result<Vec<Neighbour>> {
+        self.lock().neighbours(link)
+    }
+    fn links(&mut self) -> Result<Vec<Link>> {
+        self.lock().links()
+    }
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        self.lock().create_vxlan(spec)
+    }
+    fn create_ipip(&mut self, name: &str, mtu: u32) -> Result<()> {
+        self.lock().create_ipip(name, mtu)
+    }
+    fn delete_route(&mut self, route: &Route) -> Result<bool> {
+        self.lock().delete_route(route)
+    }
+    fn delete_neighbour(&mut self, link: &str, ip: IpAddr) -> Result<bool> {
+        self.lock().delete_neighbour(link, ip)
+    }
+    fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<()> {
+        self.lock().add_fdb(link, entry)
+    }
+    fn fdb(&mut self, link: &str) -> Result<Vec<FdbEntry>> {
+        self.lock().fdb(link)
+    }
+    fn delete_fdb(&mut self, link: &str, entry: &FdbEntry) -> Result<bool> {
+        self.lock().delete_fdb(link, entry)
+    }
+}
+
+impl<T: Sysctl> Sysctl for Shared<T> {
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        self.lock().set(key, value)
+    }
+    fn get(&mut self, key: &str) -> Result<String> {
+        self.lock().get(key)
+    }
+}

@@ -5,6 +5,19 @@ use serde::{Deserialize, Serialize};
 use super::ser;
 use crate::numorstring::{Dscp, Protocol};
 
+/// Annotation of a WorkloadEndpoint whose labels are not known yet (a Docker
+/// container the plugin has not read yet): felix leaves its interface
+/// unknown, so its traffic is dropped until the labels are written and the
+/// annotation removed; it never carries traffic under an identity without
+/// them.
+pub const LABELS_PENDING_ANNOTATION: &str = "calico-rs/labels-pending";
+
+/// The label naming a workload endpoint's namespace, set by whoever writes it.
+pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
+
+/// The label naming the orchestrator of a workload endpoint, as libcalico-go adds it.
+pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
+
 /// Spec of a WorkloadEndpoint (upstream's `internalapi.WorkloadEndpointSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
