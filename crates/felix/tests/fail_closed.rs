@@ -548,3 +548,40 @@ fn a_generation_is_swept_before_the_commit_that_puts_it_in_force() {
     let last = log.iter().rposition(|l| l.starts_with("nft")).unwrap();
     assert!(sweep2 < last, "{log:?}");
 }
+
+#[test]
+fn an_endpoint_whose_labels_are_pending_has_no_interface_so_its_traffic_drops() {
+    let r = rig();
+    // w1 as the Docker plugin writes it before it knows the container's labels.
+    let key = Key::namespaced(Kind::WorkloadEndpoint, "default", "w1");
+    let mut w1 = r.ds.get(&key).unwrap().unwrap().value;
+    w1["metadata"]["annotations"] = json!({ calico_api::v3::LABELS_PENDING_ANNOTATION: "true" });
+    put(r.ds.as_ref(), key.clone(), w1.clone());
+    let mut felix = r.felix;
+    felix.sync().unwrap();
+    felix.program(Instant::now());
+    let known = |nft: &Shared<RecordingNft>| -> Vec<String> {
+        nft.0
+            .lock()
+            .unwrap()
+            .table
+            .iter()
+            .filter_map(|o| o.get("set"))
+            .filter(|s| s["name"] == calico_dataplane::render::KNOWN_IFACES_SET)
+            .flat_map(|s| s["elem"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect()
+    };
+    let ifaces = known(&r.nft);
+    assert!(
+        ifaces.contains(&"caliw2".to_owned()) && !ifaces.contains(&"caliw1".to_owned()),
+        "a pending endpoint's interface is unknown (dropped as every unknown cali*): {ifaces:?}"
+    );
+    // The labels arrive and the annotation goes: its interface is known and programmed.
+    w1["metadata"]["annotations"] = json!({});
+    w1["metadata"]["labels"] = json!({"app": "web"});
+    put(r.ds.as_ref(), key, w1);
+    felix.sync().unwrap();
+    felix.program(Instant::now());
+    assert!(known(&r.nft).contains(&"caliw1".to_owned()));
+}
