@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::{App, DNS_SUFFIX, Lab};
+use crate::{App, AppContainer, DNS_SUFFIX, Lab};
 
 /// One request of the matrix and what it gave.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ fn read_app(path: &Path) -> anyhow::Result<App> {
 
 const CLIENTS: [&str; 2] = ["bookstore-frontend", "fruitstore-frontend"];
 const SERVER: &str = "bookstore-server";
+/// The apps `--docker` runs through Docker.
+const DOCKER_APPS: [&str; 2] = ["bookstore-server", "fruitstore-frontend"];
 
 fn probe_all(lab: &Lab, server_id: &str) -> Vec<Probe> {
     let url = format!("http://{SERVER}.{DNS_SUFFIX}:80/id");
@@ -52,23 +54,36 @@ fn cell(p: &Probe) -> String {
 }
 
 /// Runs the demo on a lab that is up with 3 hosts; returns whether every
-/// expectation held. `seed` holds `apps/*.json` and `policy-bookstore.yaml`.
-pub fn run(lab: &Lab, seed: &Path) -> anyhow::Result<bool> {
-    let server = read_app(&seed.join("apps/bookstore-server.json"))?;
-    let server_task = lab.add_app(&server, Some("h1"))?.remove(0);
+/// expectation held. `seed` holds `apps/*.json` and `policy-bookstore.yaml`. With
+/// `docker` (a lab up with Docker), bookstore-server and fruitstore-frontend run as
+/// Docker containers: the same matrix must hold across both containerizers.
+pub fn run(lab: &Lab, seed: &Path, docker: bool) -> anyhow::Result<bool> {
+    let read = |name: &str| -> anyhow::Result<App> {
+        let mut app = read_app(&seed.join(format!("apps/{name}.json")))?;
+        if docker && DOCKER_APPS.contains(&name) {
+            app.container = Some(AppContainer {
+                kind: "DOCKER".into(),
+            });
+        }
+        Ok(app)
+    };
+    let server_task = lab.add_app(&read(SERVER)?, Some("h1"))?.remove(0);
     let mut client_tasks = Vec::new();
     for (c, host) in CLIENTS.iter().zip(["h2", "h3"]) {
-        let app = read_app(&seed.join(format!("apps/{c}.json")))?;
-        client_tasks.push(lab.add_app(&app, Some(host))?.remove(0));
+        client_tasks.push(lab.add_app(&read(c)?, Some(host))?.remove(0));
     }
     println!();
-    println!("{:<32} {:<6} {:<16} labels", "TASK", "HOST", "IP");
+    println!(
+        "{:<32} {:<6} {:<8} {:<16} labels",
+        "TASK", "HOST", "RUNTIME", "IP"
+    );
     for t in std::iter::once(&server_task).chain(&client_tasks) {
         let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "{:<32} {:<6} {:<16} {}",
+            "{:<32} {:<6} {:<8} {:<16} {}",
             t.id,
             t.host,
+            if t.docker { "Docker" } else { "Mesos" },
             t.ip,
             labels.join(",")
         );

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub mod demo;
+pub mod docker;
 
 /// Suffix Marathon's DNS gives container IPs of an app.
 pub const DNS_SUFFIX: &str = "marathon.containerip.dcos.thisdcos.directory";
@@ -49,8 +50,12 @@ pub struct Task {
     pub ip: String,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
-    /// The Mesos container id the CNI plugin was given (the endpoint's workload).
+    /// The Mesos container id the CNI plugin was given (the endpoint's workload); for a
+    /// Docker task, its container's name.
     pub container_id: String,
+    /// A Docker container on its host's dockerd (else a Mesos container through CNI).
+    #[serde(default)]
+    pub docker: bool,
 }
 
 /// What the lab has made, kept in `state.json` in its directory.
@@ -65,6 +70,9 @@ pub struct State {
     /// The etcd client URL when the lab runs on etcd (else the embedded store).
     #[serde(default)]
     pub etcd: Option<String>,
+    /// Every host runs dockerd and the Calico Docker plugin.
+    #[serde(default)]
+    pub docker: bool,
 }
 
 /// Where the etcd of a lab listens: the underlay router, reachable from every host.
@@ -95,6 +103,24 @@ pub struct App {
     /// Networks; the lab joins the one named `calico`.
     #[serde(rename = "networks", default)]
     pub networks: Vec<AppNetwork>,
+    /// The containerizer (`MESOS` when absent).
+    #[serde(rename = "container", default)]
+    pub container: Option<AppContainer>,
+}
+
+/// An app's `container`, as much as the lab reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AppContainer {
+    /// `MESOS` (the CNI plugin) or `DOCKER` (the Docker plugin).
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+impl App {
+    /// Whether Docker runs its tasks.
+    pub fn is_docker(&self) -> bool {
+        self.container.as_ref().is_some_and(|c| c.kind == "DOCKER")
+    }
 }
 
 fn one() -> u32 {
@@ -168,7 +194,7 @@ impl Lab {
         self.dir.join("calico.db")
     }
 
-    fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
         let p = self.bin.join(name);
         if !p.is_file() {
             bail!(
@@ -188,6 +214,12 @@ impl Lab {
     /// datastore is an etcd server on the underlay (Debian's `etcd-server`)
     /// instead of the embedded file.
     pub fn up(&self, n: u8, etcd: bool) -> anyhow::Result<()> {
+        self.up_with(n, etcd, false)
+    }
+
+    /// [`Lab::up`], with `docker`: every host also runs its own dockerd and the Calico
+    /// Docker plugin (calico-node then creates the host's `calico` Docker network).
+    pub fn up_with(&self, n: u8, etcd: bool, docker: bool) -> anyhow::Result<()> {
         if !self.state()?.hosts.is_empty() {
             bail!("the lab {} is already up: run down first", self.prefix);
         }
@@ -197,6 +229,9 @@ impl Lab {
         let node_bin = self.binary("calico-node")?;
         for b in ["calico", "calico-ipam", "calicoctl"] {
             self.binary(b)?;
+        }
+        if docker {
+            self.binary("calico-libnetwork-plugin")?;
         }
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
@@ -209,7 +244,10 @@ impl Lab {
         ip(&["-n", &ul, "link", "add", "br-ul", "type", "bridge"])?;
         ip(&["-n", &ul, "link", "set", "br-ul", "up"])?;
         ip(&["-n", &ul, "addr", "add", "172.30.0.254/24", "dev", "br-ul"])?;
-        let mut state = State::default();
+        let mut state = State {
+            docker,
+            ..State::default()
+        };
         if etcd {
             self.start_etcd(&ul)?;
             state.etcd = Some(LAB_ETCD.to_owned());
@@ -245,6 +283,11 @@ impl Lab {
         for h in &state.hosts {
             self.say(format!("waiting for calico-node on {} to be ready", h.name));
             self.wait_ready(h, Duration::from_secs(30))?;
+        }
+        if docker {
+            for h in &state.hosts {
+                self.start_docker(h)?;
+            }
         }
         Ok(())
     }
@@ -306,7 +349,7 @@ impl Lab {
     }
 
     /// Datastore settings as environment variables, for calico-node and calicoctl.
-    fn datastore_env(&self, state: &State) -> Vec<(&'static str, String)> {
+    pub(crate) fn datastore_env(&self, state: &State) -> Vec<(&'static str, String)> {
         match &state.etcd {
             Some(url) => vec![
                 ("DATASTORE_TYPE", "etcdv3".into()),
@@ -362,13 +405,23 @@ impl Lab {
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
         self.say(format!("starting calico-node on {}", h.name));
-        Command::new("ip")
-            .args(["netns", "exec", &h.netns])
+        let state = self.state()?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &h.netns])
             .arg(node_bin)
             .args(["--node", &h.name, "--ip", &h.ip, "--leak-grace", "15m"])
             .arg("--endpoint-status-prefix")
-            .arg(self.status_prefix(&h.name))
-            .envs(self.datastore_env(&self.state()?))
+            .arg(self.status_prefix(&h.name));
+        if state.docker {
+            cmd.arg("--docker-socket")
+                .arg(self.docker_socket(&h.name))
+                .arg("--docker-plugin-dir")
+                .arg(self.docker_plugins(&h.name));
+        } else {
+            // This machine's own dockerd is not a lab host's.
+            cmd.args(["--docker-network", ""]);
+        }
+        cmd.envs(self.datastore_env(&state))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -490,7 +543,17 @@ impl Lab {
             };
             let id = format!("{name}.instance-{k}");
             self.say(format!("starting task {id} on {}", h.name));
-            let task = self.start_task(&h, &id, &name, &net.labels, k)?;
+            let task = if app.is_docker() {
+                if !state.docker {
+                    bail!(
+                        "app {}: a DOCKER app needs a lab brought up with --docker",
+                        app.id
+                    );
+                }
+                self.start_docker_task(&h, &id, &name, &net.labels, k)?
+            } else {
+                self.start_task(&h, &id, &name, &net.labels, k)?
+            };
             state.tasks.push(task.clone());
             self.save(&state)?;
             new.push(task);
@@ -547,11 +610,17 @@ impl Lab {
             ip: ip_addr,
             labels: labels.clone(),
             container_id,
+            docker: false,
         })
     }
 
     /// Waits until felix on `h` has endpoint chains for interface `iface`.
-    fn wait_programmed(&self, h: &Host, iface: &str, within: Duration) -> anyhow::Result<()> {
+    pub(crate) fn wait_programmed(
+        &self,
+        h: &Host,
+        iface: &str,
+        within: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         let quoted = format!("\"{iface}\"");
         loop {
@@ -728,9 +797,14 @@ impl Lab {
             .find(|h| h.name == t.host)
             .cloned()
             .context("task's host is gone")?;
-        let conf = self.cni_conf(&state, &h.name);
-        self.cni(&h, "DEL", &t.container_id, &t.netns, &conf)?;
-        kill_netns(&t.netns)?;
+        if t.docker {
+            self.docker(&h.name, &["rm", "-f", &t.container_id])?;
+            ip(&["netns", "del", &t.netns])?;
+        } else {
+            let conf = self.cni_conf(&state, &h.name);
+            self.cni(&h, "DEL", &t.container_id, &t.netns, &conf)?;
+            kill_netns(&t.netns)?;
+        }
         state.tasks.retain(|x| x.id != t.id);
         self.save(&state)?;
         self.write_hosts_files(&state)

@@ -35,6 +35,10 @@ enum Cmd {
         /// Run the datastore as etcd on the underlay instead of the embedded file.
         #[arg(long)]
         etcd: bool,
+        /// Every host also runs its own dockerd and the Calico Docker plugin (for
+        /// `"type": "DOCKER"` apps).
+        #[arg(long)]
+        docker: bool,
     },
     /// Start a Marathon app's instances (its JSON definition).
     App {
@@ -90,6 +94,10 @@ enum Cmd {
         /// Run on etcd instead of the embedded datastore.
         #[arg(long)]
         etcd: bool,
+        /// bookstore-server and fruitstore-frontend as Docker containers (the Calico
+        /// Docker plugin), bookstore-frontend as a Mesos container.
+        #[arg(long)]
+        docker: bool,
     },
 }
 
@@ -147,7 +155,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         verbose: true,
     };
     match args.command {
-        Cmd::Up { hosts, etcd } => lab.up(hosts, etcd)?,
+        Cmd::Up {
+            hosts,
+            etcd,
+            docker,
+        } => lab.up_with(hosts, etcd, docker)?,
         Cmd::App { file, host } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -173,17 +185,29 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 println!("host {} netns {} {}", h.name, h.netns, h.ip);
             }
             for t in &s.tasks {
-                println!("task {} on {} at {} netns {}", t.id, t.host, t.ip, t.netns);
+                println!(
+                    "task {} on {} at {} netns {}{}",
+                    t.id,
+                    t.host,
+                    t.ip,
+                    t.netns,
+                    if t.docker { " (Docker)" } else { "" }
+                );
             }
         }
         Cmd::Restart { host } => lab.restart_node(&host)?,
         Cmd::TcpSink { port, file } => tcp_sink(port, &file)?,
         Cmd::TcpSource { addr, port } => tcp_source(addr, port)?,
         Cmd::Down => lab.down()?,
-        Cmd::Demo { seed, keep, etcd } => {
+        Cmd::Demo {
+            seed,
+            keep,
+            etcd,
+            docker,
+        } => {
             lab.down()?;
-            lab.up(3, etcd)?;
-            let held = calico_lab::demo::run(&lab, &seed);
+            lab.up_with(3, etcd, docker)?;
+            let held = calico_lab::demo::run(&lab, &seed, docker);
             if !keep {
                 lab.down()?;
             }

@@ -128,7 +128,10 @@ fn same_host_and_cross_host_connectivity_and_bulk_transfer() {
 fn bookstore_scenario_of_the_seed() {
     let Some(lab) = lab("e2ebook", 3) else { return };
     let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed");
-    assert!(calico_lab::demo::run(&lab, &seed).unwrap(), "demo matrix");
+    assert!(
+        calico_lab::demo::run(&lab, &seed, false).unwrap(),
+        "demo matrix"
+    );
 }
 
 #[test]
@@ -141,7 +144,7 @@ fn bookstore_scenario_on_etcd() {
     };
     let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed");
     assert!(
-        calico_lab::demo::run(&lab, &seed).unwrap(),
+        calico_lab::demo::run(&lab, &seed, false).unwrap(),
         "demo matrix on etcd"
     );
     // The data is in etcd under upstream's layout.

@@ -48,19 +48,39 @@ impl DockerSocket {
         DockerSocket { path: path.into() }
     }
 
-    /// GET `path` as JSON; None for 404. HTTP/1.0, so the body ends with the connection and
-    /// is never chunked: the few calls needed do not justify an HTTP client dependency.
+    /// GET `path` as JSON; None for 404.
     fn get(&self, path: &str) -> Result<Option<Value>, Error> {
+        match self.request("GET", path, None)? {
+            (404, _) => Ok(None),
+            (200, v) => Ok(Some(v)),
+            (status, v) => Err(Error::Docker {
+                doing: format!("GET {path} on {}", self.path.display()),
+                reason: format!("status {status}: {v}"),
+            }),
+        }
+    }
+
+    /// One call: (status, JSON body or null). HTTP/1.0, so the body ends with the
+    /// connection and is never chunked: the few calls needed do not justify an HTTP client
+    /// dependency.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), Error> {
         let err = |reason: String| Error::Docker {
-            doing: format!("GET {path} on {}", self.path.display()),
+            doing: format!("{method} {path} on {}", self.path.display()),
             reason,
         };
         let mut s = UnixStream::connect(&self.path).map_err(|e| err(e.to_string()))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
+        s.set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| err(e.to_string()))?;
+        let body = body.map(Value::to_string).unwrap_or_default();
         write!(
             s,
-            "GET /{API_VERSION}{path} HTTP/1.0\r\nHost: docker\r\n\r\n"
+            "{method} /{API_VERSION}{path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .map_err(|e| err(e.to_string()))?;
         let mut raw = Vec::new();
@@ -74,12 +94,45 @@ impl DockerSocket {
             .nth(1)
             .and_then(|c| c.parse::<u16>().ok())
             .ok_or_else(|| err(format!("bad status line {:?}", head.lines().next())))?;
-        match status {
-            200 => serde_json::from_str(body)
-                .map(Some)
-                .map_err(|e| err(format!("reading the JSON answer: {e}"))),
-            404 => Ok(None),
-            _ => Err(err(format!("status {status}: {}", body.trim()))),
+        let value = if body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).map_err(|e| err(format!("reading the JSON answer: {e}")))?
+        };
+        Ok((status, value))
+    }
+
+    /// Creates the Docker network `name` on the Calico drivers (`driver`, `driver-ipam`)
+    /// with `subnet` and `profile`, unless a network of that name exists. Returns whether
+    /// it created it.
+    pub fn ensure_network(
+        &self,
+        name: &str,
+        driver: &str,
+        subnet: &ipnet::IpNet,
+        profile: &str,
+    ) -> Result<bool, Error> {
+        if self.get(&format!("/networks/{name}"))?.is_some() {
+            return Ok(false);
+        }
+        let spec = serde_json::json!({
+            "Name": name,
+            "Driver": driver,
+            "CheckDuplicate": true,
+            "IPAM": {"Driver": format!("{driver}-ipam"), "Config": [{"Subnet": subnet.to_string()}]},
+            "Options": {crate::PROFILE_OPTION: profile},
+        });
+        match self.request("POST", "/networks/create", Some(&spec))? {
+            (201 | 200, _) => Ok(true),
+            // Created meanwhile by someone else.
+            (409, _) => Ok(false),
+            (status, v) => Err(Error::Docker {
+                doing: format!("creating Docker network {name}"),
+                reason: format!(
+                    "status {status}: {}",
+                    v["message"].as_str().unwrap_or_default()
+                ),
+            }),
         }
     }
 }

@@ -75,6 +75,16 @@ struct Args {
     /// How often the leak collector runs.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     leak_interval: Duration,
+    /// The Docker network created on this host once Docker and the Calico Docker plugin
+    /// run (on the default pool, with the default profile); empty: none.
+    #[arg(long, default_value = "calico")]
+    docker_network: String,
+    /// The Docker Engine API socket.
+    #[arg(long, env = "DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+    docker_socket: PathBuf,
+    /// Docker's plugin directory, where the Calico plugin's sockets appear.
+    #[arg(long, default_value = "/run/docker/plugins")]
+    docker_plugin_dir: PathBuf,
 }
 
 fn parse_spoofing(s: &str) -> Result<bool, String> {
@@ -232,6 +242,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     serve_health(args.health_port, status.clone())?;
     serve_metrics(args.metrics_port, registry)?;
     spawn_leak_collector(ds.clone(), args.leak_grace, args.leak_interval);
+    if !args.docker_network.is_empty() {
+        spawn_docker_network(
+            args.docker_network.clone(),
+            args.docker_socket.clone(),
+            args.docker_plugin_dir.clone(),
+            IpNet::V4(params.network_cidr),
+        );
+    }
     spawn_stale_endpoint_collector(
         ds.clone(),
         node.clone(),
@@ -242,6 +260,35 @@ fn run(args: Args) -> anyhow::Result<()> {
     let stop = AtomicBool::new(false);
     felix.run(&stop);
     Ok(())
+}
+
+/// Creates the local Calico Docker network once Docker and the plugin (`calico.sock`) are
+/// there: what DC/OS did with Docker's cluster store and a ZooKeeper lock, per host instead.
+fn spawn_docker_network(name: String, socket: PathBuf, plugin_dir: PathBuf, subnet: IpNet) {
+    std::thread::spawn(move || {
+        let plugin = plugin_dir.join("calico.sock");
+        let docker = calico_libnetwork::DockerSocket::new(&socket);
+        let mut said = String::new();
+        loop {
+            if socket.exists() && plugin.exists() {
+                match docker.ensure_network(&name, "calico", &subnet, startup::DEFAULT_PROFILE) {
+                    Ok(true) => {
+                        eprintln!("calico-node: created Docker network {name} ({subnet})");
+                        return;
+                    }
+                    Ok(false) => return,
+                    Err(e) => {
+                        let e = e.to_string();
+                        if e != said {
+                            eprintln!("calico-node: Docker network {name}: {e}; trying again");
+                            said = e;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
 }
 
 fn listen(port: u16) -> anyhow::Result<tiny_http::Server> {

@@ -29,6 +29,11 @@ pub fn lab(prefix: &str, hosts: u8) -> Option<TestLab> {
 }
 
 pub fn lab_on(prefix: &str, hosts: u8, etcd: bool) -> Option<TestLab> {
+    lab_with(prefix, hosts, etcd, false)
+}
+
+/// A lab whose hosts also run dockerd and the Calico Docker plugin (`docker`).
+pub fn lab_with(prefix: &str, hosts: u8, etcd: bool, docker: bool) -> Option<TestLab> {
     if !nix_is_root() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -41,7 +46,13 @@ pub fn lab_on(prefix: &str, hosts: u8, etcd: bool) -> Option<TestLab> {
         .parent()
         .unwrap()
         .to_owned();
-    for b in ["calico-node", "calico", "calico-ipam", "calicoctl"] {
+    for b in [
+        "calico-node",
+        "calico",
+        "calico-ipam",
+        "calicoctl",
+        "calico-libnetwork-plugin",
+    ] {
         assert!(
             bin.join(b).is_file(),
             "{b} is not built next to calico-lab: build the workspace first (cargo build --workspace)"
@@ -56,7 +67,7 @@ pub fn lab_on(prefix: &str, hosts: u8, etcd: bool) -> Option<TestLab> {
     // A previous run killed half-way may have left it behind.
     l.down().unwrap();
     let l = TestLab(l);
-    l.up(hosts, etcd).unwrap();
+    l.up_with(hosts, etcd, docker).unwrap();
     Some(l)
 }
 
@@ -83,6 +94,7 @@ pub fn app(id: &str, instances: u32, labels: &[(&str, &str)]) -> App {
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
         }],
+        container: None,
     }
 }
 
