@@ -44,20 +44,26 @@ impl Lab {
     /// Starts the Calico Docker plugin and dockerd on host `h`, waits for dockerd, and
     /// imports the task image.
     pub(crate) fn start_docker(&self, h: &Host) -> anyhow::Result<()> {
-        let dir = self.docker_dir(&h.name);
-        let plugins = self.docker_plugins(&h.name);
-        std::fs::create_dir_all(&plugins)?;
+        std::fs::create_dir_all(self.docker_plugins(&h.name))?;
         std::fs::create_dir_all("/run/docker/plugins")?;
-        let log = |name: &str| -> anyhow::Result<std::fs::File> {
-            let p = self.dir.join(format!("{name}-{}.log", h.name));
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&p)
-                .with_context(|| format!("opening {}", p.display()))
-        };
+        self.start_plugin(h)?;
+        self.start_dockerd(h)?;
+        self.import_image(&h.name)
+    }
+
+    fn log(&self, name: &str, h: &Host) -> anyhow::Result<std::fs::File> {
+        let p = self.dir.join(format!("{name}-{}.log", h.name));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .with_context(|| format!("opening {}", p.display()))
+    }
+
+    fn start_plugin(&self, h: &Host) -> anyhow::Result<()> {
+        let plugins = self.docker_plugins(&h.name);
         self.say(format!("starting the Calico Docker plugin on {}", h.name));
-        let plugin = log("libnetwork")?;
+        let plugin = self.log("libnetwork", h)?;
         Command::new("ip")
             .args(["netns", "exec", &h.netns])
             .arg(self.binary("calico-libnetwork-plugin")?)
@@ -73,14 +79,22 @@ impl Lab {
             .process_group(0)
             .spawn()
             .context("starting calico-libnetwork-plugin")?;
+        Ok(())
+    }
+
+    /// Starts dockerd on host `h` (live-restore: containers outlive a restart of it, as an
+    /// operator of Calico's Docker networking should run it) and waits until it answers.
+    fn start_dockerd(&self, h: &Host) -> anyhow::Result<()> {
+        let dir = self.docker_dir(&h.name);
+        let plugins = self.docker_plugins(&h.name);
         self.say(format!("starting dockerd on {}", h.name));
-        let daemon = log("dockerd")?;
+        let daemon = self.log("dockerd", h)?;
         // Its own /run/docker/plugins: the plugin directory is not a dockerd option.
         let script = format!(
             "mount --make-rprivate / && mount --bind '{plugins}' /run/docker/plugins && exec dockerd \
              --data-root '{data}' --exec-root '{exec}' --pidfile '{dir}/docker.pid' -H 'unix://{sock}' \
              --containerd-namespace '{ns}' --containerd-plugins-namespace '{ns}-plugins' \
-             --iptables=false --ip-masq=false --bridge=none",
+             --iptables=false --ip-masq=false --bridge=none --live-restore",
             plugins = plugins.display(),
             data = dir.join("data").display(),
             exec = dir.join("exec").display(),
@@ -110,7 +124,62 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        self.import_image(&h.name)
+        Ok(())
+    }
+
+    /// Restarts dockerd on `host` (SIGTERM, then start): its containers keep running.
+    pub fn restart_dockerd(&self, host: &str) -> anyhow::Result<()> {
+        let h = self.host(host)?;
+        let pidfile = self.docker_dir(host).join("docker.pid");
+        let pid = std::fs::read_to_string(&pidfile)
+            .with_context(|| format!("reading {}", pidfile.display()))?;
+        run(Command::new("kill").arg(pid.trim()))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Gone, or a zombie of the process that started it.
+        let alive = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.rsplit(") ").next().is_some_and(|r| !r.starts_with('Z')))
+        };
+        while alive(pid.trim()) {
+            if Instant::now() > deadline {
+                bail!("dockerd on {host} did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.start_dockerd(&h)
+    }
+
+    /// Restarts the Calico Docker plugin on `host` (kill, start, wait for its socket).
+    pub fn restart_docker_plugin(&self, host: &str) -> anyhow::Result<()> {
+        let h = self.host(host)?;
+        for pid in ip(&["netns", "pids", &h.netns])?.split_whitespace() {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe
+                .file_name()
+                .is_some_and(|n| n == "calico-libnetwork-plugin")
+            {
+                run(Command::new("kill").arg(pid))?;
+            }
+        }
+        let socket = self.docker_plugins(host).join("calico.sock");
+        let _ = std::fs::remove_file(&socket);
+        self.start_plugin(&h)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                bail!("the plugin on {host} did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn host(&self, name: &str) -> anyhow::Result<Host> {
+        self.state()?
+            .hosts
+            .into_iter()
+            .find(|h| h.name == name)
+            .with_context(|| format!("no host {name}"))
     }
 
     fn import_image(&self, h: &str) -> anyhow::Result<()> {

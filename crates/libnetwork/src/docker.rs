@@ -27,6 +27,8 @@ pub struct NetworkInfo {
 pub trait DockerApi: Send + Sync {
     /// The network `id`.
     fn network(&self, id: &str) -> Result<NetworkInfo, Error>;
+    /// The endpoint IDs Docker lists on network `network_id` (None: no such network).
+    fn network_endpoints(&self, network_id: &str) -> Result<Option<Vec<String>>, Error>;
     /// The labels of the container whose endpoint `endpoint_id` is on network `network_id`;
     /// None while Docker does not list it yet.
     fn endpoint_labels(
@@ -157,6 +159,17 @@ impl DockerApi for DockerSocket {
             name: v["Name"].as_str().unwrap_or_default().to_owned(),
             options: string_map(&v["Options"]),
         })
+    }
+
+    fn network_endpoints(&self, network_id: &str) -> Result<Option<Vec<String>>, Error> {
+        Ok(self.get(&format!("/networks/{network_id}"))?.map(|net| {
+            net["Containers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, c)| c["EndpointID"].as_str().map(str::to_owned))
+                .collect()
+        }))
     }
 
     fn endpoint_labels(

@@ -323,6 +323,11 @@ impl Plugin {
             .unwrap_or_default()
             .parse()
             .map_err(|e| Error::Refused(format!("address {:?}: {e}", req.address)))?;
+        self.release_ours(ip, Some(&req.pool_id))
+    }
+
+    /// Releases `ip` if this plugin handed it out (for pool `pool_id`, when given).
+    pub(crate) fn release_ours(&self, ip: IpAddr, pool_id: Option<&str>) -> Result<(), Error> {
         let ipam = Ipam::new(self.ds.as_ref());
         let doing = |source| Error::Ipam {
             doing: format!("releasing {ip}"),
@@ -331,9 +336,10 @@ impl Plugin {
         let Some((_, attr)) = ipam.get_allocation(ip).map_err(doing)? else {
             return Ok(());
         };
-        let ours = attr.secondary.get("dockerPool") == Some(&req.pool_id);
+        let pool_matches =
+            pool_id.is_none_or(|p| attr.secondary.get("dockerPool").map(String::as_str) == Some(p));
         match attr.handle_id.as_deref() {
-            Some(h) if ours && h.starts_with(HANDLE_PREFIX) => {
+            Some(h) if pool_matches && h.starts_with(HANDLE_PREFIX) => {
                 ipam.release_ip_if_held_by(ip, Some(h)).map_err(doing)?;
             }
             _ => {}

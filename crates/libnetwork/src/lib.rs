@@ -87,18 +87,12 @@ pub enum Error {
     },
 }
 
-/// Whether the container network namespace at a path already has a route to an address.
-pub type SandboxRouteCheck = dyn Fn(&str, std::net::IpAddr) -> Result<bool, String> + Send + Sync;
-
 /// The host's kernel as the plugin uses it.
 pub struct Host {
     /// Links and routes of the host namespace.
     pub netlink: Box<dyn Netlink + Send>,
     /// `/proc/sys`.
     pub sysctl: Box<dyn Sysctl + Send>,
-    /// Looks into a container's namespace (a second Calico network in the same container
-    /// must not add the gateway route again: Docker fails on "file exists").
-    pub sandbox_has_route: Box<SandboxRouteCheck>,
 }
 
 /// Settings of a plugin.

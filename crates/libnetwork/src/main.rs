@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use calico_datastore::{Datastore, DatastoreConfig};
 use calico_libnetwork::server::{Driver, serve};
 use calico_libnetwork::{Config, DockerSocket, Host, Plugin};
-use calico_netlink::real::{NetlinkSocket, NetnsFile, ProcSysctl};
+use calico_netlink::real::{NetlinkSocket, ProcSysctl};
 use clap::Parser;
 
 /// The Docker network and IPAM drivers of Calico.
@@ -38,6 +38,9 @@ struct Args {
     /// How long to wait for Docker to list a container's labels.
     #[arg(long, default_value_t = 30)]
     label_wait_secs: u64,
+    /// How often to look for endpoints of containers Docker forgot to tear down.
+    #[arg(long, default_value_t = 5)]
+    collect_interval_secs: u64,
 }
 
 fn main() {
@@ -62,16 +65,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     let host = Host {
         netlink: Box::new(NetlinkSocket::new().context("opening netlink")?),
         sysctl: Box::new(ProcSysctl),
-        sandbox_has_route: Box::new(|path, dst| {
-            let ns = NetnsFile::open(std::path::Path::new(path)).map_err(|e| e.to_string())?;
-            let routes = calico_netlink::Netns::run(&ns, || {
-                use calico_netlink::Netlink as _;
-                NetlinkSocket::new().and_then(|mut nl| nl.routes())
-            })
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            Ok(routes.iter().any(|r| r.dst == dst))
-        }),
     };
     let plugin = Plugin::new(
         Config {
@@ -87,6 +80,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     if resumed > 0 {
         eprintln!("calico-libnetwork-plugin: reading the labels of {resumed} pending endpoints");
     }
+    let collector = plugin.clone();
+    let every = Duration::from_secs(args.collect_interval_secs.max(1));
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            match collector.collect_gone() {
+                Ok(gone) => {
+                    for name in gone {
+                        eprintln!(
+                            "calico-libnetwork-plugin: removed endpoint {name}: its container is gone and Docker never said so"
+                        );
+                    }
+                }
+                Err(e) => eprintln!("calico-libnetwork-plugin: looking for gone containers: {e}"),
+            }
+        }
+    });
     let network = args.plugin_dir.join(format!("{}.sock", args.name));
     let ipam = args.plugin_dir.join(format!("{}-ipam.sock", args.name));
     let threads = [

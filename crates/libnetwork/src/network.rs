@@ -34,6 +34,11 @@ const TEMP_PREFIX: &str = "tmp";
 /// Annotation recording an endpoint's Docker network (to find its container again after a
 /// restart of the plugin).
 pub const NETWORK_ANNOTATION: &str = "calico-rs/docker-network";
+/// Annotation recording the container namespace (Docker's sandbox) an endpoint joined: a
+/// second Calico network in the same container must not add the gateway route again
+/// (Docker fails on "file exists"), and the sandbox itself may be in dockerd's private
+/// mount namespace, out of the plugin's sight.
+pub const SANDBOX_ANNOTATION: &str = "calico-rs/docker-sandbox";
 
 impl Plugin {
     pub(crate) fn network_call(
@@ -260,7 +265,8 @@ impl Plugin {
             .collect();
         let host_veth = host_iface_name(&req.endpoint_id);
         let temp = format!("{TEMP_PREFIX}{}", &host_veth[4..]);
-        let has_gateway_route = {
+        let has_gateway_route = self.sandbox_joined(&req.sandbox_key, &key)?;
+        {
             let mut host = self
                 .host
                 .lock()
@@ -293,8 +299,8 @@ impl Plugin {
                     source: e,
                 });
             }
-            (host.sandbox_has_route)(&req.sandbox_key, CALICO_GATEWAY_V4).unwrap_or(false)
-        };
+        }
+        self.annotate(&key, SANDBOX_ANNOTATION, &req.sandbox_key)?;
         self.resolve_labels_later(req.network_id.clone(), req.endpoint_id.clone(), key);
         let v4 = ips.iter().any(IpAddr::is_ipv4);
         let gateway = format!("{CALICO_GATEWAY_V4}");
@@ -317,6 +323,55 @@ impl Plugin {
             },
             disable_gateway_service: true,
         })
+    }
+
+    /// Whether another Calico endpoint of this node joined `sandbox` already.
+    fn sandbox_joined(&self, sandbox: &str, except: &Key) -> Result<bool, Error> {
+        let list = self
+            .ds
+            .list(Kind::WorkloadEndpoint, Some(NAMESPACE))
+            .map_err(|source| Error::Datastore {
+                doing: "listing endpoints".into(),
+                source,
+            })?;
+        Ok(list.items.iter().any(|kv| {
+            kv.key != *except
+                && kv.value["spec"]["node"].as_str() == Some(&self.cfg.node)
+                && kv.value["metadata"]["annotations"][SANDBOX_ANNOTATION].as_str() == Some(sandbox)
+        }))
+    }
+
+    /// Sets one annotation of endpoint `key` (compare-and-swap, retried on a conflict).
+    fn annotate(&self, key: &Key, name: &str, value: &str) -> Result<(), Error> {
+        let doing = |what: &str| format!("{what} endpoint {}", key.name);
+        for _ in 0..10 {
+            let Some(current) = self.ds.get(key).map_err(|source| Error::Datastore {
+                doing: doing("reading"),
+                source,
+            })?
+            else {
+                return Err(Error::Refused(format!("endpoint {} is gone", key.name)));
+            };
+            let mut v = current.value;
+            if !v["metadata"]["annotations"].is_object() {
+                v["metadata"]["annotations"] = serde_json::json!({});
+            }
+            v["metadata"]["annotations"][name] = serde_json::json!(value);
+            match self.ds.update(key, v, Some(current.mod_revision)) {
+                Ok(_) => return Ok(()),
+                Err(DatastoreError::Conflict { .. }) => {}
+                Err(source) => {
+                    return Err(Error::Datastore {
+                        doing: doing("annotating"),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(Error::Refused(format!(
+            "endpoint {} keeps changing under the plugin",
+            key.name
+        )))
     }
 
     fn leave(&self, req: &EndpointRef) -> Result<(), Error> {
@@ -377,31 +432,112 @@ impl Plugin {
                 wanted.insert(name.to_owned(), v);
             }
         }
-        let Some(current) = self.ds.get(key).map_err(|source| Error::Datastore {
-            doing: format!("reading endpoint {}", key.name),
-            source,
-        })?
-        else {
-            return Ok(());
-        };
-        let mut value = current.value;
-        value["metadata"]["labels"] = serde_json::to_value(&wanted)
-            .map_err(|e| Error::Refused(format!("encoding labels: {e}")))?;
-        if let Some(a) = value["metadata"]["annotations"].as_object_mut() {
-            a.remove(LABELS_PENDING_ANNOTATION);
-        }
-        // Labels are checked as calicoctl checks them before anything is written.
-        calico_api::decode::<v3::WorkloadEndpoint>(value.clone())
-            .map_err(|e| Error::Refused(format!("the container's labels: {e}")))?;
-        match self.ds.update(key, value, Some(current.mod_revision)) {
-            Ok(_) | Err(DatastoreError::NotFound { .. } | DatastoreError::Conflict { .. }) => {
-                Ok(())
-            }
-            Err(source) => Err(Error::Datastore {
-                doing: format!("writing the labels of endpoint {}", key.name),
+        // Compare-and-swap, again on a conflict (the plugin itself may be annotating it);
+        // an endpoint deleted meanwhile is done with.
+        for _ in 0..10 {
+            let Some(current) = self.ds.get(key).map_err(|source| Error::Datastore {
+                doing: format!("reading endpoint {}", key.name),
                 source,
-            }),
+            })?
+            else {
+                return Ok(());
+            };
+            let mut value = current.value;
+            value["metadata"]["labels"] = serde_json::to_value(&wanted)
+                .map_err(|e| Error::Refused(format!("encoding labels: {e}")))?;
+            if let Some(a) = value["metadata"]["annotations"].as_object_mut() {
+                a.remove(LABELS_PENDING_ANNOTATION);
+            }
+            // Labels are checked as calicoctl checks them before anything is written.
+            calico_api::decode::<v3::WorkloadEndpoint>(value.clone())
+                .map_err(|e| Error::Refused(format!("the container's labels: {e}")))?;
+            match self.ds.update(key, value, Some(current.mod_revision)) {
+                Ok(_) | Err(DatastoreError::NotFound { .. }) => return Ok(()),
+                Err(DatastoreError::Conflict { .. }) => {}
+                Err(source) => {
+                    return Err(Error::Datastore {
+                        doing: format!("writing the labels of endpoint {}", key.name),
+                        source,
+                    });
+                }
+            }
         }
+        Err(Error::Refused(format!(
+            "endpoint {} keeps changing under the plugin",
+            key.name
+        )))
+    }
+
+    /// Removes the endpoints of containers Docker forgot without telling the driver (a
+    /// container removed after dockerd restarted with live-restore gets no DeleteEndpoint):
+    /// a joined endpoint whose host veth is gone (its container's namespace went with it)
+    /// and that Docker no longer lists. Its addresses are released. Returns the endpoints
+    /// removed.
+    pub fn collect_gone(&self) -> Result<Vec<String>, Error> {
+        let list = self
+            .ds
+            .list(Kind::WorkloadEndpoint, Some(NAMESPACE))
+            .map_err(|source| Error::Datastore {
+                doing: "listing endpoints".into(),
+                source,
+            })?;
+        let mut gone = Vec::new();
+        for kv in list.items {
+            let (meta, spec) = (&kv.value["metadata"], &kv.value["spec"]);
+            if spec["node"].as_str() != Some(&self.cfg.node)
+                || spec["orchestrator"].as_str() != Some(ORCHESTRATOR_DOCKER)
+                || !meta["annotations"][SANDBOX_ANNOTATION].is_string()
+            {
+                continue;
+            }
+            let iface = spec["interfaceName"].as_str().unwrap_or_default();
+            let veth = {
+                let mut host = self
+                    .host
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                host.netlink.link(iface).map_err(|source| Error::Kernel {
+                    doing: format!("looking for {iface}"),
+                    source,
+                })?
+            };
+            if veth.is_some() {
+                continue;
+            }
+            let network = meta["annotations"][NETWORK_ANNOTATION]
+                .as_str()
+                .unwrap_or_default();
+            let endpoint = spec["endpoint"].as_str().unwrap_or_default();
+            if self
+                .docker
+                .network_endpoints(network)?
+                .is_some_and(|eps| eps.iter().any(|e| e == endpoint))
+            {
+                continue;
+            }
+            match self.ds.delete(&kv.key, Some(kv.mod_revision)) {
+                Ok(_) => {}
+                // Changed or deleted meanwhile: the next round looks again.
+                Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => continue,
+                Err(source) => {
+                    return Err(Error::Datastore {
+                        doing: format!("deleting endpoint {}", kv.key.name),
+                        source,
+                    });
+                }
+            }
+            for net in spec["ipNetworks"].as_array().into_iter().flatten() {
+                if let Some(ip) = net
+                    .as_str()
+                    .and_then(|n| n.split('/').next())
+                    .and_then(|a| a.parse().ok())
+                {
+                    self.release_ours(ip, None)?;
+                }
+            }
+            gone.push(kv.key.name);
+        }
+        Ok(gone)
     }
 
     /// Endpoints of this node still waiting for labels (after a restart of the plugin):

@@ -4,7 +4,6 @@
 //! problem and nothing written.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,9 @@ impl DockerApi for FakeDocker {
                 reason: "no such network".into(),
             })
     }
+    fn network_endpoints(&self, _network_id: &str) -> Result<Option<Vec<String>>, Error> {
+        Ok(Some(self.labels.lock().unwrap().keys().cloned().collect()))
+    }
     fn endpoint_labels(
         &self,
         _network_id: &str,
@@ -50,7 +52,6 @@ struct Rig {
     docker: Arc<FakeDocker>,
     netlink: Shared<FakeNetlink>,
     sysctl: Shared<FakeSysctl>,
-    sandbox_has_gateway: Arc<AtomicBool>,
     plugin: Arc<Plugin>,
     _dir: tempfile::TempDir,
 }
@@ -89,8 +90,6 @@ fn rig(label_wait: Duration) -> Rig {
     );
     let (netlink, sysctl) = (Shared::<FakeNetlink>::default(), Shared::default());
     *netlink.lock() = FakeNetlink::new();
-    let sandbox_has_gateway = Arc::new(AtomicBool::new(false));
-    let flag = sandbox_has_gateway.clone();
     let plugin = Plugin::new(
         Config {
             node: "h1".into(),
@@ -102,7 +101,6 @@ fn rig(label_wait: Duration) -> Rig {
         Host {
             netlink: Box::new(netlink.clone()),
             sysctl: Box::new(sysctl.clone()),
-            sandbox_has_route: Box::new(move |_, _| Ok(flag.load(Ordering::Relaxed))),
         },
     );
     Rig {
@@ -110,7 +108,6 @@ fn rig(label_wait: Duration) -> Rig {
         docker,
         netlink,
         sysctl,
-        sandbox_has_gateway,
         plugin,
         _dir: dir,
     }
@@ -501,17 +498,43 @@ fn ip_range_ip_and_gateway_are_honoured() {
 #[test]
 fn a_second_calico_network_in_a_container_adds_no_second_gateway_route() {
     let r = rig(Duration::from_secs(1));
+    let ep2 = "b".repeat(64);
+    for (ep, ip) in [(EP, "10.65.0.9/32"), (ep2.as_str(), "10.65.0.10/32")] {
+        r.call(
+            "NetworkDriver.CreateEndpoint",
+            json!({"NetworkID": NET, "EndpointID": ep, "Interface": {"Address": ip}}),
+        );
+    }
+    let join = |ep: &str, sandbox: &str| {
+        r.call(
+            "NetworkDriver.Join",
+            json!({"NetworkID": NET, "EndpointID": ep, "SandboxKey": sandbox}),
+        )
+    };
+    let first = join(EP, "/var/run/docker/netns/x");
+    assert_eq!(
+        first["StaticRoutes"].as_array().map(Vec::len),
+        Some(1),
+        "{first}"
+    );
+    let second = join(&ep2, "/var/run/docker/netns/x");
+    assert_eq!(second["StaticRoutes"], json!([]), "{second}");
+    assert_eq!(second["Gateway"], "169.254.1.1");
+    // Once the first endpoint is gone, a new join of that sandbox needs the route again.
     r.call(
-        "NetworkDriver.CreateEndpoint",
-        json!({"NetworkID": NET, "EndpointID": EP, "Interface": {"Address": "10.65.0.9/32"}}),
+        "NetworkDriver.DeleteEndpoint",
+        json!({"NetworkID": NET, "EndpointID": EP}),
     );
-    r.sandbox_has_gateway.store(true, Ordering::Relaxed);
-    let joined = r.call(
-        "NetworkDriver.Join",
-        json!({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/var/run/docker/netns/x"}),
+    r.call(
+        "NetworkDriver.Leave",
+        json!({"NetworkID": NET, "EndpointID": ep2}),
     );
-    assert_eq!(joined["StaticRoutes"], json!([]), "{joined}");
-    assert_eq!(joined["Gateway"], "169.254.1.1");
+    let again = join(&ep2, "/var/run/docker/netns/y");
+    assert_eq!(
+        again["StaticRoutes"].as_array().map(Vec::len),
+        Some(1),
+        "{again}"
+    );
 }
 
 #[test]
@@ -567,4 +590,53 @@ fn without_labels_the_endpoint_stays_pending_and_a_restart_resumes_it() {
     assert!(err.to_string().contains("bad key!"), "{err}");
     let wep = r.ds.get(&key).unwrap().unwrap().value;
     assert!(wep["metadata"]["annotations"][LABELS_PENDING_ANNOTATION].is_string());
+}
+
+#[test]
+fn endpoints_of_containers_docker_forgot_are_collected_and_only_those() {
+    let r = rig(Duration::from_secs(5));
+    let pool = json!({"PoolID": "CalicoPoolIPv4"});
+    let addr = r.call("IpamDriver.RequestAddress", pool.clone())["Address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ep2 = "c".repeat(64);
+    let addr2 = r.call("IpamDriver.RequestAddress", pool)["Address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (ep, a) in [(EP, &addr), (ep2.as_str(), &addr2)] {
+        r.call(
+            "NetworkDriver.CreateEndpoint",
+            json!({"NetworkID": NET, "EndpointID": ep, "Interface": {"Address": a}}),
+        );
+    }
+    // Only the first joins; Docker lists its container.
+    r.call(
+        "NetworkDriver.Join",
+        json!({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/x"}),
+    );
+    r.docker
+        .labels
+        .lock()
+        .unwrap()
+        .insert(EP.to_owned(), BTreeMap::new());
+    assert!(r.plugin.collect_gone().unwrap().is_empty(), "all alive");
+    // Its veth goes but Docker still lists it (a restart in progress): kept.
+    calico_netlink::Netlink::delete_link(&mut *r.netlink.lock(), "calif4624db5717").unwrap();
+    assert!(r.plugin.collect_gone().unwrap().is_empty());
+    // Docker forgets it too: collected, its address released; the endpoint that never
+    // joined stays.
+    r.docker.labels.lock().unwrap().clear();
+    assert_eq!(r.plugin.collect_gone().unwrap().len(), 1);
+    let left: Vec<Value> =
+        r.ds.list(Kind::WorkloadEndpoint, None)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|kv| kv.value)
+            .collect();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["spec"]["endpoint"], ep2.as_str());
+    assert_eq!(r.allocated(), 1, "the collected endpoint's address is free");
 }

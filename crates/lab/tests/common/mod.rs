@@ -1,6 +1,11 @@
 //! What the lab test binaries share: a lab per test (torn down when
 //! dropped), Marathon app definitions, polling and reachability.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
