@@ -4,7 +4,7 @@
 # $srv_ip, $srv_ns, $cli_ns and the functions lab, median.
 
 scripts/setup-debian.sh >/dev/null
-cargo build --locked --release -q -p calico-lab -p calico-node -p calico-cni -p calico-ipam-plugin -p calicoctl
+cargo build --locked --release -q -p calico-lab -p calico-node -p calico-cni -p calico-ipam-plugin -p calicoctl -p calico-libnetwork
 bin=${CARGO_TARGET_DIR:-target}/release
 lab() { "$bin/calico-lab" --prefix "$BENCH_PREFIX" "$@"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
