@@ -300,7 +300,15 @@ impl Plugin {
                 });
             }
         }
-        self.annotate(&key, SANDBOX_ANNOTATION, &req.sandbox_key)?;
+        if let Err(e) = self.annotate(&key, SANDBOX_ANNOTATION, &req.sandbox_key) {
+            // Nothing half-made: the veth goes (its routes with it).
+            let mut host = self
+                .host
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = host.netlink.delete_link(&host_veth);
+            return Err(e);
+        }
         self.resolve_labels_later(req.network_id.clone(), req.endpoint_id.clone(), key);
         let v4 = ips.iter().any(IpAddr::is_ipv4);
         let gateway = format!("{CALICO_GATEWAY_V4}");

@@ -640,3 +640,78 @@ fn endpoints_of_containers_docker_forgot_are_collected_and_only_those() {
     assert_eq!(left[0]["spec"]["endpoint"], ep2.as_str());
     assert_eq!(r.allocated(), 1, "the collected endpoint's address is free");
 }
+
+#[test]
+fn an_address_whose_container_never_came_is_a_leak_ipam_check_and_the_collector_agree_on() {
+    let r = rig(Duration::from_secs(1));
+    // The plugin (or dockerd) dies between RequestAddress and CreateEndpoint.
+    let a = r.call(
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "CalicoPoolIPv4"}),
+    );
+    let ip: std::net::IpAddr = a["Address"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/32")
+        .parse()
+        .unwrap();
+    let report = calico_ipam::check::check(r.ds.as_ref()).unwrap();
+    assert_eq!(
+        report.leaked.iter().map(|l| l.ip).collect::<Vec<_>>(),
+        [ip],
+        "ipam check reports it"
+    );
+    let mut collector = calico_ipam::check::Collector::new(Duration::from_secs(60));
+    let t0 = Instant::now();
+    assert!(
+        collector
+            .run_once(r.ds.as_ref(), t0)
+            .unwrap()
+            .released
+            .is_empty()
+    );
+    let pass = collector
+        .run_once(r.ds.as_ref(), t0 + Duration::from_secs(61))
+        .unwrap();
+    assert_eq!(
+        pass.released,
+        [ip],
+        "the collector frees it after its grace"
+    );
+    assert_eq!(r.allocated(), 0);
+}
+
+use proptest::prelude::Strategy as _;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever Docker (or anyone on the socket) sends: an answer, errors in the field of
+    /// the call's interface, and nothing written for a body that is not a request.
+    #[test]
+    fn any_request_body_gets_an_answer_and_garbage_writes_nothing(
+        call in proptest::sample::select(vec![
+            "IpamDriver.RequestPool", "IpamDriver.RequestAddress", "IpamDriver.ReleaseAddress",
+            "IpamDriver.ReleasePool", "NetworkDriver.CreateNetwork", "NetworkDriver.CreateEndpoint",
+            "NetworkDriver.Join", "NetworkDriver.Leave", "NetworkDriver.DeleteEndpoint",
+            "NetworkDriver.EndpointOperInfo", "NetworkDriver.Nope", "IpamDriver.Nope",
+        ]),
+        body in proptest::prelude::prop_oneof![
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            "[{}\\[\\]\",:a-zA-Z0-9 ./]{0,64}".prop_map(String::into_bytes),
+        ],
+    ) {
+        let r = rig(Duration::from_millis(10));
+        let answer = respond(&r.plugin, if call.starts_with("Ipam") { Driver::Ipam } else { Driver::Network }, call, &body);
+        proptest::prop_assert!(answer.is_object(), "{answer}");
+        if call.starts_with("IpamDriver") {
+            proptest::prop_assert!(answer.get("Err").is_none(), "{answer}");
+        } else {
+            proptest::prop_assert!(answer.get("Error").is_none(), "{answer}");
+        }
+        if serde_json::from_slice::<Value>(&body).map_or(true, |v| !v.is_object()) {
+            proptest::prop_assert!(r.endpoint().is_none());
+            proptest::prop_assert_eq!(r.allocated(), 0);
+        }
+    }
+}
