@@ -453,6 +453,27 @@ fn before_the_first_sync_workload_interfaces_are_dropped_then_policy_decides() {
         ping(),
         "without the policy the workload reaches its host again"
     );
+
+    // The same endpoint as the Docker plugin writes it before it knows the container's
+    // labels: nothing passes, though its profile allows everything, until they come.
+    let wep = Key::namespaced(Kind::WorkloadEndpoint, "default", "h1-mesos-fc-eth0");
+    let mut doc = ds.get(&wep).unwrap().unwrap().value;
+    doc["metadata"]["annotations"] = json!({ calico_api::v3::LABELS_PENDING_ANNOTATION: "true" });
+    put(ds.as_ref(), wep.clone(), doc.clone());
+    felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+    assert!(
+        !ping() && !ping6("fd99::2"),
+        "an endpoint whose labels are pending carries no traffic"
+    );
+    doc["metadata"]["annotations"] = json!({});
+    put(ds.as_ref(), wep, doc);
+    felix.sync().unwrap();
+    felix.program(std::time::Instant::now());
+    assert!(
+        ping() && ping6("fd99::2"),
+        "its labels known: policy decides again"
+    );
 }
 
 #[test]
