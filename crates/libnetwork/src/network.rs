@@ -333,8 +333,8 @@ impl Plugin {
         })
     }
 
-    /// Whether another Calico endpoint of this node joined `sandbox` already.
-    fn sandbox_joined(&self, sandbox: &str, except: &Key) -> Result<bool, Error> {
+    /// This node's Docker endpoints.
+    fn docker_endpoints(&self) -> Result<Vec<calico_datastore::KeyValue>, Error> {
         let list = self
             .ds
             .list(Kind::WorkloadEndpoint, Some(NAMESPACE))
@@ -342,9 +342,20 @@ impl Plugin {
                 doing: "listing endpoints".into(),
                 source,
             })?;
-        Ok(list.items.iter().any(|kv| {
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|kv| {
+                kv.value["spec"]["node"].as_str() == Some(&self.cfg.node)
+                    && kv.value["spec"]["orchestrator"].as_str() == Some(ORCHESTRATOR_DOCKER)
+            })
+            .collect())
+    }
+
+    /// Whether another Calico endpoint of this node joined `sandbox` already.
+    fn sandbox_joined(&self, sandbox: &str, except: &Key) -> Result<bool, Error> {
+        Ok(self.docker_endpoints()?.iter().any(|kv| {
             kv.key != *except
-                && kv.value["spec"]["node"].as_str() == Some(&self.cfg.node)
                 && kv.value["metadata"]["annotations"][SANDBOX_ANNOTATION].as_str() == Some(sandbox)
         }))
     }
@@ -482,20 +493,10 @@ impl Plugin {
     /// and that Docker no longer lists. Its addresses are released. Returns the endpoints
     /// removed.
     pub fn collect_gone(&self) -> Result<Vec<String>, Error> {
-        let list = self
-            .ds
-            .list(Kind::WorkloadEndpoint, Some(NAMESPACE))
-            .map_err(|source| Error::Datastore {
-                doing: "listing endpoints".into(),
-                source,
-            })?;
         let mut gone = Vec::new();
-        for kv in list.items {
+        for kv in self.docker_endpoints()? {
             let (meta, spec) = (&kv.value["metadata"], &kv.value["spec"]);
-            if spec["node"].as_str() != Some(&self.cfg.node)
-                || spec["orchestrator"].as_str() != Some(ORCHESTRATOR_DOCKER)
-                || !meta["annotations"][SANDBOX_ANNOTATION].is_string()
-            {
+            if !meta["annotations"][SANDBOX_ANNOTATION].is_string() {
                 continue;
             }
             let iface = spec["interfaceName"].as_str().unwrap_or_default();
@@ -551,21 +552,11 @@ impl Plugin {
     /// Endpoints of this node still waiting for labels (after a restart of the plugin):
     /// their resolution starts again.
     pub fn resume_pending(self: &Arc<Self>) -> Result<usize, Error> {
-        let list = self
-            .ds
-            .list(Kind::WorkloadEndpoint, Some(NAMESPACE))
-            .map_err(|source| Error::Datastore {
-                doing: "listing endpoints".into(),
-                source,
-            })?;
         let mut n = 0;
-        for kv in list.items {
+        for kv in self.docker_endpoints()? {
             let meta = &kv.value["metadata"];
             let spec = &kv.value["spec"];
-            if spec["node"].as_str() == Some(&self.cfg.node)
-                && spec["orchestrator"].as_str() == Some(ORCHESTRATOR_DOCKER)
-                && meta["annotations"][LABELS_PENDING_ANNOTATION].is_string()
-            {
+            if meta["annotations"][LABELS_PENDING_ANNOTATION].is_string() {
                 let endpoint = spec["endpoint"].as_str().unwrap_or_default().to_owned();
                 let network = meta["annotations"][NETWORK_ANNOTATION]
                     .as_str()

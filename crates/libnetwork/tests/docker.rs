@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use calico_datastore::sqlite::SqliteDatastore;
 use calico_datastore::{Datastore, Key, Kind, WriteOp};
+use common::allocated;
 use serde_json::{Value, json};
+
+mod common;
 
 fn skip(why: &str) -> bool {
     assert!(
@@ -142,19 +145,6 @@ fn endpoints(ds: &dyn Datastore) -> Vec<Value> {
         .into_iter()
         .map(|kv| kv.value)
         .collect()
-}
-
-fn allocated(ds: &dyn Datastore) -> usize {
-    ds.list(Kind::IpamBlock, None)
-        .unwrap()
-        .items
-        .iter()
-        .map(|b| {
-            b.value["spec"]["allocations"]
-                .as_array()
-                .map_or(0, |a| a.iter().filter(|x| !x.is_null()).count())
-        })
-        .sum()
 }
 
 fn cali_links() -> Vec<String> {

@@ -15,6 +15,8 @@ use calico_libnetwork::{Config, DockerApi, Error, Host, NetworkInfo, Plugin};
 use calico_netlink::fake::{FakeNetlink, FakeSysctl, Shared};
 use serde_json::{Value, json};
 
+mod common;
+
 /// The Engine API as the test sets it.
 #[derive(Default)]
 struct FakeDocker {
@@ -133,19 +135,8 @@ impl Rig {
             .next()
     }
 
-    /// Addresses allocated in every IPAM block.
     fn allocated(&self) -> usize {
-        self.ds
-            .list(Kind::IpamBlock, None)
-            .unwrap()
-            .items
-            .iter()
-            .map(|b| {
-                b.value["spec"]["allocations"]
-                    .as_array()
-                    .map_or(0, |a| a.iter().filter(|x| !x.is_null()).count())
-            })
-            .sum()
+        common::allocated(self.ds.as_ref())
     }
 }
 
