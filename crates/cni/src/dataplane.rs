@@ -9,13 +9,8 @@ use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 
 use calico_netlink::{
-    CALICO_GATEWAY_V4, CALICO_HOST_MAC, Netlink, Result, Route, Sysctl, VethSpec,
+    CALICO_GATEWAY_V4, CALICO_GATEWAY_V6, CALICO_HOST_MAC, Netlink, Result, Route, Sysctl, VethSpec,
 };
-
-/// The IPv6 gateway: the link-local address of a host veth with MAC `ee:ee:ee:ee:ee:ee`.
-pub const CALICO_GATEWAY_V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(
-    0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee,
-));
 
 /// What to set up.
 #[derive(Debug, Clone, PartialEq, Eq)]

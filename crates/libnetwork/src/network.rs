@@ -11,7 +11,7 @@ use calico_api::names::{ORCHESTRATOR_DOCKER, WorkloadEndpointIdentifiers};
 use calico_api::v3::{self, LABELS_PENDING_ANNOTATION, NAMESPACE_LABEL, ORCHESTRATOR_LABEL};
 use calico_datastore::{DatastoreError, Key};
 use calico_netlink::workload::{configure_host_end, host_iface_name};
-use calico_netlink::{CALICO_GATEWAY_V4, CALICO_HOST_MAC, VethSpec};
+use calico_netlink::{CALICO_GATEWAY_V4, CALICO_GATEWAY_V6, CALICO_HOST_MAC, VethSpec};
 
 use crate::protocol::{
     CreateEndpoint, CreateNetwork, EndpointRef, InterfaceName, Join, Joined, NetworkCapabilities,
@@ -311,24 +311,41 @@ impl Plugin {
         }
         self.resolve_labels_later(req.network_id.clone(), req.endpoint_id.clone(), key);
         let v4 = ips.iter().any(IpAddr::is_ipv4);
-        let gateway = format!("{CALICO_GATEWAY_V4}");
+        let v6 = ips.iter().any(IpAddr::is_ipv6);
+        // The gateways answer from the host veth: 169.254.1.1 by proxy ARP, and the veth's
+        // link-local address (its MAC is fixed). A second Calico network in the same
+        // container finds the routes to them there already.
+        let mut static_routes = Vec::new();
+        if !has_gateway_route {
+            for (on, dst) in [
+                (v4, format!("{CALICO_GATEWAY_V4}/32")),
+                (v6, format!("{CALICO_GATEWAY_V6}/128")),
+            ] {
+                if on {
+                    static_routes.push(StaticRoute {
+                        destination: dst,
+                        route_type: 1,
+                        next_hop: String::new(),
+                    });
+                }
+            }
+        }
         Ok(Joined {
             interface_name: InterfaceName {
                 src_name: temp,
                 dst_prefix: "eth",
             },
-            gateway: if v4 { gateway.clone() } else { String::new() },
-            gateway_ipv6: String::new(),
-            // A second Calico network in the same container: the route is there already.
-            static_routes: if v4 && !has_gateway_route {
-                vec![StaticRoute {
-                    destination: format!("{gateway}/32"),
-                    route_type: 1,
-                    next_hop: String::new(),
-                }]
+            gateway: if v4 {
+                CALICO_GATEWAY_V4.to_string()
             } else {
-                Vec::new()
+                String::new()
             },
+            gateway_ipv6: if v6 {
+                CALICO_GATEWAY_V6.to_string()
+            } else {
+                String::new()
+            },
+            static_routes,
             disable_gateway_service: true,
         })
     }

@@ -706,3 +706,40 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_dual_stack_endpoint_gets_both_gateways() {
+    let r = rig(Duration::from_secs(1));
+    r.call(
+        "NetworkDriver.CreateEndpoint",
+        json!({"NetworkID": NET, "EndpointID": EP,
+               "Interface": {"Address": "10.65.0.9/32", "AddressIPv6": "fd00:65::9/128"}}),
+    );
+    let joined = r.call(
+        "NetworkDriver.Join",
+        json!({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/var/run/docker/netns/d"}),
+    );
+    assert_eq!(joined["Gateway"], "169.254.1.1", "{joined}");
+    assert_eq!(
+        joined["GatewayIPv6"], "fe80::ecee:eeff:feee:eeee",
+        "{joined}"
+    );
+    assert_eq!(
+        joined["StaticRoutes"],
+        json!([{"Destination": "169.254.1.1/32", "RouteType": 1, "NextHop": ""},
+               {"Destination": "fe80::ecee:eeff:feee:eeee/128", "RouteType": 1, "NextHop": ""}])
+    );
+    let wep = r.endpoint().unwrap();
+    assert_eq!(
+        wep["spec"]["ipNetworks"],
+        json!(["10.65.0.9/32", "fd00:65::9/128"])
+    );
+    let nl = r.netlink.lock();
+    assert!(
+        nl.route_table.iter().any(
+            |rt| rt.dst == "fd00:65::9".parse::<std::net::IpAddr>().unwrap()
+                && rt.prefix_len == 128
+        ),
+        "a host route to the IPv6 address"
+    );
+}

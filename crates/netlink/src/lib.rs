@@ -24,6 +24,10 @@ pub mod workload;
 pub const CALICO_GATEWAY_V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 1, 1));
 /// The MAC address Calico sets on host-side veths.
 pub const CALICO_HOST_MAC: [u8; 6] = [0xee; 6];
+/// The IPv6 gateway: the link-local address of a host veth with MAC `ee:ee:ee:ee:ee:ee`.
+pub const CALICO_GATEWAY_V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(
+    0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee,
+));
 
 /// Errors from kernel operations.
 #[derive(Debug, thiserror::Error)]
