@@ -48,6 +48,32 @@ pub enum Command {
     Version,
     /// IP address management: show usage, check for leaks, release addresses, configure.
     Ipam(IpamArgs),
+    /// This host's Calico node: `node status` shows calico-node and BIRD's BGP peers.
+    Node(NodeArgs),
+}
+
+/// Arguments of node.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node command.
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+/// The node commands.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Whether calico-node runs here, and BIRD's BGP peers (from its control sockets).
+    Status(NodeStatusArgs),
+}
+
+/// Arguments of node status.
+#[derive(Debug, Args)]
+pub struct NodeStatusArgs {
+    /// Directory of BIRD's control sockets `bird.ctl` and `bird6.ctl` (default: upstream's
+    /// places, /var/run/calico then /var/run/bird).
+    #[arg(long = "bird-dir", value_name = "DIR")]
+    pub bird_dir: Option<std::path::PathBuf>,
 }
 
 /// Namespace scoping shared by the commands.

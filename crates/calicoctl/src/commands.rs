@@ -62,6 +62,7 @@ pub fn run(command: Command, ctx: &mut Context<'_>) -> Result<(), CommandError> 
         Command::Policy(a) => policy(a, ctx),
         Command::Version => version(ctx),
         Command::Ipam(a) => crate::ipam_cmd::run(a, ctx),
+        Command::Node(a) => crate::node_cmd::run(a, ctx),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod input;
 pub mod ipam_cmd;
+pub mod node_cmd;
 pub mod output;
 pub mod policy_cmd;
 pub mod template;

@@ -1,0 +1,286 @@
+//! `calicoctl node status`: whether calico-node runs on this host, and BIRD's BGP peers as
+//! upstream prints them, read from BIRD's control sockets.
+
+use std::io::{BufRead as _, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{NodeArgs, NodeCommand};
+use crate::commands::{CommandError, Context};
+
+/// Where BIRD's control sockets are looked for, in order (upstream's places).
+const BIRD_DIRS: [&str; 2] = ["/var/run/calico", "/var/run/bird"];
+/// How long BIRD may take for a line of its answer.
+const BIRD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs a `node` command.
+pub fn run(args: NodeArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    match args.command {
+        NodeCommand::Status(a) => {
+            let procs = processes();
+            status(&procs, a.bird_dir.as_deref(), ctx.out)
+        }
+    }
+}
+
+/// The program names (argv[0]'s file name) and first arguments of the running processes.
+fn processes() -> Vec<Vec<String>> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .enumerate()
+                .map(|(i, a)| {
+                    let a = String::from_utf8_lossy(a).into_owned();
+                    if i == 0 {
+                        Path::new(&a)
+                            .file_name()
+                            .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
+                    } else {
+                        a
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn running(procs: &[Vec<String>], argv: &[&str]) -> bool {
+    procs.iter().any(|p| {
+        argv.iter()
+            .enumerate()
+            .all(|(i, a)| p.get(i).map(String::as_str) == Some(*a))
+    })
+}
+
+/// The status report for `procs` (each a process's program name and arguments), with BIRD's
+/// sockets in `bird_dir` (else upstream's places).
+pub fn status(
+    procs: &[Vec<String>],
+    bird_dir: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let io = |e: std::io::Error| CommandError::new(format!("writing the status: {e}"));
+    if !running(procs, &["calico-node"]) && !running(procs, &["calico-felix"]) {
+        return Err(CommandError::new("Calico process is not running."));
+    }
+    writeln!(out, "Calico process is running.").map_err(io)?;
+    let (bird4, bird6) = (running(procs, &["bird"]), running(procs, &["bird6"]));
+    if !bird4 && !bird6 {
+        writeln!(out, "\nThe BGP backend process (BIRD) is not running.").map_err(io)?;
+    } else {
+        for (v, up) in [("4", bird4), ("6", bird6)] {
+            if up {
+                print_peers(v, bird_dir, out)?;
+            } else {
+                let name = if v == "4" { "bird" } else { "bird6" };
+                writeln!(out, "\nINFO: BIRDv{v} process: '{name}' is not running.").map_err(io)?;
+            }
+        }
+    }
+    writeln!(out).map_err(io)
+}
+
+/// One BGP protocol of BIRD's `show protocols`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's address (from the protocol's name).
+    pub address: String,
+    /// node-to-node mesh, global or node specific.
+    pub kind: &'static str,
+    /// BIRD's protocol state (up, start, ...).
+    pub state: String,
+    /// Since when.
+    pub since: String,
+    /// The BGP state and BIRD's detail.
+    pub info: String,
+}
+
+/// A protocol line (`name proto table state since info...`) as a Calico peer, if it is one.
+fn peer_of(line: &str, separator: &str) -> Option<Peer> {
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    if cols.len() < 6 || cols[1] != "BGP" {
+        return None;
+    }
+    let (prefix, address) = cols[0].split_once('_')?;
+    let kind = match prefix {
+        "Mesh" => "node-to-node mesh",
+        "Global" => "global",
+        "Node" => "node specific",
+        _ => return None,
+    };
+    Some(Peer {
+        address: address.replace('_', separator),
+        kind,
+        state: cols[3].to_owned(),
+        since: cols[4].to_owned(),
+        info: cols[5..].join(" "),
+    })
+}
+
+/// Asks BIRD on `socket` for its protocols: the Calico BGP peers among them.
+pub fn bird_peers(socket: &Path, v6: bool) -> Result<Vec<Peer>, String> {
+    let mut conn = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(BIRD_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    conn.write_all(b"show protocols\n")
+        .map_err(|e| format!("writing to BIRD's socket: {e}"))?;
+    let separator = if v6 { ":" } else { "." };
+    let mut peers = Vec::new();
+    for line in BufReader::new(conn).lines() {
+        let line = line.map_err(|e| format!("reading BIRD's answer: {e}"))?;
+        // BIRD's reply codes: 0000 the end, 0001 the greeting, 2002 the table heading,
+        // 1002 the first row, a space the rows after it.
+        match line.get(..4) {
+            Some("0000") => return Ok(peers),
+            Some("0001") => {}
+            Some("2002") => {
+                let heading: Vec<&str> = line[5..].split_whitespace().collect();
+                if heading != ["name", "proto", "table", "state", "since", "info"] {
+                    return Err(format!("unknown BIRD table heading {:?}", &line[5..]));
+                }
+            }
+            Some("1002") => peers.extend(peer_of(&line[5..], separator)),
+            _ if line.starts_with(' ') => peers.extend(peer_of(&line[1..], separator)),
+            _ => return Err(format!("unexpected line from BIRD: {line:?}")),
+        }
+    }
+    Ok(peers)
+}
+
+fn print_peers(v: &str, bird_dir: Option<&Path>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let io = |e: std::io::Error| CommandError::new(format!("writing the status: {e}"));
+    writeln!(out, "\nIPv{v} BGP status").map_err(io)?;
+    let file = if v == "6" { "bird6.ctl" } else { "bird.ctl" };
+    let dirs: Vec<PathBuf> = match bird_dir {
+        Some(d) => vec![d.to_owned()],
+        None => BIRD_DIRS.iter().map(PathBuf::from).collect(),
+    };
+    let mut last = String::new();
+    for dir in &dirs {
+        match bird_peers(&dir.join(file), v == "6") {
+            Ok(peers) if peers.is_empty() => {
+                return writeln!(out, "No IPv{v} peers found.").map_err(io);
+            }
+            Ok(peers) => return out.write_all(table(&peers).as_bytes()).map_err(io),
+            Err(e) => last = format!("{}: {e}", dir.join(file).display()),
+        }
+    }
+    writeln!(
+        out,
+        "Error querying BIRD: unable to connect to BIRDv{v} socket: {last}"
+    )
+    .map_err(io)
+}
+
+/// The peers as a boxed table with upper-case headings (upstream's table style).
+pub fn table(peers: &[Peer]) -> String {
+    let rows: Vec<[String; 5]> =
+        std::iter::once(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"].map(str::to_owned))
+            .chain(peers.iter().map(|p| {
+                [
+                    p.address.clone(),
+                    p.kind.to_owned(),
+                    p.state.clone(),
+                    p.since.clone(),
+                    p.info.clone(),
+                ]
+            }))
+            .collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(w + 2)))
+        .collect::<String>()
+        + "+\n";
+    let line = |r: &[String; 5]| {
+        r.iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("| {cell:<w$} "))
+            .collect::<String>()
+            + "|\n"
+    };
+    let mut text = rule.clone();
+    text.push_str(&line(&rows[0]));
+    text.push_str(&rule);
+    for r in &rows[1..] {
+        text.push_str(&line(r));
+    }
+    text.push_str(&rule);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn procs(names: &[&str]) -> Vec<Vec<String>> {
+        names.iter().map(|n| vec![(*n).to_owned()]).collect()
+    }
+
+    #[test]
+    fn rows_become_peers_as_upstream_parses_them() {
+        let p = peer_of(
+            "Mesh_10_0_0_2 BGP      master   up     15:36:23    Established   ",
+            ".",
+        )
+        .unwrap();
+        assert_eq!(p.address, "10.0.0.2");
+        assert_eq!(p.kind, "node-to-node mesh");
+        assert_eq!((p.state.as_str(), p.info.as_str()), ("up", "Established"));
+        let p = peer_of(
+            "Node_fd00__2 BGP master start 15:36:23 Connect Socket: Connection refused",
+            ":",
+        )
+        .unwrap();
+        assert_eq!(p.address, "fd00::2");
+        assert_eq!(p.info, "Connect Socket: Connection refused");
+        assert!(peer_of("device1  Device   master   up     15:36:18", ".").is_none());
+        assert!(peer_of("Other_1 BGP master up 15:36:23 Established", ".").is_none());
+    }
+
+    #[test]
+    fn the_table_is_boxed_with_upper_case_headings() {
+        let t = table(&[Peer {
+            address: "172.17.8.102".into(),
+            kind: "node-to-node mesh",
+            state: "up".into(),
+            since: "23:30:04".into(),
+            info: "Established".into(),
+        }]);
+        assert_eq!(
+            t,
+            "+--------------+-------------------+-------+----------+-------------+\n\
+             | PEER ADDRESS | PEER TYPE         | STATE | SINCE    | INFO        |\n\
+             +--------------+-------------------+-------+----------+-------------+\n\
+             | 172.17.8.102 | node-to-node mesh | up    | 23:30:04 | Established |\n\
+             +--------------+-------------------+-------+----------+-------------+\n"
+        );
+    }
+
+    #[test]
+    fn without_calico_node_it_fails_and_without_bird_it_says_so() {
+        let mut out = Vec::new();
+        let e = status(&procs(&["bash"]), None, &mut out).unwrap_err();
+        assert_eq!(e.to_string(), "Calico process is not running.");
+        let mut out = Vec::new();
+        status(&procs(&["calico-node"]), None, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Calico process is running.\n\nThe BGP backend process (BIRD) is not running.\n\n"
+        );
+    }
+}
