@@ -120,9 +120,17 @@ fn node_status_lists_birds_peers_as_upstream_prints_them() {
     // A process named calico-node, as the real one is.
     let fake = tmp.path().join("calico-node");
     std::fs::copy("/bin/sleep", &fake).unwrap();
-    clean
-        .children
-        .push(Command::new(&fake).arg("120").spawn().unwrap());
+    // A just-written executable can be briefly busy (ETXTBSY) for exec.
+    let sleeper = (0..50)
+        .find_map(|_| match Command::new(&fake).arg("120").spawn() {
+            Ok(c) => Some(c),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(20));
+                None
+            }
+        })
+        .expect("the fake calico-node starts");
+    clean.children.push(sleeper);
     let dir_a = tmp.path().join("a");
     clean
         .children
