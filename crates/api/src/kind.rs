@@ -9,6 +9,8 @@ pub enum Kind {
     BgpConfiguration,
     /// A BGP peering.
     BgpPeer,
+    /// Rules for the routes exchanged with BGP peers.
+    BgpFilter,
     /// Cluster information written by the node agent.
     ClusterInformation,
     /// Felix (agent) settings, cluster-wide or per node.
@@ -54,9 +56,10 @@ pub const INTERNAL_KINDS: [Kind; 4] = [
 ];
 
 /// Every kind, in the order `calicoctl get all`-style listings use.
-pub const ALL_KINDS: [Kind; 15] = [
+pub const ALL_KINDS: [Kind; 16] = [
     Kind::BgpConfiguration,
     Kind::BgpPeer,
+    Kind::BgpFilter,
     Kind::ClusterInformation,
     Kind::FelixConfiguration,
     Kind::GlobalNetworkPolicy,
@@ -73,9 +76,10 @@ pub const ALL_KINDS: [Kind; 15] = [
 ];
 
 /// The document `kind` names of [`ALL_KINDS`], in the same order.
-pub const ALL_KIND_NAMES: [&str; 15] = [
+pub const ALL_KIND_NAMES: [&str; 16] = [
     "BGPConfiguration",
     "BGPPeer",
+    "BGPFilter",
     "ClusterInformation",
     "FelixConfiguration",
     "GlobalNetworkPolicy",
@@ -97,6 +101,7 @@ impl Kind {
         match self {
             Kind::BgpConfiguration => "BGPConfiguration",
             Kind::BgpPeer => "BGPPeer",
+            Kind::BgpFilter => "BGPFilter",
             Kind::ClusterInformation => "ClusterInformation",
             Kind::FelixConfiguration => "FelixConfiguration",
             Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
@@ -136,6 +141,7 @@ impl Kind {
         match self {
             Kind::BgpConfiguration => "bgpconfigurations",
             Kind::BgpPeer => "bgppeers",
+            Kind::BgpFilter => "bgpfilters",
             Kind::ClusterInformation => "clusterinformations",
             Kind::FelixConfiguration => "felixconfigurations",
             Kind::GlobalNetworkPolicy => "globalnetworkpolicies",
@@ -178,6 +184,7 @@ impl Kind {
                 Kind::BgpConfiguration
             }
             "bgppeer" | "bgppeers" | "bgpp" | "bgpps" | "bp" | "bps" => Kind::BgpPeer,
+            "bgpfilter" | "bgpfilters" => Kind::BgpFilter,
             "clusterinformation" | "clusterinformations" | "clusterinfo" | "clusterinfos" => {
                 Kind::ClusterInformation
             }

@@ -183,6 +183,9 @@ api_resource!(v3::GlobalNetworkSet, Kind::GlobalNetworkSet, |r| {
 api_resource!(v3::BGPPeer, Kind::BgpPeer, |r| validate::bgp_peer_spec(
     "spec", &r.spec
 ));
+api_resource!(v3::BGPFilter, Kind::BgpFilter, |r| {
+    validate::bgp_filter_spec("spec", &r.spec)
+});
 api_resource!(v3::BGPConfiguration, Kind::BgpConfiguration, |r| {
     validate::bgp_configuration_spec("spec", &r.spec)
 });
@@ -320,6 +323,7 @@ pub fn parse_resource(doc: Value) -> Result<Resource, ValidationError> {
     let value = match kind {
         Kind::BgpConfiguration => process::<v3::BGPConfiguration>(doc)?,
         Kind::BgpPeer => process::<v3::BGPPeer>(doc)?,
+        Kind::BgpFilter => process::<v3::BGPFilter>(doc)?,
         Kind::ClusterInformation => process::<v3::ClusterInformation>(doc)?,
         Kind::FelixConfiguration => process::<v3::FelixConfiguration>(doc)?,
         Kind::GlobalNetworkPolicy => process::<v3::GlobalNetworkPolicy>(doc)?,
@@ -376,7 +380,7 @@ pub fn check_supported(resource: &Resource) -> Result<(), ValidationError> {
 }
 
 /// Fragment types [`validate_fragment`] understands, by upstream's Go type name.
-pub const FRAGMENT_TYPES: [&str; 19] = [
+pub const FRAGMENT_TYPES: [&str; 22] = [
     "v3.Rule",
     "v3.EntityRule",
     "v3.ICMPFields",
@@ -389,6 +393,9 @@ pub const FRAGMENT_TYPES: [&str; 19] = [
     "v3.ProfileSpec",
     "v3.BGPPeerSpec",
     "v3.BGPConfigurationSpec",
+    "v3.BGPFilterRuleV4",
+    "v3.BGPFilterRuleV6",
+    "v3.BGPFilterOperation",
     "v3.FelixConfigurationSpec",
     "internalapi.WorkloadEndpointSpec",
     "internalapi.WorkloadEndpointPort",
@@ -428,6 +435,9 @@ pub fn validate_fragment(type_name: &str, value: &Value) -> Result<(), FragmentE
         "v3.ProfileSpec" => validate::profile_spec("", &strict(v)?)?,
         "v3.BGPPeerSpec" => validate::bgp_peer_spec("", &strict(v)?)?,
         "v3.BGPConfigurationSpec" => validate::bgp_configuration_spec("", &strict(v)?)?,
+        "v3.BGPFilterRuleV4" => validate::bgp_filter_rule("", &strict(v)?, false)?,
+        "v3.BGPFilterRuleV6" => validate::bgp_filter_rule("", &strict(v)?, true)?,
+        "v3.BGPFilterOperation" => validate::bgp_filter_operation("", &strict(v)?)?,
         "v3.FelixConfigurationSpec" => validate::felix_spec("", &strict(v)?)?,
         "internalapi.WorkloadEndpointSpec" => {
             validate::workload_endpoint_spec("", &strict(v)?)?;
@@ -488,7 +498,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_names_the_field() {
-        let e = err(json!({"apiVersion": API_VERSION, "kind": "BGPFilter"}));
+        let e = err(json!({"apiVersion": API_VERSION, "kind": "KubeControllersConfiguration"}));
         assert_eq!(e.field, "kind");
         assert_eq!(e.reason, "unknown resource kind");
     }
@@ -568,9 +578,35 @@ mod tests {
             Err(FragmentError::Invalid(_))
         ));
         assert_eq!(
-            validate_fragment("v3.BGPFilterRuleV4", &json!({})),
-            Err(FragmentError::Unsupported("v3.BGPFilterRuleV4".to_owned()))
+            validate_fragment("v3.BlockAffinitySpec", &json!({})),
+            Err(FragmentError::Unsupported(
+                "v3.BlockAffinitySpec".to_owned()
+            ))
         );
+        // BGPFilter rules: the CRD's cross-field rules apply too.
+        assert!(
+            validate_fragment(
+                "v3.BGPFilterRuleV4",
+                &json!({"cidr": "10.0.0.0/8", "matchOperator": "In", "action": "Accept"})
+            )
+            .is_ok()
+        );
+        for bad in [
+            json!({"cidr": "10.0.0.0/8", "action": "Accept"}),
+            json!({"prefixLength": {"min": 8}, "action": "Accept"}),
+            json!({"action": "Reject", "operations": [{"setPriority": {"value": 5}}]}),
+            json!({"action": "Accept", "communities": {"values": ["65536:1"]}}),
+            json!({"action": "Accept", "priority": 0}),
+            json!({"action": "Accept", "peerType": "IBGP"}),
+        ] {
+            assert!(
+                matches!(
+                    validate_fragment("v3.BGPFilterRuleV4", &bad),
+                    Err(FragmentError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

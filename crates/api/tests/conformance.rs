@@ -26,32 +26,16 @@ enum Matcher {
 /// Cases we do not run, and why.
 const UNSUPPORTED: &[(Matcher, &str)] = &[
     (
-        Matcher::Kind("BGPFilter"),
-        "BGPFilter is not one of the 15 kinds calico-rs models",
-    ),
-    (
         Matcher::Kind("StagedNetworkPolicy"),
-        "staged policies are not one of the 15 kinds calico-rs models",
+        "staged policies are not one of the kinds calico-rs models",
     ),
     (
         Matcher::Kind("StagedGlobalNetworkPolicy"),
-        "staged policies are not one of the 15 kinds calico-rs models",
+        "staged policies are not one of the kinds calico-rs models",
     ),
     (
         Matcher::Kind("KubeControllersConfiguration"),
         "kube-controllers do not run on Mesos/DC/OS; kind not modelled",
-    ),
-    (
-        Matcher::Type("v3.BGPFilterRuleV4"),
-        "BGPFilter is not modelled",
-    ),
-    (
-        Matcher::Type("v3.BGPFilterRuleV6"),
-        "BGPFilter is not modelled",
-    ),
-    (
-        Matcher::Type("v3.BGPFilterOperation"),
-        "BGPFilter is not modelled",
     ),
     (
         Matcher::Type("v3.BlockAffinitySpec"),

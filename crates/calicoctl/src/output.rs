@@ -289,6 +289,8 @@ fn columns(kind: Kind, as_number: &str) -> Columns {
                 ("ASN", "{{.Spec.ASNumber}}".into()),
             ],
         ),
+        // Upstream prints a BGPFilter's name only.
+        Kind::BgpFilter => (&["NAME"], &["NAME"], Vec::new()),
         Kind::ClusterInformation => (
             &["NAME"],
             &["NAME", "CLUSTERGUID", "CLUSTERTYPE", "CALICOVERSION", "DATASTOREREADY"],

@@ -646,3 +646,38 @@ fn an_unreadable_record_is_named_and_can_be_repaired_or_deleted() {
         .ok();
     assert_eq!(c.names(&["networkpolicy", "-A"]), ["c"]);
 }
+
+#[test]
+fn bgp_filters_apply_get_and_refuse_as_upstream() {
+    let c = Cluster::new();
+    let good = c.file(
+        "filter.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: BGPFilter\nmetadata:\n  name: no-10-8\nspec:\n  exportV4:\n  - cidr: 10.0.0.0/8\n    matchOperator: In\n    action: Reject\n  - action: Accept\n    operations:\n    - addCommunity:\n        value: \"65000:100\"\n  importV6:\n  - cidr: fd00::/48\n    matchOperator: Equal\n    prefixLength:\n      max: 64\n    action: Accept\n",
+    );
+    c.ctl(&["apply", "-f", &good]).ok();
+    assert_eq!(c.names(&["bgpfilters"]), ["no-10-8"]);
+    let table = c.ctl(&["get", "bgpfilter"]).ok().stdout;
+    assert_eq!(table.trim(), "NAME\nno-10-8", "{table}");
+    let back = c.get_json(&["bgpfilter", "no-10-8"]);
+    assert_eq!(
+        back["spec"]["exportV4"][1]["operations"][0]["addCommunity"]["value"],
+        "65000:100"
+    );
+    // A rule whose cidr has no matchOperator: refused, the rule named, nothing written.
+    let bad = c.file(
+        "bad.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: BGPFilter\nmetadata:\n  name: half\nspec:\n  exportV4:\n  - cidr: 10.0.0.0/8\n    action: Accept\n",
+    );
+    let out = c.ctl(&["apply", "-f", &bad]).fails();
+    assert!(
+        out.stderr.contains("spec.exportV4[0]")
+            && out
+                .stderr
+                .contains("cidr and matchOperator must both be set"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(c.names(&["bgpfilters"]), ["no-10-8"]);
+    c.ctl(&["delete", "bgpfilter", "no-10-8"]).ok();
+    assert!(c.names(&["bgpfilters"]).is_empty());
+}

@@ -28,6 +28,8 @@ pub enum Resource {
     BgpConfiguration(v3::BGPConfiguration),
     /// A BGP peering.
     BgpPeer(v3::BGPPeer),
+    /// Rules for the routes exchanged with BGP peers.
+    BgpFilter(v3::BGPFilter),
     /// Cluster information.
     ClusterInformation(v3::ClusterInformation),
     /// Felix settings.
@@ -79,6 +81,7 @@ impl Resource {
                 Resource::BgpConfiguration(calico_api::decode(value).map_err(api)?)
             }
             Kind::BgpPeer => Resource::BgpPeer(calico_api::decode(value).map_err(api)?),
+            Kind::BgpFilter => Resource::BgpFilter(calico_api::decode(value).map_err(api)?),
             Kind::ClusterInformation => {
                 Resource::ClusterInformation(calico_api::decode(value).map_err(api)?)
             }
@@ -123,6 +126,7 @@ impl Resource {
         match self {
             Resource::BgpConfiguration(_) => Kind::BgpConfiguration,
             Resource::BgpPeer(_) => Kind::BgpPeer,
+            Resource::BgpFilter(_) => Kind::BgpFilter,
             Resource::ClusterInformation(_) => Kind::ClusterInformation,
             Resource::FelixConfiguration(_) => Kind::FelixConfiguration,
             Resource::GlobalNetworkPolicy(_) => Kind::GlobalNetworkPolicy,
@@ -148,6 +152,7 @@ impl Resource {
         let m = match self {
             Resource::BgpConfiguration(r) => &r.metadata,
             Resource::BgpPeer(r) => &r.metadata,
+            Resource::BgpFilter(r) => &r.metadata,
             Resource::ClusterInformation(r) => &r.metadata,
             Resource::FelixConfiguration(r) => &r.metadata,
             Resource::GlobalNetworkPolicy(r) => &r.metadata,

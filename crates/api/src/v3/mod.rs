@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod bgp;
+mod bgpfilter;
 mod clusterinfo;
 mod endpoint;
 mod felix;
@@ -21,6 +22,7 @@ mod profile;
 mod tier;
 
 pub use bgp::*;
+pub use bgpfilter::*;
 pub use clusterinfo::*;
 pub use endpoint::*;
 pub use felix::*;
