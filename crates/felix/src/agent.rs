@@ -250,6 +250,8 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     enforces_every_policy: bool,
     /// Member-only changes skip the full pass (see [`Felix::program`]).
     member_fast_path: bool,
+    /// `net.ipv6.conf.all.forwarding` is on (set for the first local IPv6 endpoint).
+    ipv6_forwarding: bool,
     /// Endpoint status files written (`namespace/name`); None before the
     /// first write, when stale files of an earlier run are swept.
     status_written: Option<BTreeSet<String>>,
@@ -317,6 +319,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             status_written: None,
             enforces_every_policy: true,
             member_fast_path: true,
+            ipv6_forwarding: false,
         }
     }
 
@@ -1209,6 +1212,20 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             }
         }
         self.configured_ifaces.retain(|i, _| wanted.contains_key(i));
+        // Linux forwards IPv6 only with the global switch on (the per-interface one above
+        // does not suffice): set once a local endpoint has an IPv6 address, as upstream
+        // felix does with IPv6 support. (Interfaces then accept router advertisements only
+        // with accept_ra=2.)
+        let v6 = cluster
+            .local
+            .values()
+            .any(|l| l.nets.iter().any(|n| matches!(n, ipnet::IpNet::V6(_))));
+        if v6 && !self.ipv6_forwarding {
+            match self.sysctl.set("net/ipv6/conf/all/forwarding", "1") {
+                Ok(()) => self.ipv6_forwarding = true,
+                Err(e) => problems.push(format!("enabling IPv6 forwarding: {e}")),
+            }
+        }
         self.said.say("configuring workload interfaces", problems);
     }
 
