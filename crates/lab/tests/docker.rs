@@ -105,6 +105,70 @@ fn docker_app_lifecycle_second_network_and_restarts() {
     lab.docker("h1", &["network", "disconnect", "net2", &d.id])
         .unwrap();
 
+    // A dual-stack network: two containers reach each other over IPv6 through the host.
+    lab.apply_yaml(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: net6\nspec:\n  cidr: fd00:6::/64\n  blockSize: 122\n---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: net6-v4\nspec:\n  cidr: 10.6.0.0/16\n",
+    )
+    .unwrap();
+    lab.docker(
+        "h1",
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--driver",
+            "calico",
+            "--ipam-driver",
+            "calico-ipam",
+            "--subnet=10.6.0.0/16",
+            "--subnet=fd00:6::/64",
+            "-o",
+            "org.projectcalico.profile=calico",
+            "dual",
+        ],
+    )
+    .unwrap();
+    for name in ["six-a", "six-b"] {
+        lab.docker(
+            "h1",
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "dual",
+                calico_lab::docker::IMAGE,
+                "sleep",
+                "600",
+            ],
+        )
+        .unwrap();
+    }
+    let v6 = lab
+        .docker(
+            "h1",
+            &[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.Networks.dual.GlobalIPv6Address}}",
+                "six-b",
+            ],
+        )
+        .unwrap();
+    let v6 = v6.trim().to_owned();
+    assert!(v6.starts_with("fd00:6:"), "{v6:?}");
+    assert!(
+        eventually(Duration::from_secs(15), || lab
+            .docker(
+                "h1",
+                &["exec", "six-a", "ping", "-6", "-c", "1", "-W", "1", &v6]
+            )
+            .is_ok()),
+        "six-a reaches six-b at {v6} over IPv6"
+    );
+    lab.docker("h1", &["rm", "-f", "six-a", "six-b"]).unwrap();
+
     // The plugin restarts, then dockerd (live-restore): traffic keeps flowing and new
     // containers still work.
     lab.restart_docker_plugin("h1").unwrap();
