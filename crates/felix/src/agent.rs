@@ -149,6 +149,22 @@ struct State {
     cluster: Cluster,
 }
 
+/// The policy generation after `g` (0 is never used: it is an unmarked flow's).
+fn next_generation(g: u16) -> u16 {
+    g.checked_add(1).unwrap_or(1)
+}
+
+/// Deletes the flows whose conntrack mark carries `generation`.
+fn sweep_generation(
+    conntrack: &mut impl Conntrack,
+    generation: u16,
+) -> Result<(), calico_dataplane::Error> {
+    conntrack.flush_mark(
+        u32::from(generation) << calico_dataplane::render::CT_GENERATION_SHIFT,
+        calico_dataplane::render::CT_GENERATION_MASK,
+    )
+}
+
 /// Everything the table is rendered from besides the calculation's output.
 #[derive(Debug, Clone, PartialEq)]
 struct RenderInputs {
@@ -698,10 +714,10 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             Diff::Same => return true,
             Diff::Replace => return false,
         };
-        let generation = applied.generation.checked_add(1).unwrap_or(1);
+        let generation = next_generation(applied.generation);
         let want_generation = TableModel::from_objects(generation_objects(generation));
         let Diff::Batch {
-            batch: next_generation,
+            batch: generation_batch,
             ..
         } = diff(&have_generation, &want_generation)
         else {
@@ -724,9 +740,9 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             a.model.overwrite(want_sets);
         }
         if let Some(m) = &self.monitor {
-            m.expect(&next_generation, Some(&have_generation));
+            m.expect(&generation_batch, Some(&have_generation));
         }
-        if let Err(e) = self.nft.apply(&next_generation) {
+        if let Err(e) = self.nft.apply(&generation_batch) {
             if let Some(m) = &self.monitor {
                 m.forget();
             }
@@ -740,7 +756,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             a.model.overwrite(want_generation);
             a.generation = generation;
         }
-        self.pending_clear = Some(generation.checked_add(1).unwrap_or(1));
+        self.pending_clear = Some(next_generation(generation));
         self.metrics
             .workload_endpoints
             .set(i64::try_from(state.cluster.workload_endpoints.len()).unwrap_or(i64::MAX));
@@ -781,7 +797,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         // A new generation for every change: flows allowed before it are
         // judged again. Rendered with the next one; when nothing but the
         // generation differs, nothing is programmed and it is not used.
-        let generation = current.checked_add(1).unwrap_or(1);
+        let generation = next_generation(current);
         let inputs = self.render_inputs(&state.cluster);
         let mut ruleset = self.render(&inputs, &snapshot, generation);
         // A policy's chains (ingress and egress) share what they are.
@@ -866,14 +882,8 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                         // The sweep walks the whole conntrack table (about
                         // 10 ms per family); it must end before the last
                         // piece puts the generation in force.
-                        let mut sweeper = sweep.map(|g| {
-                            scope.spawn(move || {
-                                conntrack.flush_mark(
-                                    u32::from(g) << calico_dataplane::render::CT_GENERATION_SHIFT,
-                                    calico_dataplane::render::CT_GENERATION_MASK,
-                                )
-                            })
-                        });
+                        let mut sweeper =
+                            sweep.map(|g| scope.spawn(move || sweep_generation(conntrack, g)));
                         let mut swept = None;
                         let mut applied = Ok(());
                         let last = pieces.len().saturating_sub(1);
@@ -932,7 +942,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                 .apply_seconds
                 .observe(started.elapsed().as_secs_f64());
             self.record_outcome(&outcome, ruleset, model, generation, routes.clone(), inputs);
-            self.pending_clear = Some(generation.checked_add(1).unwrap_or(1));
+            self.pending_clear = Some(next_generation(generation));
         }
         if self.applied.as_ref().is_some_and(|a| !a.degraded) {
             self.write_endpoint_status(&state.cluster);
@@ -1018,10 +1028,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
 
     /// Deletes the flows whose conntrack mark carries `generation`.
     fn clear_generation(&mut self, generation: u16) {
-        let swept = self.conntrack.flush_mark(
-            u32::from(generation) << calico_dataplane::render::CT_GENERATION_SHIFT,
-            calico_dataplane::render::CT_GENERATION_MASK,
-        );
+        let swept = sweep_generation(&mut self.conntrack, generation);
         self.note_sweep(generation, swept);
     }
 

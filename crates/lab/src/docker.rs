@@ -152,15 +152,7 @@ impl Lab {
     /// Restarts the Calico Docker plugin on `host` (kill, start, wait for its socket).
     pub fn restart_docker_plugin(&self, host: &str) -> anyhow::Result<()> {
         let h = self.host(host)?;
-        for pid in ip(&["netns", "pids", &h.netns])?.split_whitespace() {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            if exe
-                .file_name()
-                .is_some_and(|n| n == "calico-libnetwork-plugin")
-            {
-                run(Command::new("kill").arg(pid))?;
-            }
-        }
+        self.stop_program(&h, "calico-libnetwork-plugin")?;
         let socket = self.docker_plugins(host).join("calico.sock");
         let _ = std::fs::remove_file(&socket);
         self.start_plugin(&h)?;
@@ -172,14 +164,6 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
-    }
-
-    fn host(&self, name: &str) -> anyhow::Result<Host> {
-        self.state()?
-            .hosts
-            .into_iter()
-            .find(|h| h.name == name)
-            .with_context(|| format!("no host {name}"))
     }
 
     fn import_image(&self, h: &str) -> anyhow::Result<()> {

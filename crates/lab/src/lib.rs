@@ -434,40 +434,45 @@ impl Lab {
 
     /// Stops calico-node on `host` (kill) and starts it again, as a restart.
     pub fn restart_node(&self, host: &str) -> anyhow::Result<()> {
-        let state = self.state()?;
-        let h = state
-            .hosts
-            .iter()
-            .find(|h| h.name == host)
-            .with_context(|| format!("no host {host}"))?;
-        self.kill_node(h)?;
-        self.start_node(&self.binary("calico-node")?, h)?;
-        self.wait_ready(h, Duration::from_secs(30))
+        let h = self.host(host)?;
+        self.stop_program(&h, "calico-node")?;
+        self.start_node(&self.binary("calico-node")?, &h)?;
+        self.wait_ready(&h, Duration::from_secs(30))
     }
 
-    /// Kills calico-node on host `h` (its kernel state stays).
-    fn kill_node(&self, h: &Host) -> anyhow::Result<()> {
-        let pids = ip(&["netns", "pids", &h.netns])?;
-        for pid in pids.split_whitespace() {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            if exe.file_name().is_some_and(|n| n == "calico-node") {
-                run(Command::new("kill").arg(pid))?;
-            }
+    /// Host `name`.
+    pub(crate) fn host(&self, name: &str) -> anyhow::Result<Host> {
+        self.state()?
+            .hosts
+            .into_iter()
+            .find(|h| h.name == name)
+            .with_context(|| format!("no host {name}"))
+    }
+
+    /// Stops (SIGTERM) every process of `program` in host `h`'s namespace and waits until
+    /// they are gone (the kernel state they made stays).
+    pub(crate) fn stop_program(&self, h: &Host, program: &str) -> anyhow::Result<()> {
+        let pids = || -> anyhow::Result<Vec<String>> {
+            Ok(ip(&["netns", "pids", &h.netns])?
+                .split_whitespace()
+                .filter(|pid| {
+                    std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .is_ok_and(|e| e.file_name().is_some_and(|n| n == program))
+                })
+                .map(str::to_owned)
+                .collect())
+        };
+        for pid in pids()? {
+            run(Command::new("kill").arg(pid))?;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            let left = ip(&["netns", "pids", &h.netns])?
-                .split_whitespace()
-                .any(|pid| {
-                    std::fs::read_link(format!("/proc/{pid}/exe"))
-                        .is_ok_and(|e| e.file_name().is_some_and(|n| n == "calico-node"))
-                });
-            if !left {
+            if pids()?.is_empty() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("calico-node on {} did not exit", h.name)
+        bail!("{program} on {} did not exit", h.name)
     }
 
     fn wait_ready(&self, h: &Host, within: Duration) -> anyhow::Result<()> {
@@ -779,12 +784,7 @@ impl Lab {
 
     /// The namespace of host `name`.
     pub fn host_netns(&self, name: &str) -> anyhow::Result<String> {
-        self.state()?
-            .hosts
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| h.netns.clone())
-            .with_context(|| format!("no host {name}"))
+        self.host(name).map(|h| h.netns)
     }
 
     /// Stops a task: CNI DEL, then its namespace goes.

@@ -139,6 +139,21 @@ impl DockerSocket {
     }
 }
 
+impl DockerSocket {
+    /// (container ID, endpoint ID) of every container Docker lists on network `id` (None:
+    /// no such network).
+    fn attachments(&self, id: &str) -> Result<Option<Vec<(String, String)>>, Error> {
+        Ok(self.get(&format!("/networks/{id}"))?.map(|net| {
+            net["Containers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(c, v)| Some((c.clone(), v["EndpointID"].as_str()?.to_owned())))
+                .collect()
+        }))
+    }
+}
+
 fn string_map(v: &Value) -> BTreeMap<String, String> {
     v.as_object()
         .into_iter()
@@ -162,14 +177,9 @@ impl DockerApi for DockerSocket {
     }
 
     fn network_endpoints(&self, network_id: &str) -> Result<Option<Vec<String>>, Error> {
-        Ok(self.get(&format!("/networks/{network_id}"))?.map(|net| {
-            net["Containers"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(_, c)| c["EndpointID"].as_str().map(str::to_owned))
-                .collect()
-        }))
+        Ok(self
+            .attachments(network_id)?
+            .map(|a| a.into_iter().map(|(_, endpoint)| endpoint).collect()))
     }
 
     fn endpoint_labels(
@@ -177,14 +187,11 @@ impl DockerApi for DockerSocket {
         network_id: &str,
         endpoint_id: &str,
     ) -> Result<Option<BTreeMap<String, String>>, Error> {
-        let Some(net) = self.get(&format!("/networks/{network_id}"))? else {
-            return Ok(None);
-        };
-        let container = net["Containers"].as_object().and_then(|m| {
-            m.iter()
-                .find(|(_, c)| c["EndpointID"].as_str() == Some(endpoint_id))
-                .map(|(id, _)| id.clone())
-        });
+        let container = self
+            .attachments(network_id)?
+            .into_iter()
+            .flatten()
+            .find_map(|(c, e)| (e == endpoint_id).then_some(c));
         let Some(container) = container else {
             return Ok(None);
         };
