@@ -288,6 +288,20 @@ fn network_create_run_exit_rm_as_docker_calls_them() {
     // Container exit: the veth, the endpoint and the address go.
     let endpoint = json!({"NetworkID": NET, "EndpointID": EP});
     assert_eq!(
+        r.call(
+            "NetworkDriver.ProgramExternalConnectivity",
+            endpoint.clone()
+        ),
+        json!({})
+    );
+    // Discovery notifications (swarm) change nothing for a local driver.
+    for call in ["NetworkDriver.DiscoverNew", "NetworkDriver.DiscoverDelete"] {
+        assert_eq!(
+            r.call(call, json!({"DiscoveryType": 1, "DiscoveryData": {}})),
+            json!({})
+        );
+    }
+    assert_eq!(
         r.call("NetworkDriver.RevokeExternalConnectivity", endpoint.clone()),
         json!({})
     );
