@@ -21,10 +21,14 @@ use calico_dataplane::{ConntrackCli, NftLib};
 use calico_datastore::{Key, Kind};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
-use load::{POLICIES, RULES, policy, put};
+use load::{RULES, policies, policy, put};
 use serde_json::json;
 
 mod load;
+
+// As calico-node: mimalloc, also for libnftables (malloc overridden).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// (quantile estimate from the buckets, count) of a histogram in text exposition.
 fn quantile(text: &str, name: &str, q: f64) -> (f64, u64) {
@@ -53,6 +57,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rate: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
     let secs: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(60);
+    calico_felix::without_huge_pages().expect("prctl");
     assert!(
         calico_netlink::testing::enter_fresh_netns("churn"),
         "run as root"
@@ -83,7 +88,8 @@ fn main() {
         std::thread::sleep(Duration::from_millis(1));
     }
     println!(
-        "felix ready (cold start with {POLICIES} policies x {RULES} rules) in {:.2?}",
+        "felix ready (cold start with {} policies x {RULES} rules) in {:.2?}",
+        policies(),
         t.elapsed()
     );
     let encode = || {
@@ -105,8 +111,11 @@ fn main() {
     for i in 0..rate * secs {
         put(
             ds.as_ref(),
-            Key::global(Kind::GlobalNetworkPolicy, format!("bench-{}", i % POLICIES)),
-            policy(i % POLICIES, i + 1),
+            Key::global(
+                Kind::GlobalNetworkPolicy,
+                format!("bench-{}", i % policies()),
+            ),
+            policy(i % policies(), i + 1),
         );
         next += period;
         let now = Instant::now();

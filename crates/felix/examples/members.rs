@@ -18,16 +18,21 @@ use calico_dataplane::{ConntrackCli, NftLib};
 use calico_datastore::{Key, Kind};
 use calico_felix::{Config, Felix, Kernel};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
-use load::{POLICIES, RULES, put};
+use load::{RULES, policies, put};
 use serde_json::json;
 
 mod load;
+
+// As calico-node: mimalloc, also for libnftables (malloc overridden).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let count: u32 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200);
+    calico_felix::without_huge_pages().expect("prctl");
     assert!(
         calico_netlink::testing::enter_fresh_netns("members"),
         "run as root"
@@ -50,7 +55,8 @@ fn main() {
     felix.program(Instant::now());
     felix.idle();
     println!(
-        "cold start, step by step ({POLICIES} policies x {RULES} rules): read {synced:.2?}, programmed {:.2?} later",
+        "cold start, step by step ({} policies x {RULES} rules): read {synced:.2?}, programmed {:.2?} later",
+        policies(),
         t.elapsed() - synced
     );
     let (mut fast, mut full) = (Vec::new(), Vec::new());
