@@ -246,24 +246,25 @@ impl<D: Deref<Target: Datastore>> Syncer<D> {
         let watcher = self.ds.watch(filter, start)?;
         let mut seen = BTreeSet::new();
         let mut in_sync_at = start;
+        let mut changed = Vec::new();
         for list in listed {
             in_sync_at = in_sync_at.max(list.revision);
             for kv in list.items {
                 seen.insert(kv.key.clone());
-                if self.known.get(&kv.key).map(|k| k.0) == Some(kv.mod_revision) {
-                    continue;
+                if self.known.get(&kv.key).map(|k| k.0) != Some(kv.mod_revision) {
+                    changed.push((kv.key, kv.mod_revision, Ok(kv.value)));
                 }
-                let ev = self.typed(kv.key, kv.mod_revision, Ok(kv.value));
-                self.pending.push_back(ev);
             }
             for bad in list.unreadable {
                 seen.insert(bad.key.clone());
-                if self.known.get(&bad.key).map(|k| k.0) == Some(bad.mod_revision) {
-                    continue;
+                if self.known.get(&bad.key).map(|k| k.0) != Some(bad.mod_revision) {
+                    changed.push((bad.key, bad.mod_revision, Err(bad.reason)));
                 }
-                let ev = self.typed(bad.key, bad.mod_revision, Err(bad.reason));
-                self.pending.push_back(ev);
             }
+        }
+        for (key, revision, decoded) in decode_all(changed) {
+            let ev = self.record(key, revision, decoded);
+            self.pending.push_back(ev);
         }
         let gone: Vec<Key> = self
             .known
@@ -311,23 +312,18 @@ impl<D: Deref<Target: Datastore>> Syncer<D> {
                 return;
             }
         };
-        let typed = self.typed(ev.key, ev.revision, value);
+        let decoded = decode(&ev.key, value);
+        let typed = self.record(ev.key, ev.revision, decoded);
         self.pending.push_back(typed);
     }
 
-    /// The event for a stored value (or the reason it cannot be read), remembering it.
-    fn typed(
+    /// The event for a decoded value (or why it cannot be read), remembering it.
+    fn record(
         &mut self,
         key: Key,
         revision: Revision,
-        value: Result<serde_json::Value, String>,
+        decoded: Result<Resource, DecodeError>,
     ) -> SyncEvent {
-        let decoded = value
-            .map_err(|reason| DecodeError {
-                key: key.clone(),
-                reason,
-            })
-            .and_then(|v| Resource::decode(&key, v));
         let had_good = self.known.get(&key).is_some_and(|k| k.1);
         match decoded {
             Ok(resource) => {
@@ -349,4 +345,60 @@ impl<D: Deref<Target: Datastore>> Syncer<D> {
             }
         }
     }
+}
+
+/// A stored value typed as its key's kind (or why it cannot be read).
+fn decode(key: &Key, value: Result<serde_json::Value, String>) -> Result<Resource, DecodeError> {
+    value
+        .map_err(|reason| DecodeError {
+            key: key.clone(),
+            reason,
+        })
+        .and_then(|v| Resource::decode(key, v))
+}
+
+/// Listed values below this many are decoded on the calling thread.
+const PARALLEL_DECODE_FROM: usize = 256;
+
+/// Decodes a list's values, in order, on every core when there are many: at
+/// a cold start decoding (strict fields and upstream's validation) was most
+/// of reading the store.
+fn decode_all(
+    listed: Vec<(Key, Revision, Result<serde_json::Value, String>)>,
+) -> Vec<(Key, Revision, Result<Resource, DecodeError>)> {
+    let one = |(key, revision, value): (Key, Revision, Result<serde_json::Value, String>)| {
+        let decoded = decode(&key, value);
+        (key, revision, decoded)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if threads < 2 || listed.len() < PARALLEL_DECODE_FROM {
+        return listed.into_iter().map(one).collect();
+    }
+    let per_thread = listed.len().div_ceil(threads);
+    let mut chunks = Vec::with_capacity(threads);
+    let mut rest = listed.into_iter();
+    loop {
+        let chunk: Vec<_> = rest.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    std::thread::scope(|scope| {
+        let mut chunks = chunks.into_iter();
+        // The calling thread decodes the first chunk itself.
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|c| scope.spawn(move || c.into_iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        let mut out: Vec<_> = first.into_iter().map(one).collect();
+        for handle in others {
+            match handle.join() {
+                Ok(decoded) => out.extend(decoded),
+                // A panic while decoding is a bug: let it be one here too.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
 }

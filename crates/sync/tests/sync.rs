@@ -386,3 +386,49 @@ fn rusqlite_corrupt(path: &std::path::Path, name: &str) {
     )
     .unwrap();
 }
+
+/// A list long enough to be decoded on several threads comes out exactly
+/// as one thread would give it: in the store's order, each bad value named
+/// at its own key.
+#[test]
+fn a_long_list_is_handed_over_in_order_with_each_bad_value_named() {
+    let (_dir, ds) = store();
+    let ops = (0..600u32)
+        .map(|i| {
+            let name = format!("p{i:03}");
+            let mut value = policy(&name, i);
+            if i % 7 == 3 {
+                value["spec"]["selector"] = json!("has(");
+            }
+            calico_datastore::WriteOp::Upsert {
+                key: gnp(&name),
+                value,
+            }
+        })
+        .collect();
+    ds.write_batch(ops).unwrap();
+    let mut s = Syncer::new(ds.clone(), [Kind::GlobalNetworkPolicy]);
+    let events = drain(&mut s);
+    let want: Vec<String> = (0..600u32)
+        .map(|i| {
+            let key = gnp(&format!("p{i:03}"));
+            if i % 7 == 3 {
+                format!("unreadable {key}")
+            } else {
+                format!("set {key} GlobalNetworkPolicy")
+            }
+        })
+        .chain(std::iter::once("in sync".to_owned()))
+        .collect();
+    assert_eq!(summary(&events), want);
+    for ev in &events {
+        if let SyncEvent::Set {
+            key,
+            resource: Resource::GlobalNetworkPolicy(p),
+            ..
+        } = ev
+        {
+            assert_eq!(p.metadata.name, key.name, "each value at its own key");
+        }
+    }
+}
