@@ -35,6 +35,9 @@ pub enum Error {
     /// `nft list` printed something that is not the JSON schema.
     #[error("parsing nft JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The second thread sending pieces of a split batch panicked.
+    #[error("applying nftables pieces: the second thread panicked")]
+    WriterGone,
     /// libnftables could not be loaded or refused a batch.
     #[error("libnftables: {0}")]
     Lib(#[from] calico_nftlib::Error),
@@ -83,6 +86,22 @@ pub fn batch(ruleset: &Ruleset) -> Nftables<'static> {
 pub trait Nft {
     /// Applies `batch` atomically.
     fn apply(&mut self, batch: &Nftables<'_>) -> Result<(), Error>;
+    /// Applies the pieces [`crate::diff::split`] made, each atomically,
+    /// calling `before(i)` before piece `i` goes to the kernel; stops at
+    /// the first refusal. The first piece goes alone and the last goes
+    /// last; an implementation may send the ones between in any order, or
+    /// at once.
+    fn apply_split(
+        &mut self,
+        pieces: &[Nftables<'_>],
+        before: &mut dyn FnMut(usize),
+    ) -> Result<(), Error> {
+        for (i, piece) in pieces.iter().enumerate() {
+            before(i);
+            self.apply(piece)?;
+        }
+        Ok(())
+    }
     /// Whether the kernel would accept `batch` (`nft --check`): nothing is changed.
     fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error>;
     /// Reads back the table we own.
@@ -161,7 +180,12 @@ impl Nft for NftCli {
 /// no process start or cache load per batch. Batches of IP set elements
 /// alone go to the kernel over nfnetlink directly ([`crate::elements`]).
 #[derive(Debug)]
-pub struct NftLib(calico_nftlib::Libnftables, ElementSocket);
+pub struct NftLib(
+    calico_nftlib::Libnftables,
+    ElementSocket,
+    /// A second context for the pieces of a split batch, opened at the first.
+    Option<calico_nftlib::Libnftables>,
+);
 
 impl NftLib {
     /// Opens libnftables in the calling thread's network namespace.
@@ -169,6 +193,7 @@ impl NftLib {
         Ok(NftLib(
             calico_nftlib::Libnftables::open()?,
             ElementSocket::open()?,
+            None,
         ))
     }
 }
@@ -189,6 +214,60 @@ impl Nft for NftLib {
             self.0.run(&Self::commands(batch)?, false)?;
         }
         Ok(())
+    }
+
+    /// The pieces between the first and the last go through two contexts
+    /// on two threads: one piece's text is written and parsed by
+    /// libnftables while the kernel takes the other's (the kernel commits
+    /// one at a time). At a cold start this was a third of the time.
+    fn apply_split(
+        &mut self,
+        pieces: &[Nftables<'_>],
+        before: &mut dyn FnMut(usize),
+    ) -> Result<(), Error> {
+        let [first, middle @ .., last] = pieces else {
+            for (i, piece) in pieces.iter().enumerate() {
+                before(i);
+                self.apply(piece)?;
+            }
+            return Ok(());
+        };
+        before(0);
+        self.apply(first)?;
+        if !middle.is_empty() {
+            for i in 1..=middle.len() {
+                before(i);
+            }
+            if self.2.is_none() {
+                self.2 = Some(calico_nftlib::Libnftables::open()?);
+            }
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            let work = |lib: &mut calico_nftlib::Libnftables| -> Result<(), Error> {
+                use std::sync::atomic::Ordering::Relaxed;
+                while !failed.load(Relaxed) {
+                    let Some(piece) = middle.get(next.fetch_add(1, Relaxed)) else {
+                        break;
+                    };
+                    let ran = Self::commands(piece)
+                        .and_then(|text| lib.run(&text, false).map_err(Error::from));
+                    if let Err(e) = ran {
+                        failed.store(true, Relaxed);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            };
+            let (mine, other) = (&mut self.0, self.2.as_mut());
+            std::thread::scope(|scope| {
+                let helper = other.map(|lib| scope.spawn(|| work(lib)));
+                let here = work(mine);
+                let there = helper.map_or(Ok(()), |h| h.join().unwrap_or(Err(Error::WriterGone)));
+                here.and(there)
+            })?;
+        }
+        before(pieces.len() - 1);
+        self.apply(last)
     }
 
     fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error> {
@@ -231,6 +310,17 @@ impl Nft for KernelNft {
         match self {
             KernelNft::Lib(n) => n.apply(batch),
             KernelNft::Cli(n) => n.apply(batch),
+        }
+    }
+
+    fn apply_split(
+        &mut self,
+        pieces: &[Nftables<'_>],
+        before: &mut dyn FnMut(usize),
+    ) -> Result<(), Error> {
+        match self {
+            KernelNft::Lib(n) => n.apply_split(pieces, before),
+            KernelNft::Cli(n) => n.apply_split(pieces, before),
         }
     }
 

@@ -381,49 +381,65 @@ fn element(set: &str, elem: Vec<nftables::expr::Expression<'static>>) -> Element
 /// changes of existing sets, deletions) is the last transaction, so every
 /// commit leaves a table as safe as before it: the old policy until the
 /// last one, the new one after.
+///
+/// The first piece creates the new sets and chains; the pieces between the
+/// first and the last add rules to them only, each chain's rules in one
+/// piece, so they depend on the first and on nothing else:
+/// [`crate::Nft::apply_split`] may send them in any order, or at once.
 pub fn split(
     batch: Nftables<'static>,
     have: &TableModel,
     max_rules: usize,
 ) -> Vec<Nftables<'static>> {
-    let mut early: Vec<Vec<NfObject<'static>>> = vec![Vec::new()];
-    let mut early_rules = 0;
+    let mut creates = Vec::new();
+    let mut rules: Vec<Vec<NfObject<'static>>> = vec![Vec::new()];
+    let mut piece_of_chain = std::collections::HashMap::new();
     let mut last = Vec::new();
     // A new base chain sees traffic as soon as it exists: it goes last.
     let mut new_base = std::collections::HashSet::new();
     for cmd in batch.objects.into_owned() {
-        let goes_early = match &cmd {
-            NfObject::CmdObject(NfCmd::Add(NfListObject::Set(s))) => {
-                !have.sets.contains_key(s.name.as_ref())
+        match &cmd {
+            NfObject::CmdObject(NfCmd::Add(NfListObject::Set(s)))
+                if !have.sets.contains_key(s.name.as_ref()) =>
+            {
+                creates.push(cmd);
             }
-            NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(c))) => {
-                if c.hook.is_some() {
+            NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(c)))
+                if c.hook.is_none() && !have.chains.contains_key(c.name.as_ref()) =>
+            {
+                creates.push(cmd);
+            }
+            NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(r)))
+                if !have.chains.contains_key(r.chain.as_ref())
+                    && !new_base.contains(r.chain.as_ref()) =>
+            {
+                // A chain's rules stay in one piece, in order: pieces may
+                // go in any order. (A chain longer than `max_rules` makes
+                // its piece longer.)
+                let at = match piece_of_chain.get(r.chain.as_ref()) {
+                    Some(&at) => at,
+                    None => {
+                        if rules.last().is_some_and(|p| p.len() >= max_rules) {
+                            rules.push(Vec::new());
+                        }
+                        piece_of_chain.insert(r.chain.to_string(), rules.len() - 1);
+                        rules.len() - 1
+                    }
+                };
+                rules[at].push(cmd);
+            }
+            _ => {
+                if let NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(c))) = &cmd
+                    && c.hook.is_some()
+                {
                     new_base.insert(c.name.to_string());
                 }
-                c.hook.is_none() && !have.chains.contains_key(c.name.as_ref())
+                last.push(cmd);
             }
-            NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(r))) => {
-                !have.chains.contains_key(r.chain.as_ref()) && !new_base.contains(r.chain.as_ref())
-            }
-            _ => false,
-        };
-        if !goes_early {
-            last.push(cmd);
-            continue;
-        }
-        if matches!(cmd, NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(_)))) {
-            if early_rules == max_rules {
-                early.push(Vec::new());
-                early_rules = 0;
-            }
-            early_rules += 1;
-        }
-        if let Some(piece) = early.last_mut() {
-            piece.push(cmd);
         }
     }
-    early
-        .into_iter()
+    std::iter::once(creates)
+        .chain(rules)
         .chain(std::iter::once(last))
         .filter(|p| !p.is_empty())
         .map(|p| Nftables { objects: p.into() })

@@ -20,7 +20,7 @@ use nftables::schema::NfListObject;
 /// Most new rules in one nftables commit: a commit holds the netfilter lock
 /// (and stalls forwarding) for as long as it runs, about 40 ms per 1,000
 /// rules here.
-const MAX_RULES_PER_COMMIT: usize = 2_500;
+const MAX_RULES_PER_COMMIT: usize = 1_000;
 
 /// The chains that change with the policy generation alone.
 const GENERATION_CHAINS: [&str; 2] = [GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN];
@@ -885,24 +885,21 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                         let mut sweeper =
                             sweep.map(|g| scope.spawn(move || sweep_generation(conntrack, g)));
                         let mut swept = None;
-                        let mut applied = Ok(());
                         let last = pieces.len().saturating_sub(1);
-                        for (i, piece) in pieces.iter().enumerate() {
+                        let applied = nft.apply_split(&pieces, &mut |i| {
                             if i == last
                                 && let Some(s) = sweeper.take()
                             {
                                 swept = Some(s.join());
                             }
                             if let Some(m) = monitor {
-                                m.expect(piece, Some(have));
+                                m.expect(&pieces[i], Some(have));
                             }
-                            applied = nft.apply(piece);
-                            if applied.is_err() {
-                                if let Some(m) = monitor {
-                                    m.forget();
-                                }
-                                break;
-                            }
+                        });
+                        if applied.is_err()
+                            && let Some(m) = monitor
+                        {
+                            m.forget();
                         }
                         if let Some(s) = sweeper {
                             swept = Some(s.join());
