@@ -135,24 +135,38 @@ fn main() {
         text.len()
     );
     // The same cold start as felix does it: onto the fail-closed table, in
-    // commits of at most 2,500 new rules, dispatch switched in the last.
+    // commits of at most 1,000 new rules, dispatch switched in the last;
+    // first one commit after the other (each commit timed), then as felix
+    // sends them (rule pieces from two threads).
+    let closed = TableModel::of(&calico_dataplane::fail_closed_table());
+    let cold_start = || {
+        let Diff::Batch { batch: cold, .. } = diff(&closed, &TableModel::of(&ruleset)) else {
+            panic!("a cold start is a batch")
+        };
+        calico_dataplane::diff::split(cold, &closed, 1_000)
+    };
     lib.apply(&batch(&calico_dataplane::fail_closed_table()))
         .expect("fail-closed table again");
-    let closed = TableModel::of(&calico_dataplane::fail_closed_table());
-    let Diff::Batch { batch: cold, .. } = diff(&closed, &TableModel::of(&ruleset)) else {
-        panic!("a cold start is a batch")
-    };
     let mut commits = Vec::new();
     let t = Instant::now();
-    for piece in calico_dataplane::diff::split(cold, &closed, 2_500) {
+    for piece in cold_start() {
         let c = Instant::now();
         lib.apply(&piece).expect("piece");
         commits.push(c.elapsed());
     }
     println!(
-        "  cold start in commits of <= 2,500 rules via libnftables: {} commits, longest {:.2?}, total {:.2?}",
+        "  cold start in commits of <= 1,000 rules via libnftables, one after the other: {} commits, longest {:.2?}, total {:.2?}",
         commits.len(),
         commits.iter().max().copied().unwrap_or_default(),
+        t.elapsed()
+    );
+    lib.apply(&batch(&calico_dataplane::fail_closed_table()))
+        .expect("fail-closed table again");
+    let pieces = cold_start();
+    let t = Instant::now();
+    lib.apply_split(&pieces, &mut |_| {}).expect("pieces");
+    println!(
+        "  cold start in commits of <= 1,000 rules via libnftables, rule pieces from two threads: total {:.2?}",
         t.elapsed()
     );
 
