@@ -18,7 +18,7 @@ pub mod v3;
 mod validate;
 
 pub use kind::{ALL_KIND_NAMES, ALL_KINDS, INTERNAL_KINDS, Kind};
-pub use validate::{is_dns1123_label, is_dns1123_subdomain};
+pub use validate::{is_dns1123_label, is_dns1123_subdomain, parse_go_duration};
 
 /// The API group/version of every resource this crate knows.
 pub const API_VERSION: &str = "projectcalico.org/v3";
@@ -291,7 +291,8 @@ fn process<T: ApiResource>(doc: Value) -> Result<Value, ValidationError> {
 /// Fails on: wrong or missing `apiVersion`, unknown `kind`, unknown fields anywhere, a missing
 /// or invalid `metadata.name`, a namespace on a cluster-scoped kind or none on a namespaced kind,
 /// and every upstream validation rule of the kind's spec.
-pub fn parse_resource(doc: Value) -> Result<Resource, ValidationError> {
+pub fn parse_resource(mut doc: Value) -> Result<Resource, ValidationError> {
+    as_upstream_reads_yaml(&mut doc);
     let Value::Object(map) = &doc else {
         return Err(ValidationError::new(
             "",
@@ -346,6 +347,34 @@ pub fn parse_resource(doc: Value) -> Result<Resource, ValidationError> {
         }
     };
     Ok(Resource { kind, value })
+}
+
+/// What upstream's YAML decoding does before its strict checks, so the same
+/// files are accepted: an empty `spec:` is an empty spec, and a label or
+/// annotation written as a YAML boolean or number (`role: yes`) is that
+/// scalar's text (`"true"`), as sigs.k8s.io/yaml gives a string field.
+fn as_upstream_reads_yaml(doc: &mut Value) {
+    let Value::Object(map) = doc else {
+        return;
+    };
+    if map.get("spec").is_some_and(Value::is_null) {
+        map.insert("spec".to_owned(), Value::Object(serde_json::Map::new()));
+    }
+    let Some(Value::Object(meta)) = map.get_mut("metadata") else {
+        return;
+    };
+    for field in ["labels", "annotations"] {
+        if let Some(Value::Object(entries)) = meta.get_mut(field) {
+            for value in entries.values_mut() {
+                let text = match value {
+                    Value::Bool(b) => b.to_string(),
+                    Value::Number(n) => n.to_string(),
+                    _ => continue,
+                };
+                *value = Value::String(text);
+            }
+        }
+    }
 }
 
 /// Refuses what the API accepts but calico-rs cannot enforce, so a security

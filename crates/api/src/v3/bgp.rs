@@ -123,6 +123,20 @@ pub struct BGPPeerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub reverse_peering: Option<String>,
+    /// The AS number this node uses towards this peer instead of its own.
+    #[serde(
+        rename = "localASNumber",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub local_as_number: Option<ASNumber>,
+    /// BGP keepalive time (Go duration).
+    #[serde(
+        rename = "keepaliveTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keepalive_time: Option<String>,
 }
 
 /// A community name and value.
@@ -255,13 +269,35 @@ pub struct BGPConfigurationSpec {
         skip_serializing_if = "String::is_empty"
     )]
     pub local_workload_peering_ipv6: String,
-    /// `Enabled` or `Disabled`: program routes to cluster IPs.
+    /// Which pools' cluster routes BIRD programs: `Enabled`, `Disabled`,
+    /// `EnabledIPIPOnly` or `EnabledNoEncapOnly` (the default).
     #[serde(
         rename = "programClusterRoutes",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub program_cluster_routes: Option<String>,
+    /// Kernel route priority (metric) of ordinary IPv4 routes BIRD programs (default 1024).
+    #[serde(
+        rename = "ipv4NormalRoutePriority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_normal_route_priority: Option<i64>,
+    /// Kernel route priority (metric) of ordinary IPv6 routes BIRD programs (default 1024).
+    #[serde(
+        rename = "ipv6NormalRoutePriority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_normal_route_priority: Option<i64>,
+    /// `Enabled` or `Disabled`: advertise LoadBalancer service IPs aggregated.
+    #[serde(
+        rename = "serviceLoadBalancerAggregation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_load_balancer_aggregation: Option<String>,
 }
 
 super::resource!(

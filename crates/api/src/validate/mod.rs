@@ -311,7 +311,7 @@ fn uses_global(selector: &str) -> bool {
 }
 
 /// Parses a Go duration (`1h2m3.5s`, `-1ns`, `0`), returning nanoseconds.
-pub(crate) fn parse_go_duration(s: &str) -> Option<f64> {
+pub fn parse_go_duration(s: &str) -> Option<f64> {
     let (neg, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),

@@ -577,6 +577,9 @@ pub(crate) fn bgp_peer_spec(field: &str, spec: &BGPPeerSpec) -> Check {
     if let Some(d) = &spec.max_restart_time {
         duration(&f("maxRestartTime"), d, true)?;
     }
+    if let Some(d) = &spec.keepalive_time {
+        duration(&f("keepaliveTime"), d, true)?;
+    }
     if let Some(pw) = &spec.password
         && let Some(r) = &pw.secret_key_ref
         && r.key.is_empty()
@@ -623,6 +626,21 @@ pub(crate) fn bgp_configuration_spec(field: &str, spec: &BGPConfigurationSpec) -
             &BGP_LOG_LEVELS,
         )?;
     }
+    // Upstream's ignoredInterface pattern; it also keeps quotes and braces
+    // out of the BIRD configuration these patterns are written into.
+    for (i, iface) in spec.ignored_interfaces.iter().enumerate() {
+        let ok = (1..=15).contains(&iface.len())
+            && iface
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.*-".contains(&b));
+        if !ok {
+            return Err(fail(
+                &index(&f("ignoredInterfaces"), i),
+                iface,
+                "invalid interface pattern (1-15 of a-z, A-Z, 0-9, _ . * -)",
+            ));
+        }
+    }
     for (name, blocks) in [
         ("serviceLoadBalancerIPs", &spec.service_load_balancer_ips),
         ("serviceExternalIPs", &spec.service_external_ips),
@@ -647,6 +665,24 @@ pub(crate) fn bgp_configuration_spec(field: &str, spec: &BGPConfigurationSpec) -
             ));
         }
         duration(&f("nodeMeshMaxRestartTime"), d, true)?;
+    }
+    for (name, priority) in [
+        ("ipv4NormalRoutePriority", spec.ipv4_normal_route_priority),
+        ("ipv6NormalRoutePriority", spec.ipv6_normal_route_priority),
+    ] {
+        // Upstream's range: a kernel metric that bgp_local_pref (2^31-1 minus it) can carry.
+        if let Some(p) = priority
+            && !(1..=2_147_483_646).contains(&p)
+        {
+            return Err(fail(&f(name), &p, "must be between 1 and 2147483646"));
+        }
+    }
+    if let Some(a) = &spec.service_load_balancer_aggregation {
+        one_of(
+            &f("serviceLoadBalancerAggregation"),
+            a,
+            &["Enabled", "Disabled"],
+        )?;
     }
     let mut names = BTreeSet::new();
     for (i, c) in spec.communities.iter().enumerate() {
@@ -683,7 +719,16 @@ pub(crate) fn bgp_configuration_spec(field: &str, spec: &BGPConfigurationSpec) -
         one_of(&f("bindMode"), m, &BGP_BIND_MODES)?;
     }
     if let Some(m) = &spec.program_cluster_routes {
-        one_of(&f("programClusterRoutes"), m, &["Enabled", "Disabled"])?;
+        one_of(
+            &f("programClusterRoutes"),
+            m,
+            &[
+                "Enabled",
+                "Disabled",
+                "EnabledIPIPOnly",
+                "EnabledNoEncapOnly",
+            ],
+        )?;
     }
     for (i, iface) in spec.ignored_interfaces.iter().enumerate() {
         // Wildcards are allowed inside a name, but a pattern of only wildcards would hide
