@@ -11,5 +11,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --no-fail-fast
 echo "== conformance (vendored corpus, or \$CALICO_CONFORMANCE_DIR) =="
-cargo test --locked -q -p calico-selector -p calico-api --test conformance -- --nocapture 2>&1 \
+cargo test --locked -q -p calico-selector -p calico-api -p calico-confd --test conformance -- --nocapture 2>&1 \
   | grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' || { echo "conformance summaries missing" >&2; exit 1; }
