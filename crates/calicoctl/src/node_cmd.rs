@@ -1,18 +1,14 @@
 //! `calicoctl node status`: whether calico-node runs on this host, and BIRD's BGP peers as
 //! upstream prints them, read from BIRD's control sockets.
 
-use std::io::{BufRead as _, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::cli::{NodeArgs, NodeCommand};
 use crate::commands::{CommandError, Context};
 
 /// Where BIRD's control sockets are looked for, in order (upstream's places).
 const BIRD_DIRS: [&str; 2] = ["/var/run/calico", "/var/run/bird"];
-/// How long BIRD may take for a line of its answer.
-const BIRD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a `node` command.
 pub fn run(args: NodeArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
@@ -131,29 +127,26 @@ fn peer_of(line: &str, separator: &str) -> Option<Peer> {
 
 /// Asks BIRD on `socket` for its protocols: the Calico BGP peers among them.
 pub fn bird_peers(socket: &Path, v6: bool) -> Result<Vec<Peer>, String> {
-    let mut conn = UnixStream::connect(socket).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(BIRD_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    conn.write_all(b"show protocols\n")
-        .map_err(|e| format!("writing to BIRD's socket: {e}"))?;
+    let reply = calico_confd::bird::request(socket, "show protocols").map_err(|e| e.to_string())?;
     let separator = if v6 { ":" } else { "." };
     let mut peers = Vec::new();
-    for line in BufReader::new(conn).lines() {
-        let line = line.map_err(|e| format!("reading BIRD's answer: {e}"))?;
-        // BIRD's reply codes: 0000 the end, 0001 the greeting, 2002 the table heading,
-        // 1002 the first row, a space the rows after it.
-        match line.get(..4) {
-            Some("0000") => return Ok(peers),
-            Some("0001") => {}
-            Some("2002") => {
-                let heading: Vec<&str> = line[5..].split_whitespace().collect();
+    for line in reply {
+        // BIRD's reply codes: 2002 the table heading, 1002 the rows, 0000 the end.
+        match line.code {
+            0 => {}
+            2002 => {
+                let heading: Vec<&str> = line.text.split_whitespace().collect();
                 if heading != ["name", "proto", "table", "state", "since", "info"] {
-                    return Err(format!("unknown BIRD table heading {:?}", &line[5..]));
+                    return Err(format!("unknown BIRD table heading {:?}", line.text));
                 }
             }
-            Some("1002") => peers.extend(peer_of(&line[5..], separator)),
-            _ if line.starts_with(' ') => peers.extend(peer_of(&line[1..], separator)),
-            _ => return Err(format!("unexpected line from BIRD: {line:?}")),
+            1002 => peers.extend(peer_of(&line.text, separator)),
+            code => {
+                return Err(format!(
+                    "unexpected line from BIRD: {code:04} {}",
+                    line.text
+                ));
+            }
         }
     }
     Ok(peers)

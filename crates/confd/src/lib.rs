@@ -11,7 +11,9 @@
 //! (`bird.cfg`, `bird_ipam.cfg`, `bird_aggr.cfg` and their IPv6 twins)
 //! line for line as upstream's templates do.
 
+pub mod bird;
 pub mod config;
+pub mod daemon;
 pub mod filters;
 pub mod model;
 pub mod render;
