@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use calico_confd::bird::Peer;
+
 use crate::cli::{NodeArgs, NodeCommand};
 use crate::commands::{CommandError, Context};
 
@@ -88,70 +90,6 @@ pub fn status(
     writeln!(out).map_err(io)
 }
 
-/// One BGP protocol of BIRD's `show protocols`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
-    /// The peer's address (from the protocol's name).
-    pub address: String,
-    /// node-to-node mesh, global or node specific.
-    pub kind: &'static str,
-    /// BIRD's protocol state (up, start, ...).
-    pub state: String,
-    /// Since when.
-    pub since: String,
-    /// The BGP state and BIRD's detail.
-    pub info: String,
-}
-
-/// A protocol line (`name proto table state since info...`) as a Calico peer, if it is one.
-fn peer_of(line: &str, separator: &str) -> Option<Peer> {
-    let cols: Vec<&str> = line.split_whitespace().collect();
-    if cols.len() < 6 || cols[1] != "BGP" {
-        return None;
-    }
-    let (prefix, address) = cols[0].split_once('_')?;
-    let kind = match prefix {
-        "Mesh" => "node-to-node mesh",
-        "Global" => "global",
-        "Node" => "node specific",
-        _ => return None,
-    };
-    Some(Peer {
-        address: address.replace('_', separator),
-        kind,
-        state: cols[3].to_owned(),
-        since: cols[4].to_owned(),
-        info: cols[5..].join(" "),
-    })
-}
-
-/// Asks BIRD on `socket` for its protocols: the Calico BGP peers among them.
-pub fn bird_peers(socket: &Path, v6: bool) -> Result<Vec<Peer>, String> {
-    let reply = calico_confd::bird::request(socket, "show protocols").map_err(|e| e.to_string())?;
-    let separator = if v6 { ":" } else { "." };
-    let mut peers = Vec::new();
-    for line in reply {
-        // BIRD's reply codes: 2002 the table heading, 1002 the rows, 0000 the end.
-        match line.code {
-            0 => {}
-            2002 => {
-                let heading: Vec<&str> = line.text.split_whitespace().collect();
-                if heading != ["name", "proto", "table", "state", "since", "info"] {
-                    return Err(format!("unknown BIRD table heading {:?}", line.text));
-                }
-            }
-            1002 => peers.extend(peer_of(&line.text, separator)),
-            code => {
-                return Err(format!(
-                    "unexpected line from BIRD: {code:04} {}",
-                    line.text
-                ));
-            }
-        }
-    }
-    Ok(peers)
-}
-
 fn print_peers(v: &str, bird_dir: Option<&Path>, out: &mut dyn Write) -> Result<(), CommandError> {
     let io = |e: std::io::Error| CommandError::new(format!("writing the status: {e}"));
     writeln!(out, "\nIPv{v} BGP status").map_err(io)?;
@@ -162,7 +100,7 @@ fn print_peers(v: &str, bird_dir: Option<&Path>, out: &mut dyn Write) -> Result<
     };
     let mut last = String::new();
     for dir in &dirs {
-        match bird_peers(&dir.join(file), v == "6") {
+        match calico_confd::bird::peers(&dir.join(file), v == "6") {
             Ok(peers) if peers.is_empty() => {
                 return writeln!(out, "No IPv{v} peers found.").map_err(io);
             }
@@ -222,27 +160,6 @@ mod tests {
 
     fn procs(names: &[&str]) -> Vec<Vec<String>> {
         names.iter().map(|n| vec![(*n).to_owned()]).collect()
-    }
-
-    #[test]
-    fn rows_become_peers_as_upstream_parses_them() {
-        let p = peer_of(
-            "Mesh_10_0_0_2 BGP      master   up     15:36:23    Established   ",
-            ".",
-        )
-        .unwrap();
-        assert_eq!(p.address, "10.0.0.2");
-        assert_eq!(p.kind, "node-to-node mesh");
-        assert_eq!((p.state.as_str(), p.info.as_str()), ("up", "Established"));
-        let p = peer_of(
-            "Node_fd00__2 BGP master start 15:36:23 Connect Socket: Connection refused",
-            ":",
-        )
-        .unwrap();
-        assert_eq!(p.address, "fd00::2");
-        assert_eq!(p.info, "Connect Socket: Connection refused");
-        assert!(peer_of("device1  Device   master   up     15:36:18", ".").is_none());
-        assert!(peer_of("Other_1 BGP master up 15:36:23 Established", ".").is_none());
     }
 
     #[test]

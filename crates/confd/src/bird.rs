@@ -135,9 +135,115 @@ pub fn configure(socket: &Path) -> Result<String, BirdError> {
     Ok(reply.last().map(|l| l.text.clone()).unwrap_or_default())
 }
 
+/// One BGP protocol of BIRD's `show protocols`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's address (from the protocol's name).
+    pub address: String,
+    /// node-to-node mesh, global or node specific.
+    pub kind: &'static str,
+    /// BIRD's protocol state (up, start, ...).
+    pub state: String,
+    /// Since when.
+    pub since: String,
+    /// The BGP state and BIRD's detail.
+    pub info: String,
+}
+
+/// A protocol line (`name proto table state since info...`) as a Calico peer, if it is one.
+fn peer_of(line: &str, separator: &str) -> Option<Peer> {
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    if cols.len() < 6 || cols[1] != "BGP" {
+        return None;
+    }
+    let (prefix, address) = cols[0].split_once('_')?;
+    let kind = match prefix {
+        "Mesh" => "node-to-node mesh",
+        "Global" => "global",
+        "Node" => "node specific",
+        _ => return None,
+    };
+    Some(Peer {
+        address: address.replace('_', separator),
+        kind,
+        state: cols[3].to_owned(),
+        since: cols[4].to_owned(),
+        info: cols[5..].join(" "),
+    })
+}
+
+/// BIRD's BGP sessions with Calico's names (`Mesh_`, `Global_`, `Node_`)
+/// on `socket`, from `show protocols`.
+pub fn peers(socket: &Path, v6: bool) -> Result<Vec<Peer>, BirdError> {
+    let name = socket.display().to_string();
+    let reply = request(socket, "show protocols")?;
+    let separator = if v6 { ":" } else { "." };
+    let mut peers = Vec::new();
+    for line in reply {
+        // 2002 the table heading, 1002 the rows, 0000 the end.
+        match line.code {
+            0 => {}
+            2002 => {
+                let heading: Vec<&str> = line.text.split_whitespace().collect();
+                if heading != ["name", "proto", "table", "state", "since", "info"] {
+                    return Err(BirdError::Protocol {
+                        socket: name,
+                        line: line.text,
+                    });
+                }
+            }
+            1002 => peers.extend(peer_of(&line.text, separator)),
+            _ => {
+                return Err(BirdError::Protocol {
+                    socket: name,
+                    line: line.text,
+                });
+            }
+        }
+    }
+    Ok(peers)
+}
+
+/// Upstream's `-bird-ready`: BIRD answers and every Calico BGP session is
+/// established. The error names the sessions that are not.
+pub fn established(socket: &Path, v6: bool) -> Result<(), String> {
+    let peers = peers(socket, v6).map_err(|e| e.to_string())?;
+    let down: Vec<String> = peers
+        .iter()
+        .filter(|p| !p.info.starts_with("Established"))
+        .map(|p| format!("{} ({} {})", p.address, p.state, p.info))
+        .collect();
+    if down.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("BGP not established with {}", down.join(", ")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_become_peers_as_upstream_parses_them() {
+        let p = peer_of(
+            "Mesh_10_0_0_2 BGP      master   up     15:36:23    Established   ",
+            ".",
+        )
+        .unwrap();
+        assert_eq!(p.address, "10.0.0.2");
+        assert_eq!(p.kind, "node-to-node mesh");
+        assert_eq!((p.state.as_str(), p.info.as_str()), ("up", "Established"));
+        let p = peer_of(
+            "Node_fd00__2 BGP master start 15:36:23 Connect Socket: Connection refused",
+            ":",
+        )
+        .unwrap();
+        assert_eq!(p.address, "fd00::2");
+        assert_eq!(p.info, "Connect Socket: Connection refused");
+        assert!(peer_of("device1  Device   master   up     15:36:18", ".").is_none());
+        assert!(peer_of("Other_1 BGP master up 15:36:23 Established", ".").is_none());
+    }
 
     #[test]
     fn replies_end_on_a_space_separated_line() {

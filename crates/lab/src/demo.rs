@@ -89,6 +89,11 @@ pub fn run(lab: &Lab, seed: &Path, docker: bool) -> anyhow::Result<bool> {
         );
     }
     println!();
+    let bgp_held = if lab.state()?.bgp {
+        show_bgp(lab, &server_task.ip)?
+    } else {
+        true
+    };
 
     lab.say("requests before the policy");
     let before = probe_all(lab, &server_task.id);
@@ -167,14 +172,45 @@ pub fn run(lab: &Lab, seed: &Path, docker: bool) -> anyhow::Result<bool> {
 
     let held = before.iter().all(|p| p.outcome.is_ok())
         && after[0].outcome.is_ok()
-        && after[1].outcome.is_err();
+        && after[1].outcome.is_err()
+        && bgp_held;
     println!(
         "demo: {}",
         if held {
             "PASS: both frontends reached bookstore-server before the policy; after it, bookstore-frontend still does and fruitstore-frontend is dropped"
         } else {
-            "FAIL: the matrix above differs from the expected allow/allow, allow/deny"
+            "FAIL: the matrix above differs from the expected allow/allow, allow/deny (or, in BGP mode, a route to the server's block did not come from BIRD)"
         }
     );
+    Ok(held)
+}
+
+/// BGP mode: the other hosts reach the server's block by BIRD's routes, and
+/// h1's BGP sessions are up. Returns whether both hold.
+fn show_bgp(lab: &Lab, server_ip: &str) -> anyhow::Result<bool> {
+    lab.say("BGP: the other hosts' routes to bookstore-server's block come from BIRD");
+    let mut held = true;
+    for host in ["h2", "h3"] {
+        let ns = lab.host_netns(host)?;
+        let routes = super::ip(&["-n", &ns, "route", "show", "match", server_ip])?;
+        for line in routes.lines().filter(|l| !l.starts_with("default")) {
+            println!("{host}: {line}");
+        }
+        held &= routes.lines().any(|l| l.contains("proto bird"));
+    }
+    let ns = lab.host_netns("h1")?;
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(lab.binary("calicoctl")?)
+        .args(["node", "status", "--bird-dir"])
+        .arg(lab.bird_dir("h1"))
+        .output()?;
+    println!("$ calicoctl node status   (on h1)");
+    print!("{}", String::from_utf8_lossy(&status.stdout));
+    held &= String::from_utf8_lossy(&status.stdout)
+        .matches("Established")
+        .count()
+        == 2;
+    println!();
     Ok(held)
 }

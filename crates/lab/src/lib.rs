@@ -73,6 +73,22 @@ pub struct State {
     /// Every host runs dockerd and the Calico Docker plugin.
     #[serde(default)]
     pub docker: bool,
+    /// No encapsulation: routes between hosts come from BIRD, configured by
+    /// the confd in each calico-node.
+    #[serde(default)]
+    pub bgp: bool,
+}
+
+/// How a lab is set up beyond its host count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setup {
+    /// The datastore is etcd on the underlay (else the embedded file).
+    pub etcd: bool,
+    /// Every host also runs dockerd and the Calico Docker plugin.
+    pub docker: bool,
+    /// BGP mode: an unencapsulated pool, BIRD on every host (a full mesh
+    /// configured by confd), no VXLAN.
+    pub bgp: bool,
 }
 
 /// Where the etcd of a lab listens: the underlay router, reachable from every host.
@@ -214,12 +230,20 @@ impl Lab {
     /// datastore is an etcd server on the underlay (Debian's `etcd-server`)
     /// instead of the embedded file.
     pub fn up(&self, n: u8, etcd: bool) -> anyhow::Result<()> {
-        self.up_with(n, etcd, false)
+        self.up_with(
+            n,
+            Setup {
+                etcd,
+                ..Setup::default()
+            },
+        )
     }
 
-    /// [`Lab::up`], with `docker`: every host also runs its own dockerd and the Calico
-    /// Docker plugin (calico-node then creates the host's `calico` Docker network).
-    pub fn up_with(&self, n: u8, etcd: bool, docker: bool) -> anyhow::Result<()> {
+    /// [`Lab::up`] as `setup` says: with `docker`, every host also runs its own
+    /// dockerd and the Calico Docker plugin (calico-node then creates the host's
+    /// `calico` Docker network); with `bgp`, BIRD routes between hosts.
+    pub fn up_with(&self, n: u8, setup: Setup) -> anyhow::Result<()> {
+        let Setup { etcd, docker, bgp } = setup;
         if !self.state()?.hosts.is_empty() {
             bail!("the lab {} is already up: run down first", self.prefix);
         }
@@ -246,6 +270,7 @@ impl Lab {
         ip(&["-n", &ul, "addr", "add", "172.30.0.254/24", "dev", "br-ul"])?;
         let mut state = State {
             docker,
+            bgp,
             ..State::default()
         };
         if etcd {
@@ -279,6 +304,11 @@ impl Lab {
         }
         for h in &state.hosts {
             self.start_node(&node_bin, h)?;
+        }
+        if bgp {
+            for h in &state.hosts {
+                self.start_bird(h)?;
+            }
         }
         for h in &state.hosts {
             self.say(format!("waiting for calico-node on {} to be ready", h.name));
@@ -412,6 +442,17 @@ impl Lab {
             .args(["--node", &h.name, "--ip", &h.ip, "--leak-grace", "15m"])
             .arg("--endpoint-status-prefix")
             .arg(self.status_prefix(&h.name));
+        if state.bgp {
+            // No encapsulation: confd in calico-node configures BIRD, which
+            // programs the routes to other hosts' blocks.
+            let dir = self.bird_dir(&h.name);
+            cmd.arg("--confd-config-dir")
+                .arg(&dir)
+                .arg("--bird-dir")
+                .arg(&dir)
+                .env("CALICO_VXLAN_ENABLED", "false")
+                .env("CALICO_IPINIP_ENABLED", "false");
+        }
         if state.docker {
             cmd.arg("--docker-socket")
                 .arg(self.docker_socket(&h.name))
@@ -429,6 +470,41 @@ impl Lab {
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting calico-node on {}", h.name))?;
+        Ok(())
+    }
+
+    /// Where `host`'s BIRD configuration and control socket are.
+    pub fn bird_dir(&self, host: &str) -> PathBuf {
+        self.dir.join(format!("bird-{host}"))
+    }
+
+    /// Starts BIRD (Debian's `bird`, 1.x) in `h`'s namespace once confd has
+    /// written its configuration.
+    fn start_bird(&self, h: &Host) -> anyhow::Result<()> {
+        let dir = self.bird_dir(&h.name);
+        let cfg = dir.join("bird.cfg");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cfg.exists() {
+            if Instant::now() > deadline {
+                bail!("confd on {} wrote no {} within 30 s", h.name, cfg.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.say(format!("starting BIRD on {}", h.name));
+        let log = std::fs::File::create(self.dir.join(format!("bird-{}.log", h.name)))?;
+        Command::new("ip")
+            .args([
+                "netns", "exec", &h.netns, "bird", "-f", "-c", "bird.cfg", "-s",
+            ])
+            .arg(dir.join("bird.ctl"))
+            // `include "bird_aggr.cfg"` is relative to the working directory.
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting BIRD on {} (Debian package bird)", h.name))?;
         Ok(())
     }
 
@@ -475,27 +551,46 @@ impl Lab {
         bail!("{program} on {} did not exit", h.name)
     }
 
+    /// Stops BIRD on `host` (SIGTERM: BIRD closes its sessions).
+    pub fn stop_bird(&self, host: &str) -> anyhow::Result<()> {
+        self.stop_program(&self.host(host)?, "bird")
+    }
+
+    /// Starts BIRD on `host` again (BGP mode).
+    pub fn restart_bird(&self, host: &str) -> anyhow::Result<()> {
+        self.start_bird(&self.host(host)?)
+    }
+
+    /// Whether calico-node on `host` answers /readiness with 200.
+    pub fn is_ready(&self, host: &str) -> anyhow::Result<bool> {
+        Ok(self.readiness(&self.host(host)?))
+    }
+
+    fn readiness(&self, h: &Host) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &h.netns,
+                "timeout",
+                "2",
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "/dev/null",
+            ])
+            .arg("http://127.0.0.1:9099/readiness")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     fn wait_ready(&self, h: &Host, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            let ok = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &h.netns,
-                    "timeout",
-                    "2",
-                    "busybox",
-                    "wget",
-                    "-q",
-                    "-O",
-                    "/dev/null",
-                ])
-                .arg("http://127.0.0.1:9099/readiness")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = self.readiness(h);
             if ok {
                 return Ok(());
             }

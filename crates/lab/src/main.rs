@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use calico_lab::{App, Lab};
+use calico_lab::{App, Lab, Setup};
 use clap::{Parser, Subcommand};
 
 /// A Calico cluster on one machine.
@@ -39,6 +39,10 @@ enum Cmd {
         /// `"type": "DOCKER"` apps).
         #[arg(long)]
         docker: bool,
+        /// BGP mode: no encapsulation, BIRD on every host (configured by the
+        /// confd in calico-node) routes between hosts.
+        #[arg(long)]
+        bgp: bool,
     },
     /// Start a Marathon app's instances (its JSON definition).
     App {
@@ -98,6 +102,9 @@ enum Cmd {
         /// Docker plugin), bookstore-frontend as a Mesos container.
         #[arg(long)]
         docker: bool,
+        /// In BGP mode (see `up --bgp`).
+        #[arg(long)]
+        bgp: bool,
     },
 }
 
@@ -159,7 +166,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
             hosts,
             etcd,
             docker,
-        } => lab.up_with(hosts, etcd, docker)?,
+            bgp,
+        } => lab.up_with(hosts, Setup { etcd, docker, bgp })?,
         Cmd::App { file, host } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -204,9 +212,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
             keep,
             etcd,
             docker,
+            bgp,
         } => {
             lab.down()?;
-            lab.up_with(3, etcd, docker)?;
+            lab.up_with(3, Setup { etcd, docker, bgp })?;
             let held = calico_lab::demo::run(&lab, &seed, docker);
             if !keep {
                 lab.down()?;

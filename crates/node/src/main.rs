@@ -1,7 +1,7 @@
 //! `calico-node`: start-up checks and writes, then felix, health and metrics
 //! endpoints, and the periodic stale-endpoint and IPAM leak collectors, until killed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +83,20 @@ struct Args {
     /// The Docker Engine API socket.
     #[arg(long, env = "DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
     docker_socket: PathBuf,
+    /// Run confd in this process (the seed's `dcos-calico-confd`), writing
+    /// BIRD's configuration into this directory; /readiness then also
+    /// needs BIRD's BGP sessions established.
+    #[arg(long, env = "CALICO_CONFD_CONFIG_DIR")]
+    confd_config_dir: Option<PathBuf>,
+    /// Where BIRD's control sockets are (`bird.ctl`, `bird6.ctl`).
+    #[arg(long, default_value = "/var/run/calico")]
+    bird_dir: PathBuf,
+    /// BGP passwords for confd: `<dir>/<secret name>/<key>`.
+    #[arg(long, env = "CALICO_BGP_SECRETS_DIR")]
+    bgp_secrets_dir: Option<PathBuf>,
+    /// BIRD's router id: an IPv4 address, `hash`, or unset for the node's address.
+    #[arg(long, env = "CALICO_ROUTER_ID", default_value = "")]
+    router_id: String,
     /// Docker's plugin directory, where the Calico plugin's sockets appear.
     #[arg(long, default_value = "/run/docker/plugins")]
     docker_plugin_dir: PathBuf,
@@ -160,7 +174,7 @@ fn host_networks(
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let node = match args.node {
+    let node = match args.node.clone() {
         Some(n) => n,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .context("reading the hostname (or pass --node)")?
@@ -213,8 +227,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             port: params.vxlan_port,
             mtu: params.vxlan_mtu,
         })
-    } else {
+    } else if params.ipinip_enabled {
         Encap::Ipip(params.ipinip_mtu)
+    } else {
+        // BIRD programs the routes to other hosts' blocks.
+        Encap::None
     };
     let (nft, no_lib) = KernelNft::open();
     match no_lib {
@@ -243,7 +260,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let registry = Arc::new(Mutex::new(registry));
 
-    serve_health(args.health_port, status.clone())?;
+    let bird_ready = match &args.confd_config_dir {
+        Some(dir) => {
+            spawn_confd(&args, &node, dir, ds.clone())?;
+            Some(args.bird_dir.clone())
+        }
+        None => None,
+    };
+    serve_health(args.health_port, status.clone(), bird_ready)?;
     serve_metrics(args.metrics_port, registry)?;
     spawn_leak_collector(ds.clone(), args.leak_grace, args.leak_interval);
     if !args.docker_network.is_empty() {
@@ -300,22 +324,59 @@ fn listen(port: u16) -> anyhow::Result<tiny_http::Server> {
         .map_err(|e| anyhow::anyhow!("listening on port {port}: {e}"))
 }
 
-fn serve_health(port: u16, status: Arc<Status>) -> anyhow::Result<()> {
+/// Runs confd beside felix: BIRD's configuration for this node in `dir`.
+fn spawn_confd(args: &Args, node: &str, dir: &Path, ds: Arc<dyn Datastore>) -> anyhow::Result<()> {
+    if !matches!(args.router_id.as_str(), "" | "hash")
+        && args.router_id.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        anyhow::bail!(
+            "--router-id (CALICO_ROUTER_ID) {:?}: not an IPv4 address or \"hash\"",
+            args.router_id
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let opts = calico_confd::daemon::Options {
+        settings: calico_confd::Settings {
+            node_name: node.to_owned(),
+            router_id: args.router_id.clone(),
+        },
+        config_dir: dir.to_owned(),
+        secrets_dir: args.bgp_secrets_dir.clone(),
+        bird_dir: Some(args.bird_dir.clone()),
+        debounce: Duration::from_millis(100),
+    };
+    std::thread::spawn(move || {
+        calico_confd::daemon::Confd::new(ds, opts).run(&AtomicBool::new(false));
+    });
+    Ok(())
+}
+
+/// Serves /liveness and /readiness; with `bird_dir`, readiness also needs
+/// BIRD's Calico sessions established (upstream's `-bird-ready`).
+fn serve_health(port: u16, status: Arc<Status>, bird_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let server = listen(port)?;
     std::thread::spawn(move || {
         for req in server.incoming_requests() {
+            let felix_ready = || {
+                status.ready.load(std::sync::atomic::Ordering::Relaxed)
+                    && status.in_sync.load(std::sync::atomic::Ordering::Relaxed)
+            };
             let ok = match req.url() {
-                "/liveness" => Some(status.live(Duration::from_secs(30))),
-                "/readiness" => Some(
-                    status.ready.load(std::sync::atomic::Ordering::Relaxed)
-                        && status.in_sync.load(std::sync::atomic::Ordering::Relaxed),
-                ),
+                "/liveness" => Some(Ok(status.live(Duration::from_secs(30)))),
+                "/readiness" => Some(match &bird_dir {
+                    _ if !felix_ready() => Ok(false),
+                    Some(dir) => {
+                        calico_confd::bird::established(&dir.join("bird.ctl"), false).map(|()| true)
+                    }
+                    None => Ok(true),
+                }),
                 _ => None,
             };
             let (code, body) = match ok {
-                Some(true) => (200, "ok\n"),
-                Some(false) => (503, "not ready\n"),
-                None => (404, "not found\n"),
+                Some(Ok(true)) => (200, "ok\n".to_owned()),
+                Some(Ok(false)) => (503, "not ready\n".to_owned()),
+                Some(Err(why)) => (503, format!("not ready: {why}\n")),
+                None => (404, "not found\n".to_owned()),
             };
             let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(code));
         }

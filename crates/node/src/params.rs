@@ -52,6 +52,10 @@ pub struct Params {
     pub vxlan_mtu: u32,
     /// `calico_ipinip_mtu`: MTU of `tunl0`.
     pub ipinip_mtu: u32,
+    /// `calico_ipinip_enabled` (calico-rs): with VXLAN off, IP-in-IP between
+    /// hosts; false: no encapsulation, the pool's routes exchanged by BGP
+    /// (BIRD programs them), for a flat underlay or a kernel without `ipip`.
+    pub ipinip_enabled: bool,
     /// `calico_veth_mtu`: MTU of workload veths.
     pub veth_mtu: u32,
 }
@@ -65,19 +69,21 @@ impl Default for Params {
             vxlan_vni: 4096,
             vxlan_mtu: 1450,
             ipinip_mtu: 1480,
+            ipinip_enabled: true,
             veth_mtu: 1500,
         }
     }
 }
 
 /// The names, as in DC/OS's config.yaml; the environment uses them upper-cased.
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "calico_network_cidr",
     "calico_vxlan_enabled",
     "calico_vxlan_port",
     "calico_vxlan_vni",
     "calico_vxlan_mtu",
     "calico_ipinip_mtu",
+    "calico_ipinip_enabled",
     "calico_veth_mtu",
 ];
 
@@ -176,6 +182,13 @@ impl Params {
                 }
                 "calico_vxlan_enabled" => {
                     p.vxlan_enabled = match v {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad("must be true or false".into())),
+                    };
+                }
+                "calico_ipinip_enabled" => {
+                    p.ipinip_enabled = match v {
                         "true" => true,
                         "false" => false,
                         _ => return Err(bad("must be true or false".into())),

@@ -60,8 +60,10 @@ pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String
     let mut created = Vec::new();
     let (vxlan, ipip) = if params.vxlan_enabled {
         ("Always", "Never")
-    } else {
+    } else if params.ipinip_enabled {
         ("Never", "Always")
+    } else {
+        ("Never", "Never")
     };
     let pool = json!({
         "apiVersion": "projectcalico.org/v3",
@@ -130,6 +132,18 @@ pub fn register_node(
     value["spec"]["bgp"]["ipv4Address"] = json!(address.to_string());
     write_node(ds, &key, value.clone())?;
 
+    if !params.vxlan_enabled && !params.ipinip_enabled {
+        // No encapsulation: no tunnel, no tunnel address.
+        if let Some(spec) = value["spec"].as_object_mut() {
+            spec.remove("ipv4VXLANTunnelAddr");
+            spec.remove("vxlanTunnelMACAddr");
+        }
+        if let Some(bgp) = value["spec"]["bgp"].as_object_mut() {
+            bgp.remove("ipv4IPIPTunnelAddr");
+        }
+        write_node(ds, &key, value)?;
+        return Ok(None);
+    }
     // One tunnel address from IPAM, kept across restarts: VXLAN's, or
     // IP-in-IP's when VXLAN is off (as Calico, the other one is removed).
     let (handle, kind) = if params.vxlan_enabled {

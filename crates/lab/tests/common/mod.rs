@@ -39,6 +39,19 @@ pub fn lab_on(prefix: &str, hosts: u8, etcd: bool) -> Option<TestLab> {
 
 /// A lab whose hosts also run dockerd and the Calico Docker plugin (`docker`).
 pub fn lab_with(prefix: &str, hosts: u8, etcd: bool, docker: bool) -> Option<TestLab> {
+    lab_setup(
+        prefix,
+        hosts,
+        calico_lab::Setup {
+            etcd,
+            docker,
+            bgp: false,
+        },
+    )
+}
+
+/// A lab set up as `setup` says.
+pub fn lab_setup(prefix: &str, hosts: u8, setup: calico_lab::Setup) -> Option<TestLab> {
     if !nix_is_root() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -72,7 +85,7 @@ pub fn lab_with(prefix: &str, hosts: u8, etcd: bool, docker: bool) -> Option<Tes
     // A previous run killed half-way may have left it behind.
     l.down().unwrap();
     let l = TestLab(l);
-    l.up_with(hosts, etcd, docker).unwrap();
+    l.up_with(hosts, setup).unwrap();
     Some(l)
 }
 
