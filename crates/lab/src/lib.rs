@@ -221,7 +221,9 @@ impl Lab {
         Ok(p)
     }
 
-    fn underlay(&self) -> String {
+    /// The underlay's namespace (its bridge is the hosts' default gateway,
+    /// 172.30.0.254: where a lab's "top-of-rack router" runs).
+    pub fn underlay(&self) -> String {
         format!("{}-ul", self.prefix)
     }
 
@@ -551,8 +553,26 @@ impl Lab {
         bail!("{program} on {} did not exit", h.name)
     }
 
-    /// Stops BIRD on `host` (SIGTERM: BIRD closes its sessions).
+    /// Stops BIRD on `host` as a drained host does: its protocols disabled
+    /// first (each BGP session closed with a Cease, so peers withdraw its
+    /// routes at once), then the process. A BIRD that dies without the
+    /// Cease leaves its routes on its peers for the graceful-restart time.
     pub fn stop_bird(&self, host: &str) -> anyhow::Result<()> {
+        let socket = self.bird_dir(host).join("bird.ctl");
+        match calico_confd::bird::request(&socket, "disable all") {
+            // `disable` only starts closing: the Cease must be out before
+            // the process ends, or the peers see a lost connection.
+            Ok(_) => {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline
+                    && calico_confd::bird::peers(&socket, false)
+                        .is_ok_and(|peers| peers.iter().any(|p| p.state != "down"))
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Err(e) => self.say(format!("BIRD on {host}: {e}; stopping it anyway")),
+        }
         self.stop_program(&self.host(host)?, "bird")
     }
 

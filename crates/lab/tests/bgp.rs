@@ -76,14 +76,30 @@ fn bird_routes_blocks_between_hosts_and_withdraws_a_stopped_one() {
     assert!(reaches(&lab, &tasks[1], &tasks[2]), "h2 -> h3");
     assert!(reaches(&lab, &tasks[2], &tasks[0]), "h3 -> h1");
 
-    // h3's BIRD stops: its block leaves the others' tables, and their
-    // readiness says which session is down.
+    // h3's BIRD stops as a drained host's does: its block leaves the others'
+    // tables at once, and their readiness says which session is down.
     lab.stop_bird("h3").unwrap();
-    let gone = wait_for(
-        "h3's block withdrawn from h1",
-        Duration::from_secs(30),
-        || !routes(&ns[0], &tasks[2].ip).contains("proto bird"),
-    );
+    let t = Instant::now();
+    while routes(&ns[0], &tasks[2].ip).contains("proto bird") {
+        if t.elapsed() > Duration::from_secs(30) {
+            let table = Command::new("ip")
+                .args(["-n", &ns[0], "route"])
+                .output()
+                .unwrap();
+            let peers = calico_confd::bird::peers(&lab.bird_dir("h1").join("bird.ctl"), false);
+            let h3 = Command::new("ip")
+                .args(["netns", "pids", &ns[2]])
+                .output()
+                .unwrap();
+            panic!(
+                "h3's block not withdrawn from h1 within 30 s; h1's routes:\n{}\nh1's peers: {peers:?}\nprocesses in h3: {}",
+                String::from_utf8_lossy(&table.stdout),
+                String::from_utf8_lossy(&h3.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = t.elapsed();
     eprintln!("h3's routes withdrawn from h1 {gone:?} after BIRD stopped");
     wait_for(
         "h1 not ready while BGP is down",
@@ -106,4 +122,122 @@ fn bird_routes_blocks_between_hosts_and_withdraws_a_stopped_one() {
         lab.is_ready("h1").unwrap()
     });
     assert!(reaches(&lab, &tasks[0], &tasks[2]), "h1 -> h3 again");
+}
+
+/// The hosts' block containing `ip` (the default block size, /26).
+fn block_of(ip: &str) -> String {
+    let a: std::net::Ipv4Addr = ip.parse().expect("IPv4");
+    let net = std::net::Ipv4Addr::from(u32::from(a) & !63);
+    format!("{net}/26")
+}
+
+/// A "top-of-rack router": plain BIRD 1.6 in the underlay namespace (AS
+/// 65000, 172.30.0.254) peering with every lab host, putting what it learns
+/// into the underlay's kernel table.
+fn start_tor(lab: &calico_lab::Lab, hosts: &[&str]) -> std::process::Child {
+    let dir = lab.dir.join("tor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = String::from(
+        "router id 172.30.0.254;\n\
+         protocol device { scan time 2; }\n\
+         protocol kernel { persist; scan time 2; import none; export all; }\n",
+    );
+    for (i, h) in hosts.iter().enumerate() {
+        cfg.push_str(&format!(
+            "protocol bgp {h} {{ local as 65000; neighbor 172.30.0.{} as 64512; \
+             connect retry time 1; import all; export none; }}\n",
+            i + 1
+        ));
+    }
+    std::fs::write(dir.join("bird.cfg"), cfg).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", &lab.underlay(), "bird", "-f", "-c"])
+        .arg(dir.join("bird.cfg"))
+        .arg("-s")
+        .arg(dir.join("bird.ctl"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("BIRD starts")
+}
+
+/// Every host peers with the ToR (eBGP) and, in the full mesh, also passes
+/// on the others' blocks: `keepOriginalNextHop` keeps each block's next hop
+/// its owner's.
+#[test]
+fn a_top_of_rack_peer_learns_every_block_and_a_bgp_filter_keeps_one_out() {
+    let Some(lab) = lab_setup(
+        "bgptor",
+        2,
+        Setup {
+            bgp: true,
+            ..Setup::default()
+        },
+    ) else {
+        return;
+    };
+    let tasks: Vec<_> = ["h1", "h2"]
+        .iter()
+        .map(|h| {
+            lab.add_app(&app(&format!("t{h}"), 1, &[("app", "t")]), Some(h))
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    let mut tor = start_tor(&lab, &["h1", "h2"]);
+    lab.apply_yaml(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\n\
+         spec:\n  peerIP: 172.30.0.254\n  asNumber: 65000\n  keepOriginalNextHop: true\n",
+    )
+    .unwrap();
+    let ul = lab.underlay();
+    let (b1, b2) = (block_of(&tasks[0].ip), block_of(&tasks[1].ip));
+    let tor_route = |block: &str| {
+        let out = Command::new("ip")
+            .args(["-n", &ul, "route", "show", block])
+            .output()
+            .expect("ip route");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for(
+        "h1's block learned by the ToR",
+        Duration::from_secs(30),
+        || tor_route(&b1).contains("via 172.30.0.1"),
+    );
+    wait_for(
+        "h2's block learned by the ToR",
+        Duration::from_secs(30),
+        || tor_route(&b2).contains("via 172.30.0.2"),
+    );
+    // Every host's readiness needs its session with the ToR up too.
+    wait_for(
+        "both hosts ready with the ToR peered",
+        Duration::from_secs(30),
+        || lab.is_ready("h1").unwrap() && lab.is_ready("h2").unwrap(),
+    );
+
+    // A BGPFilter on the peering rejects h2's block: it leaves the ToR's
+    // table, h1's stays.
+    lab.apply_yaml(&format!(
+        "apiVersion: projectcalico.org/v3\nkind: BGPFilter\nmetadata:\n  name: keep-out\n\
+         spec:\n  exportV4:\n  - action: Reject\n    matchOperator: Equal\n    cidr: {b2}\n\
+         ---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\n\
+         spec:\n  peerIP: 172.30.0.254\n  asNumber: 65000\n  keepOriginalNextHop: true\n  filters: [keep-out]\n"
+    ))
+    .unwrap();
+    wait_for(
+        "h2's block withdrawn from the ToR",
+        Duration::from_secs(30),
+        || tor_route(&b2).is_empty(),
+    );
+    assert!(
+        tor_route(&b1).contains("via 172.30.0.1"),
+        "h1's block stays"
+    );
+    let bird_cfg = std::fs::read_to_string(lab.bird_dir("h2").join("bird.cfg")).unwrap();
+    assert!(
+        bird_cfg.contains("'bgp_keep-out_exportFilterV4'();"),
+        "{bird_cfg}"
+    );
+    let _ = tor.kill();
+    let _ = tor.wait();
 }
