@@ -24,12 +24,7 @@ fn inputs(mesh: bool) -> Inputs {
     let mut inputs = Inputs::default();
     for n in 0..1000u32 {
         let name = format!("node-{n}");
-        let ip = format!(
-            "10.{}.{}.{}/16",
-            n / 65536 + 1,
-            (n / 256) % 256,
-            n % 256 + 1
-        );
+        let ip = format!("10.1.{}.{}/16", n / 250, n % 250 + 1);
         inputs.nodes.insert(
             name.clone(),
             typed::<v3::Node>(json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
