@@ -34,7 +34,7 @@ pub struct Options {
     /// Where the six files go (upstream: `/etc/calico/confd/config`).
     pub config_dir: PathBuf,
     /// Secrets for BGP passwords: `<dir>/<secret name>/<key>` (as a
-    /// Kubernetes secret volume lays them out).
+    /// Kubernetes secret volume lays them out); see [`SecretSources`].
     pub secrets_dir: Option<PathBuf>,
     /// Where BIRD's control sockets (`bird.ctl`, `bird6.ctl`) are; none:
     /// BIRD is not asked to reload.
@@ -43,29 +43,62 @@ pub struct Options {
     pub debounce: Duration,
 }
 
-/// Secrets read from files: `<dir>/<name>/<key>`, one trailing newline
-/// dropped.
-#[derive(Debug, Clone)]
-pub struct SecretsDir(pub PathBuf);
+/// Where BGP passwords come from: a file `<dir>/<name>/<key>` (one trailing
+/// newline dropped, as a Kubernetes secret volume or `echo` leaves it), else
+/// the environment variable `CALICO_BGP_SECRET_<NAME>_<KEY>` (upper-cased,
+/// other characters than letters and digits as `_`).
+#[derive(Debug, Clone, Default)]
+pub struct SecretSources {
+    /// The secrets directory, when there is one.
+    pub dir: Option<PathBuf>,
+}
 
-impl Secrets for SecretsDir {
-    fn secret(&self, name: &str, key: &str) -> Option<String> {
-        // Names and keys become path components: nothing that leaves the directory.
-        let safe = |s: &str| {
-            !s.is_empty()
-                && !s.starts_with('.')
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+impl SecretSources {
+    /// The environment variable that holds `key` of secret `name`.
+    pub fn env_name(name: &str, key: &str) -> String {
+        let part = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
         };
-        if !safe(name) || !safe(key) {
-            eprintln!("confd: secret {name:?} key {key:?}: not a plain file name; no password");
-            return None;
+        format!("CALICO_BGP_SECRET_{}_{}", part(name), part(key))
+    }
+}
+
+impl Secrets for SecretSources {
+    fn secret(&self, name: &str, key: &str) -> Option<String> {
+        if let Some(dir) = &self.dir {
+            // Names and keys become path components: nothing that leaves the directory.
+            let safe = |s: &str| {
+                !s.is_empty()
+                    && !s.starts_with('.')
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            };
+            if safe(name) && safe(key) {
+                match std::fs::read_to_string(dir.join(name).join(key)) {
+                    Ok(text) => return Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => eprintln!(
+                        "confd: reading secret {name:?} key {key:?} in {}: {e}",
+                        dir.display()
+                    ),
+                }
+            } else {
+                eprintln!("confd: secret {name:?} key {key:?}: not a plain file name");
+            }
         }
-        let path = self.0.join(name).join(key);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()),
-            Err(e) => {
-                eprintln!("confd: reading secret {}: {e}; no password", path.display());
+        let var = Self::env_name(name, key);
+        match std::env::var(&var) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                eprintln!("confd: no secret {name:?} key {key:?} (file or {var}); no password");
                 None
             }
         }
@@ -266,11 +299,10 @@ impl<D: Deref<Target: Datastore>> Confd<D> {
     /// whose files changed. On a render error nothing is written; when BIRD
     /// refuses, the previous files are put back.
     pub fn render_and_write(&mut self) -> Result<Report, DaemonError> {
-        let secrets: Box<dyn Secrets> = match &self.opts.secrets_dir {
-            Some(dir) => Box::new(SecretsDir(dir.clone())),
-            None => Box::new(crate::NoSecrets),
+        let secrets = SecretSources {
+            dir: self.opts.secrets_dir.clone(),
         };
-        let files = crate::render(&self.inputs(), &self.opts.settings, secrets.as_ref())?;
+        let files = crate::render(&self.inputs(), &self.opts.settings, &secrets)?;
         let changed: Vec<&'static str> = crate::FILE_NAMES
             .into_iter()
             .filter(|n| self.good.get(n) != files.get(n))

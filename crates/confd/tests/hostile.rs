@@ -138,3 +138,22 @@ fn long_filter_names_are_cut_to_birds_symbol_length_with_a_hash() {
         "25.79.212.8"
     );
 }
+
+#[test]
+fn secrets_come_from_their_own_files_and_names_cannot_leave_the_directory() {
+    use calico_confd::Secrets as _;
+    use calico_confd::daemon::SecretSources;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("secrets");
+    std::fs::create_dir_all(dir.join("bgp")).unwrap();
+    std::fs::write(dir.join("bgp").join("tor"), "s3cret\n").unwrap();
+    std::fs::write(tmp.path().join("outside"), "not a secret").unwrap();
+    let s = SecretSources { dir: Some(dir) };
+    assert_eq!(s.secret("bgp", "tor").as_deref(), Some("s3cret"));
+    assert_eq!(s.secret("..", "outside"), None);
+    assert_eq!(s.secret("bgp", "../../outside"), None);
+    assert_eq!(
+        SecretSources::env_name("bgp-secrets", "tor.password"),
+        "CALICO_BGP_SECRET_BGP_SECRETS_TOR_PASSWORD"
+    );
+}

@@ -122,7 +122,11 @@ impl Failure {
                     }
                     UNKNOWN => {
                         let m = s.message();
-                        m.contains("leader") || m.contains("timed out") || m.contains("transport")
+                        // "raft proposal dropped": the new leader never applied it.
+                        m.contains("leader")
+                            || m.contains("timed out")
+                            || m.contains("transport")
+                            || m.contains("proposal dropped")
                     }
                     _ => false,
                 },
