@@ -70,8 +70,8 @@ impl Report {
 }
 
 /// Route identity for comparison: what the kernel keys it by plus where it goes.
-fn route_key(r: &Route, oif: u32) -> (IpAddr, u8, Option<IpAddr>, u32) {
-    (r.dst, r.prefix_len, r.gateway, oif)
+fn route_key(r: &Route, oif: u32) -> (IpAddr, u8, Option<IpAddr>, u32, u32) {
+    (r.dst, r.prefix_len, r.gateway, oif, r.priority)
 }
 
 /// Makes the kernel match `want`, changing only what differs.

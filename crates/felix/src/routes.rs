@@ -41,7 +41,7 @@ pub fn desired(node: &str, encap: &Encap, cluster: &Cluster) -> Desired {
             continue;
         }
         for net in &l.nets {
-            let mut r = Route::direct(net.addr(), net.prefix_len(), &l.iface);
+            let mut r = Route::to_workload(net.addr(), net.prefix_len(), &l.iface);
             r.protocol = PROTO_FELIX;
             out.routes.push(r);
         }

@@ -62,6 +62,40 @@ fn bird_routes_blocks_between_hosts_and_withdraws_a_stopped_one() {
             );
         }
     }
+    // Hosts export their blocks, not their workloads' own routes: felix's
+    // routes to workloads are at the normal priority, which BIRD's
+    // aggregation keeps under the block once confd has rendered the block
+    // (until then a workload's route goes out alone, as upstream's does).
+    for (i, t) in tasks.iter().enumerate() {
+        for (j, other) in ns.iter().enumerate().filter(|(j, _)| *j != i) {
+            let table = || {
+                let out = Command::new("ip")
+                    .args(["-n", other, "route"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            let block_only = || {
+                let table = table();
+                table
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{} via", block_of(&t.ip))))
+                    && !table.lines().any(|l| l.starts_with(&format!("{} ", t.ip)))
+            };
+            let t0 = Instant::now();
+            while !block_only() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "{}: {}'s workload {} routed alone, not by its block:\n{}",
+                    hosts[j],
+                    hosts[i],
+                    t.ip,
+                    table()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
     for n in &ns {
         let vxlan = Command::new("ip")
             .args(["-n", n, "link", "show", "vxlan.calico"])

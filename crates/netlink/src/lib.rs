@@ -139,6 +139,20 @@ pub struct Route {
     /// Routing protocol number: who installed the route ([`PROTO_BOOT`] for
     /// the CNI plugin's, [`PROTO_FELIX`] for felix's).
     pub protocol: u8,
+    /// Priority (metric), as the kernel reports it: IPv4's default is 0,
+    /// IPv6's 1024 (the kernel turns 0 into 1024).
+    pub priority: u32,
+}
+
+/// The priority (metric) of workload routes: upstream's normal route
+/// priority, which BIRD's export filters (`calico_aggr`) take as an
+/// ordinary route covered by its block; only lower (elevated) ones are
+/// exported beside the block.
+pub const WORKLOAD_ROUTE_PRIORITY: u32 = 1024;
+
+/// The kernel's priority of a route to `dst` added without one.
+pub fn default_priority(dst: &IpAddr) -> u32 {
+    if dst.is_ipv6() { 1024 } else { 0 }
 }
 
 /// `proto boot`: the kernel's default for administratively added routes.
@@ -187,6 +201,16 @@ impl Route {
             scope: Scope::Link,
             onlink: false,
             protocol: PROTO_BOOT,
+            priority: default_priority(&dst),
+        }
+    }
+
+    /// `dst/prefix_len dev link scope link metric 1024`: the host's route to
+    /// a workload address through its veth.
+    pub fn to_workload(dst: IpAddr, prefix_len: u8, link: &str) -> Self {
+        Self {
+            priority: WORKLOAD_ROUTE_PRIORITY,
+            ..Self::direct(dst, prefix_len, link)
         }
     }
 
@@ -205,6 +229,7 @@ impl Route {
             scope: Scope::Universe,
             onlink: true,
             protocol: PROTO_BOOT,
+            priority: default_priority(&dst),
         }
     }
 
@@ -220,6 +245,7 @@ impl Route {
             scope: Scope::Universe,
             onlink: true,
             protocol: PROTO_FELIX,
+            priority: default_priority(&dst),
         }
     }
 }

@@ -260,6 +260,9 @@ impl Netlink for NetlinkSocket {
                 .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
         }
         m.attributes.push(RouteAttribute::Oif(index));
+        if route.priority != 0 {
+            m.attributes.push(RouteAttribute::Priority(route.priority));
+        }
         self.request(
             Rt::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
@@ -363,6 +366,7 @@ impl Netlink for NetlinkSocket {
                     },
                     onlink: m.header.flags.contains(RouteFlags::Onlink),
                     protocol: u8::from(m.header.protocol),
+                    priority: 0,
                 };
                 for a in &m.attributes {
                     match a {
@@ -373,6 +377,7 @@ impl Netlink for NetlinkSocket {
                         }
                         RouteAttribute::Gateway(g) => route.gateway = route_ip(g),
                         RouteAttribute::Oif(i) => route.oif = *i,
+                        RouteAttribute::Priority(p) => route.priority = *p,
                         _ => {}
                     }
                 }
@@ -477,6 +482,10 @@ impl Netlink for NetlinkSocket {
         }
         if route.oif != 0 {
             m.attributes.push(RouteAttribute::Oif(route.oif));
+        }
+        // Only this priority's route: another one to the same place stays.
+        if route.priority != 0 {
+            m.attributes.push(RouteAttribute::Priority(route.priority));
         }
         match self.request(Rt::DelRoute(m), NLM_F_ACK, &doing) {
             Ok(_) => Ok(true),

@@ -24,7 +24,7 @@ pub fn host_prefix(ip: &IpAddr) -> u8 {
 /// Configures the host end `veth` of a workload with `ips` (the veth exists):
 /// its sysctls (proxy ARP, forwarding, no redirects or router
 /// advertisements, reverse-path filtering), the link up, and a /32 or /128
-/// route per address through it.
+/// route per address through it (at the workload route priority).
 pub fn configure_host_end(
     host: &mut dyn Netlink,
     sysctl: &mut dyn Sysctl,
@@ -36,7 +36,7 @@ pub fn configure_host_end(
     crate::set_workload_iface_sysctls(sysctl, veth, v4, v6, false)?;
     host.set_link_up(veth)?;
     for ip in ips {
-        host.add_route(&Route::direct(*ip, host_prefix(ip), veth))?;
+        host.add_route(&Route::to_workload(*ip, host_prefix(ip), veth))?;
     }
     Ok(())
 }
@@ -44,6 +44,20 @@ pub fn configure_host_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workload_routes_carry_the_normal_priority() {
+        let mut nl = crate::fake::FakeNetlink::new();
+        nl.insert_link("cali1", 1500, Vec::new());
+        let mut sysctl = crate::fake::FakeSysctl::default();
+        let ips: Vec<IpAddr> = vec!["10.1.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        configure_host_end(&mut nl, &mut sysctl, "cali1", &ips).unwrap();
+        assert_eq!(nl.route_table.len(), 2);
+        for r in &nl.route_table {
+            assert_eq!(r.priority, crate::WORKLOAD_ROUTE_PRIORITY, "{r:?}");
+            assert_eq!(r.prefix_len, if r.dst.is_ipv4() { 32 } else { 128 });
+        }
+    }
 
     #[test]
     fn names_are_prefix_and_eleven_characters() {
