@@ -314,17 +314,22 @@ fn cached_render_equals_a_fresh_one_as_policies_and_sets_change() {
     }
 }
 
+/// Four policies over four endpoints and two nets: enough chains and rules
+/// for a cold start in several pieces.
+fn cold_start_world() -> World {
+    World {
+        policies: vec![Some((0, 0)), Some((1, 1)), Some((2, 2)), Some((0, 1))],
+        endpoints: vec![Some(0), Some(1), Some(2), Some(0)],
+        nets: vec![1, 2],
+    }
+}
+
 #[test]
 fn a_cold_start_in_pieces_keeps_the_fail_closed_table_until_the_last() {
     if !calico_netlink::testing::enter_fresh_netns("cold start in pieces") {
         return;
     }
-    let world = World {
-        policies: vec![Some((0, 0)), Some((1, 1)), Some((2, 2)), Some((0, 1))],
-        endpoints: vec![Some(0), Some(1), Some(2), Some(0)],
-        nets: vec![1, 2],
-    };
-    let want = render(&world);
+    let want = render(&cold_start_world());
     let fail_closed = calico_dataplane::fail_closed_table();
     let mut nft = NftCli::default();
     nft.apply(&batch(&fail_closed)).expect("fail-closed table");
@@ -405,12 +410,7 @@ fn pieces_sent_from_two_threads_end_as_a_fresh_load_and_stop_at_a_refusal() {
     if !calico_netlink::testing::enter_fresh_netns("pieces from two threads") {
         return;
     }
-    let world = World {
-        policies: vec![Some((0, 0)), Some((1, 1)), Some((2, 2)), Some((0, 1))],
-        endpoints: vec![Some(0), Some(1), Some(2), Some(0)],
-        nets: vec![1, 2],
-    };
-    let want = render(&world);
+    let want = render(&cold_start_world());
     let fail_closed = calico_dataplane::fail_closed_table();
     let have = TableModel::of(&fail_closed);
     let cold_start = || match diff(&have, &TableModel::of(&want)) {
