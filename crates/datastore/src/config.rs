@@ -6,7 +6,8 @@
 //! kind: CalicoAPIConfig
 //! metadata: {}
 //! spec:
-//!   datastoreType: etcdv3            # or "embedded" (the default)
+//!   datastoreType: etcdv3            # or "embedded"; without it: etcdv3 when
+//!                                    # etcd endpoints are set, else embedded
 //!   etcdEndpoints: https://a:2379,https://b:2379
 //!   etcdCACertFile: /etc/calico/ca.pem
 //!   etcdCertFile: /etc/calico/cert.pem
@@ -104,6 +105,15 @@ pub enum ConfigError {
         expected: String,
     },
     /// etcdv3 was selected but no endpoint was given anywhere.
+    /// Both etcd endpoints and an embedded store path are set, and no
+    /// datastore type says which one is meant.
+    #[error(
+        "both etcd endpoints and an embedded datastore path are set and no datastore type: set {hint} to etcdv3 or embedded"
+    )]
+    Ambiguous {
+        /// Where to set the type.
+        hint: String,
+    },
     #[error("datastore type etcdv3 needs etcd endpoints: set {hint}")]
     MissingEtcdEndpoints {
         /// Where endpoints could have been given.
@@ -197,7 +207,8 @@ impl DatastoreConfig {
 
     /// The general form: `config_path` must exist when given; otherwise `default_path`, when
     /// given, is read if it exists. Environment variables, read through `env`, override file
-    /// settings; what neither sets defaults to the embedded store at [`DEFAULT_EMBEDDED_PATH`].
+    /// settings. Without a datastore type, etcd endpoints mean etcd (as upstream); what
+    /// neither sets defaults to the embedded store at [`DEFAULT_EMBEDDED_PATH`].
     pub fn load_with(
         config_path: Option<&Path>,
         default_path: Option<&Path>,
@@ -314,7 +325,22 @@ fn apply_env(s: &mut Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<(
 
 /// Apply defaults and build the configuration.
 fn resolve(s: Settings, file: Option<&Path>) -> Result<DatastoreConfig, ConfigError> {
-    let datastore_type = match s.kind.unwrap_or(Kind::Embedded) {
+    let kind = match (s.kind, &s.etcd_endpoints, &s.embedded_path) {
+        (Some(kind), _, _) => kind,
+        // As upstream: etcd endpoints without a datastore type mean etcd
+        // (the docs' etcd examples set no type).
+        (None, Some(_), None) => Kind::EtcdV3,
+        (None, Some(_), Some(_)) => {
+            return Err(ConfigError::Ambiguous {
+                hint: match file {
+                    Some(p) => format!("spec.datastoreType in {} or DATASTORE_TYPE", p.display()),
+                    None => "DATASTORE_TYPE".to_string(),
+                },
+            });
+        }
+        (None, None, _) => Kind::Embedded,
+    };
+    let datastore_type = match kind {
         Kind::Embedded => DatastoreType::Embedded {
             path: PathBuf::from(
                 s.embedded_path
@@ -568,6 +594,54 @@ spec:
                 cert_file: Some("/cert".into()),
                 key_file: None,
             }
+        );
+    }
+
+    #[test]
+    fn etcd_endpoints_without_a_type_select_etcd_as_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n\
+             spec:\n  etcdEndpoints: http://a:2379,http://b:2379\n",
+        );
+        let cfg = load(Some(&path), &[]).unwrap();
+        assert!(
+            matches!(&cfg.datastore_type, DatastoreType::EtcdV3 { endpoints, .. }
+                if endpoints == &["http://a:2379", "http://b:2379"]),
+            "{cfg:?}"
+        );
+        let cfg = load(None, &[("ETCD_ENDPOINTS", "http://e:2379")]).unwrap();
+        assert!(
+            matches!(cfg.datastore_type, DatastoreType::EtcdV3 { .. }),
+            "{cfg:?}"
+        );
+        // Both an embedded path and endpoints, no type: which one is meant is not guessed.
+        let err = load(
+            None,
+            &[
+                ("ETCD_ENDPOINTS", "http://e:2379"),
+                ("CALICO_DATASTORE_PATH", "/tmp/x.db"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("set DATASTORE_TYPE to etcdv3 or embedded"),
+            "{err}"
+        );
+        // An explicit type still wins.
+        let cfg = load(
+            None,
+            &[
+                ("ETCD_ENDPOINTS", "http://e:2379"),
+                ("DATASTORE_TYPE", "embedded"),
+            ],
+        )
+        .unwrap();
+        assert!(
+            matches!(cfg.datastore_type, DatastoreType::Embedded { .. }),
+            "{cfg:?}"
         );
     }
 
