@@ -35,6 +35,9 @@ pub enum Error {
         "rendering BGP session {0}: its password cannot be written into BIRD's configuration (it holds a quote, a line break or NUL)"
     )]
     UnwritablePassword(String),
+    /// `CALICO_ROUTER_ID` is neither empty, `hash`, nor an IPv4 address.
+    #[error("router id (--router-id, CALICO_ROUTER_ID) {0:?}: not an IPv4 address or \"hash\"")]
+    BadRouterId(String),
     /// A BGPFilter cannot be written as BIRD code.
     #[error("rendering BGPFilter {filter:?}: {reason}")]
     Filter {

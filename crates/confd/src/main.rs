@@ -1,7 +1,6 @@
 //! `calico-confd` (the seed's `dcos-calico-confd`): renders BIRD's
 //! configuration for this node from the datastore and keeps it current.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -60,14 +59,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
     };
-    if !matches!(args.router_id.as_str(), "" | "hash")
-        && args.router_id.parse::<Ipv4Addr>().is_err()
-    {
-        anyhow::bail!(
-            "--router-id (CALICO_ROUTER_ID) {:?}: not an IPv4 address or \"hash\"",
-            args.router_id
-        );
-    }
+    let settings = calico_confd::Settings::new(node, args.router_id)?;
     std::fs::create_dir_all(&args.config_dir)
         .with_context(|| format!("creating {}", args.config_dir.display()))?;
     let ds_cfg = DatastoreConfig::load(args.datastore_config.as_deref())
@@ -76,10 +68,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut confd = Confd::new(
         ds,
         Options {
-            settings: calico_confd::Settings {
-                node_name: node,
-                router_id: args.router_id,
-            },
+            settings,
             config_dir: args.config_dir,
             secrets_dir: args.secrets_dir,
             bird_dir: (!args.no_reload).then_some(args.bird_dir),

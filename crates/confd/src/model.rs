@@ -68,6 +68,22 @@ pub struct Settings {
     pub router_id: String,
 }
 
+impl Settings {
+    /// Settings for `node_name`, the router id checked: empty, `hash`, or
+    /// an IPv4 address.
+    pub fn new(node_name: String, router_id: String) -> Result<Settings, crate::Error> {
+        if !matches!(router_id.as_str(), "" | "hash")
+            && router_id.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(crate::Error::BadRouterId(router_id));
+        }
+        Ok(Settings {
+            node_name,
+            router_id,
+        })
+    }
+}
+
 /// The global AS number when no BGPConfiguration sets one.
 pub const DEFAULT_AS: &str = "64512";
 

@@ -157,3 +157,13 @@ fn secrets_come_from_their_own_files_and_names_cannot_leave_the_directory() {
         "CALICO_BGP_SECRET_BGP_SECRETS_TOR_PASSWORD"
     );
 }
+
+#[test]
+fn a_router_id_that_is_not_an_ipv4_address_or_hash_is_refused() {
+    for ok in ["", "hash", "10.0.0.1"] {
+        calico_confd::Settings::new("a".to_owned(), ok.to_owned()).expect("accepted");
+    }
+    let err =
+        calico_confd::Settings::new("a".to_owned(), "10.0.0.1; }".to_owned()).expect_err("refused");
+    assert_eq!(err, Error::BadRouterId("10.0.0.1; }".to_owned()));
+}

@@ -37,7 +37,7 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     /// The second thread sending pieces of a split batch panicked.
     #[error("applying nftables pieces: the second thread panicked")]
-    WriterGone,
+    PieceThreadPanicked,
     /// libnftables could not be loaded or refused a batch.
     #[error("libnftables: {0}")]
     Lib(#[from] calico_nftlib::Error),
@@ -96,16 +96,25 @@ pub trait Nft {
         pieces: &[Nftables<'_>],
         before: &mut dyn FnMut(usize),
     ) -> Result<(), Error> {
-        for (i, piece) in pieces.iter().enumerate() {
-            before(i);
-            self.apply(piece)?;
-        }
-        Ok(())
+        apply_in_order(self, pieces, before)
     }
     /// Whether the kernel would accept `batch` (`nft --check`): nothing is changed.
     fn check(&mut self, batch: &Nftables<'_>) -> Result<(), Error>;
     /// Reads back the table we own.
     fn list_owned(&mut self) -> Result<Nftables<'static>, Error>;
+}
+
+/// `pieces` one after the other, `before(i)` ahead of each.
+fn apply_in_order<N: Nft + ?Sized>(
+    nft: &mut N,
+    pieces: &[Nftables<'_>],
+    before: &mut dyn FnMut(usize),
+) -> Result<(), Error> {
+    for (i, piece) in pieces.iter().enumerate() {
+        before(i);
+        nft.apply(piece)?;
+    }
+    Ok(())
 }
 
 /// The real `nft`, optionally run through a wrapper (e.g. `ip netns exec
@@ -226,11 +235,7 @@ impl Nft for NftLib {
         before: &mut dyn FnMut(usize),
     ) -> Result<(), Error> {
         let [first, middle @ .., last] = pieces else {
-            for (i, piece) in pieces.iter().enumerate() {
-                before(i);
-                self.apply(piece)?;
-            }
-            return Ok(());
+            return apply_in_order(self, pieces, before);
         };
         before(0);
         self.apply(first)?;
@@ -238,9 +243,11 @@ impl Nft for NftLib {
             for i in 1..=middle.len() {
                 before(i);
             }
-            if self.2.is_none() {
-                self.2 = Some(calico_nftlib::Libnftables::open()?);
-            }
+            let NftLib(mine, _, second) = self;
+            let other = match second {
+                Some(lib) => lib,
+                empty => empty.insert(calico_nftlib::Libnftables::open()?),
+            };
             let next = std::sync::atomic::AtomicUsize::new(0);
             let failed = std::sync::atomic::AtomicBool::new(false);
             let work = |lib: &mut calico_nftlib::Libnftables| -> Result<(), Error> {
@@ -258,11 +265,10 @@ impl Nft for NftLib {
                 }
                 Ok(())
             };
-            let (mine, other) = (&mut self.0, self.2.as_mut());
             std::thread::scope(|scope| {
-                let helper = other.map(|lib| scope.spawn(|| work(lib)));
+                let helper = scope.spawn(|| work(other));
                 let here = work(mine);
-                let there = helper.map_or(Ok(()), |h| h.join().unwrap_or(Err(Error::WriterGone)));
+                let there = helper.join().unwrap_or(Err(Error::PieceThreadPanicked));
                 here.and(there)
             })?;
         }

@@ -326,20 +326,10 @@ fn listen(port: u16) -> anyhow::Result<tiny_http::Server> {
 
 /// Runs confd beside felix: BIRD's configuration for this node in `dir`.
 fn spawn_confd(args: &Args, node: &str, dir: &Path, ds: Arc<dyn Datastore>) -> anyhow::Result<()> {
-    if !matches!(args.router_id.as_str(), "" | "hash")
-        && args.router_id.parse::<std::net::Ipv4Addr>().is_err()
-    {
-        anyhow::bail!(
-            "--router-id (CALICO_ROUTER_ID) {:?}: not an IPv4 address or \"hash\"",
-            args.router_id
-        );
-    }
+    let settings = calico_confd::Settings::new(node.to_owned(), args.router_id.clone())?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let opts = calico_confd::daemon::Options {
-        settings: calico_confd::Settings {
-            node_name: node.to_owned(),
-            router_id: args.router_id.clone(),
-        },
+        settings,
         config_dir: dir.to_owned(),
         secrets_dir: args.bgp_secrets_dir.clone(),
         bird_dir: Some(args.bird_dir.clone()),
