@@ -142,7 +142,12 @@ fn node_status_lists_birds_peers_as_upstream_prints_them() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
         let (ok, text) = status(&dir_a);
-        if ok && text.contains("Established") {
+        // BIRD shows `feed` for a moment after a session comes up, then `up`.
+        if ok
+            && text
+                .lines()
+                .any(|l| l.contains("| up ") && l.contains("Established"))
+        {
             break text;
         }
         assert!(Instant::now() < deadline, "never established:\n{text}");
