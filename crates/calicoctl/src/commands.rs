@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use calico_api::{Kind, Resource};
-use calico_datastore::{Datastore, DatastoreError, Key, KeyValue, WriteOp};
+use calico_datastore::{Datastore, DatastoreError, Key, KeyValue, OpenMode, WriteOp};
 use serde_json::Value;
 
 use crate::cli::{
@@ -42,8 +42,9 @@ pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 /// Opens the datastore only when a command needs it, so `validate` and argument errors work
 /// without one.
 pub struct Context<'a> {
-    /// Opens the configured datastore.
-    pub open: &'a dyn Fn() -> Result<Box<dyn Datastore>, CommandError>,
+    /// Opens the configured datastore: [`OpenMode::Create`] for commands that write new
+    /// resources, [`OpenMode::Existing`] for the rest (a read never creates a store file).
+    pub open: &'a dyn Fn(OpenMode) -> Result<Box<dyn Datastore>, CommandError>,
     /// Where results go.
     pub out: &'a mut dyn Write,
 }
@@ -128,7 +129,7 @@ fn write_command(
     let docs = input::read_documents(&args.filename)?;
     let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
     let phrase = kind_phrase(resources.iter().map(|(_, r)| r.kind));
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Create)?;
     ensure_initialized(ds.as_ref());
 
     let mut ops = Vec::with_capacity(resources.len());
@@ -314,7 +315,7 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         kinds = vec![kind];
     }
     let phrase = kind_phrase(kinds);
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Existing)?;
     let mut ops = Vec::new();
     for (key, expected) in targets {
         if args.skip_not_exists && !exists(ds.as_ref(), &key)? {
@@ -390,7 +391,7 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             "--show-policies works with named workload endpoints: calicoctl get workloadendpoint NAME --show-policies",
         ));
     }
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Existing)?;
     let mut results = Vec::new();
     let mut missing = Vec::new();
     let mut shown = Vec::new();
@@ -533,7 +534,7 @@ fn patch(args: PatchArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         namespace: cli_namespace(kind, &args.namespace)?,
         name: args.name.clone(),
     };
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Existing)?;
     modify(ds.as_ref(), &key, |value| {
         json_patch::merge(value, &patch_value);
         Ok(())
@@ -569,7 +570,7 @@ fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         namespace: cli_namespace(kind, &args.namespace)?,
         name: args.name.clone(),
     };
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Existing)?;
     modify(ds.as_ref(), &key, |value| {
         let meta = value
             .get_mut("metadata")
@@ -630,7 +631,7 @@ fn validate(args: ValidateArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
 }
 
 fn version(ctx: &mut Context<'_>) -> Result<(), CommandError> {
-    let cluster = (ctx.open)().ok().and_then(|ds| {
+    let cluster = (ctx.open)(OpenMode::Existing).ok().and_then(|ds| {
         ds.get(&Key::global(Kind::ClusterInformation, "default"))
             .ok()
             .flatten()
@@ -676,7 +677,7 @@ fn policy(args: PolicyArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
                 icmp_code: t.icmp_code,
                 json,
             };
-            let ds = (ctx.open)()?;
+            let ds = (ctx.open)(OpenMode::Existing)?;
             let text = crate::policy_cmd::trace(ds.as_ref(), &request)?;
             write!(ctx.out, "{text}").map_err(io_error)
         }

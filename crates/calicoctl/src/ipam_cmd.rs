@@ -10,6 +10,7 @@ use crate::cli::{
     IpamArgs, IpamCheckArgs, IpamCommand, IpamConfigureArgs, IpamReleaseArgs, IpamShowArgs,
 };
 use crate::commands::{CommandError, Context};
+use calico_datastore::OpenMode;
 
 fn err(message: impl Into<String>) -> CommandError {
     CommandError {
@@ -72,7 +73,7 @@ fn pct(part: u128, total: u128) -> String {
 }
 
 fn show(a: &IpamShowArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Existing)?;
     let ipam = Ipam::new(ds.as_ref());
     if let Some(ip) = &a.ip {
         let addr: IpAddr = ip
@@ -173,7 +174,7 @@ fn show(a: &IpamShowArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
 }
 
 fn check_cmd(a: &IpamCheckArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Existing)?;
     let out = &mut *ctx.out;
     writeln!(out, "Checking IPAM for inconsistencies...\n").map_err(io_err)?;
     let r = check::check(ds.as_ref()).map_err(ipam_err)?;
@@ -280,7 +281,7 @@ fn check_cmd(a: &IpamCheckArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
 }
 
 fn release(a: &IpamReleaseArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Existing)?;
     if let Some(path) = &a.from_report {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(format!("reading report {}: {e}", path.display())))?;
@@ -336,7 +337,7 @@ fn configure(a: &IpamConfigureArgs, ctx: &mut Context<'_>) -> Result<(), Command
             "nothing to configure: give --strictaffinity and/or --max-blocks-per-host",
         ));
     }
-    let ds = (ctx.open)()?;
+    let ds = (ctx.open)(OpenMode::Create)?;
     let c = Ipam::new(ds.as_ref())
         .update_config(|c| {
             if let Some(s) = a.strict_affinity {

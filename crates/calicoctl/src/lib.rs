@@ -76,12 +76,12 @@ fn execute(
     err: &mut dyn Write,
 ) -> i32 {
     let config_path = cli.config.clone();
-    let open = move || -> Result<Box<dyn calico_datastore::Datastore>, commands::CommandError> {
+    let open = move |mode: calico_datastore::OpenMode| -> Result<Box<dyn calico_datastore::Datastore>, commands::CommandError> {
         let cfg = calico_datastore::DatastoreConfig::load_with_env(config_path.as_deref(), env)
             .map_err(|e| commands::CommandError {
                 message: format!("Failed to create Calico API client: {e}"),
             })?;
-        calico_datastore::open(&cfg).map_err(|e| commands::CommandError {
+        calico_datastore::open_with(&cfg, mode).map_err(|e| commands::CommandError {
             message: format!("Failed to create Calico API client: {e}"),
         })
     };

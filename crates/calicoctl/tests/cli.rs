@@ -516,7 +516,7 @@ fn stdin_directories_json_and_lists() {
 
 #[test]
 fn validate_checks_without_writing() {
-    let c = Cluster::new();
+    let c = Cluster::without_store();
     let out = c
         .ctl(&["validate", "-f", &seed("policy-bookstore.yaml")])
         .ok();
@@ -680,4 +680,34 @@ fn bgp_filters_apply_get_and_refuse_as_upstream() {
     assert_eq!(c.names(&["bgpfilters"]), ["no-10-8"]);
     c.ctl(&["delete", "bgpfilter", "no-10-8"]).ok();
     assert!(c.names(&["bgpfilters"]).is_empty());
+}
+
+#[test]
+fn reads_never_create_the_store_file() {
+    let c = Cluster::without_store();
+    let db = c.db().display().to_string();
+    for args in [
+        &["get", "ippools"][..],
+        &["get", "profile", "calico", "-o", "yaml"],
+        &["ipam", "show"],
+        &["ipam", "check"],
+        &["delete", "profile", "calico"],
+        &["label", "profile", "calico", "a=b"],
+        &["patch", "profile", "calico", "-p", "{\"spec\":{}}"],
+    ] {
+        let run = c.ctl(args).fails();
+        assert!(
+            run.stderr.contains(&db) && run.stderr.contains("does not exist"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!c.db().exists(), "{args:?} created {db}");
+    }
+    // version still answers, with the cluster fields unknown.
+    let run = c.ctl(&["version"]).ok();
+    assert!(run.stdout.contains("Cluster Version:   unknown"), "{}", run.stdout);
+    assert!(!c.db().exists());
+    // A write creates it.
+    c.ctl(&["create", "-f", &seed("profile-calico.yaml")]).ok();
+    assert!(c.db().exists());
 }

@@ -279,12 +279,47 @@ pub enum DatastoreError {
     /// The configured backend is not built into this binary.
     #[error("datastore type {0} is not available in this build")]
     Unsupported(String),
+    /// A reader asked for an embedded store file that nobody has written yet.
+    #[error(
+        "the embedded datastore {} does not exist: nothing has been written to it yet \
+         (calico-node creates it when it starts; check CALICO_DATASTORE_PATH, or datastoreType \
+         and etcdEndpoints in the calicoctl configuration)",
+        path.display()
+    )]
+    Missing {
+        /// The path that was asked for.
+        path: std::path::PathBuf,
+    },
 }
 
-/// Open the datastore a configuration names.
+/// Whether opening may create an embedded store file that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the file (and its directory) when missing: for writers.
+    Create,
+    /// Refuse a missing file with [`DatastoreError::Missing`]: for readers, so that a typo in a
+    /// path is an error rather than an empty table and a stray file.
+    Existing,
+}
+
+/// Open the datastore a configuration names, creating an embedded store file if needed.
 pub fn open(cfg: &DatastoreConfig) -> Result<Box<dyn Datastore>, DatastoreError> {
+    open_with(cfg, OpenMode::Create)
+}
+
+/// Open the datastore a configuration names; `mode` says what to do about a missing embedded
+/// store file (an etcd cluster always exists once reachable).
+pub fn open_with(
+    cfg: &DatastoreConfig,
+    mode: OpenMode,
+) -> Result<Box<dyn Datastore>, DatastoreError> {
     match &cfg.datastore_type {
-        DatastoreType::Embedded { path } => Ok(Box::new(sqlite::SqliteDatastore::open(path)?)),
+        DatastoreType::Embedded { path } => {
+            if mode == OpenMode::Existing && !path.exists() {
+                return Err(DatastoreError::Missing { path: path.clone() });
+            }
+            Ok(Box::new(sqlite::SqliteDatastore::open(path)?))
+        }
         #[cfg(feature = "etcd")]
         DatastoreType::EtcdV3 {
             endpoints,

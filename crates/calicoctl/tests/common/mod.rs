@@ -43,7 +43,15 @@ impl Run {
 }
 
 impl Cluster {
+    /// A cluster whose store file exists and is empty, as calico-node leaves it at start.
     pub fn new() -> Self {
+        let cluster = Self::without_store();
+        calico_datastore::sqlite::SqliteDatastore::open(&cluster.db()).unwrap();
+        cluster
+    }
+
+    /// A cluster where nothing has created the store file yet.
+    pub fn without_store() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
         }
