@@ -705,7 +705,11 @@ fn reads_never_create_the_store_file() {
     }
     // version still answers, with the cluster fields unknown.
     let run = c.ctl(&["version"]).ok();
-    assert!(run.stdout.contains("Cluster Version:   unknown"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Cluster Version:   unknown"),
+        "{}",
+        run.stdout
+    );
     assert!(!c.db().exists());
     // A write creates it.
     c.ctl(&["create", "-f", &seed("profile-calico.yaml")]).ok();

@@ -85,9 +85,7 @@ impl Cluster {
             },
             Store::Etcd(server) => DatastoreType::EtcdV3 {
                 endpoints: server.lock().unwrap().endpoints(),
-                ca_cert_file: None,
-                cert_file: None,
-                key_file: None,
+                tls: Default::default(),
             },
         };
         calico_datastore::open(&DatastoreConfig { datastore_type }).unwrap()

@@ -12,12 +12,13 @@
 //!   etcdCACertFile: /etc/calico/ca.pem
 //!   etcdCertFile: /etc/calico/cert.pem
 //!   etcdKeyFile: /etc/calico/key.pem
+//!   # or inline PEM, one way per item: etcdCACert, etcdCert, etcdKey
 //!   embeddedPath: /var/lib/calico/calico.db   # calico-rs addition
 //! ```
 //!
 //! Environment variables override the file, field by field: `DATASTORE_TYPE`,
 //! `CALICO_DATASTORE_PATH`, `ETCD_ENDPOINTS`, `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`,
-//! `ETCD_KEY_FILE`. As upstream, each may also be spelled with a `CALICO_` prefix
+//! `ETCD_KEY_FILE`, `ETCD_CA_CERT`, `ETCD_CERT`, `ETCD_KEY`. As upstream, each may also be spelled with a `CALICO_` prefix
 //! (`CALICO_DATASTORE_TYPE`, `CALICO_ETCD_ENDPOINTS`, ...), which wins over the bare name. An
 //! empty variable counts as unset.
 
@@ -54,13 +55,41 @@ pub enum DatastoreType {
     EtcdV3 {
         /// Client URLs, e.g. `https://10.0.0.1:2379`.
         endpoints: Vec<String>,
-        /// CA bundle to verify the servers with.
-        ca_cert_file: Option<PathBuf>,
-        /// Client certificate for mutual TLS.
-        cert_file: Option<PathBuf>,
-        /// Key of the client certificate.
-        key_file: Option<PathBuf>,
+        /// How to verify the servers and identify this client.
+        tls: EtcdTls,
     },
+}
+
+/// PEM text given as a file to read or inline, as upstream's `etcdCACertFile` / `etcdCACert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pem {
+    /// A file holding the PEM text, read when connecting.
+    File(PathBuf),
+    /// The PEM text itself.
+    Inline(String),
+}
+
+impl Pem {
+    /// The PEM bytes; `what` names the item in the error ("CA certificate").
+    pub fn bytes(&self, what: &str) -> Result<Vec<u8>, String> {
+        match self {
+            Pem::File(path) => {
+                std::fs::read(path).map_err(|e| format!("reading {what} {}: {e}", path.display()))
+            }
+            Pem::Inline(text) => Ok(text.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// Client TLS settings for etcd: `etcdCACert[File]`, `etcdCert[File]`, `etcdKey[File]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA bundle to verify the servers with.
+    pub ca_cert: Option<Pem>,
+    /// Client certificate for mutual TLS.
+    pub cert: Option<Pem>,
+    /// Key of the client certificate.
+    pub key: Option<Pem>,
 }
 
 /// Errors loading the configuration.
@@ -104,7 +133,6 @@ pub enum ConfigError {
         /// What would be accepted.
         expected: String,
     },
-    /// etcdv3 was selected but no endpoint was given anywhere.
     /// Both etcd endpoints and an embedded store path are set, and no
     /// datastore type says which one is meant.
     #[error(
@@ -114,10 +142,21 @@ pub enum ConfigError {
         /// Where to set the type.
         hint: String,
     },
+    /// etcdv3 was selected but no endpoint was given anywhere.
     #[error("datastore type etcdv3 needs etcd endpoints: set {hint}")]
     MissingEtcdEndpoints {
         /// Where endpoints could have been given.
         hint: String,
+    },
+    /// One TLS item is given both as a file and inline, as upstream refuses.
+    #[error("{file} and {inline} are both set: give the {what} one way only")]
+    TlsTwice {
+        /// The file setting that was given (`etcdCACertFile` / `ETCD_CA_CERT_FILE`).
+        file: String,
+        /// The inline setting that was given (`etcdCACert` / `ETCD_CA_CERT`).
+        inline: String,
+        /// The item ("CA certificate").
+        what: &'static str,
     },
 }
 
@@ -151,6 +190,12 @@ struct ApiConfigSpec {
     etcd_cert_file: Option<String>,
     #[serde(default)]
     etcd_key_file: Option<String>,
+    #[serde(default, rename = "etcdCACert")]
+    etcd_ca_cert: Option<String>,
+    #[serde(default)]
+    etcd_cert: Option<String>,
+    #[serde(default)]
+    etcd_key: Option<String>,
     #[serde(default)]
     embedded_path: Option<String>,
 }
@@ -179,7 +224,12 @@ struct Settings {
     ca_cert_file: Option<String>,
     cert_file: Option<String>,
     key_file: Option<String>,
+    ca_cert: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
     embedded_path: Option<String>,
+    /// Where each TLS setting came from (field or variable), for [`ConfigError::TlsTwice`].
+    tls_sources: std::collections::HashMap<&'static str, String>,
 }
 
 impl DatastoreConfig {
@@ -277,14 +327,36 @@ fn parse_file(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         ),
     };
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    Ok(Settings {
+    let mut s = Settings {
         kind,
         etcd_endpoints: nonempty(spec.etcd_endpoints),
         ca_cert_file: nonempty(spec.etcd_ca_cert_file),
         cert_file: nonempty(spec.etcd_cert_file),
         key_file: nonempty(spec.etcd_key_file),
+        ca_cert: nonempty(spec.etcd_ca_cert),
+        cert: nonempty(spec.etcd_cert),
+        key: nonempty(spec.etcd_key),
         embedded_path: nonempty(spec.embedded_path),
-    })
+        tls_sources: Default::default(),
+    };
+    for (item, field, set) in [
+        (
+            "ca_cert_file",
+            "spec.etcdCACertFile",
+            s.ca_cert_file.is_some(),
+        ),
+        ("cert_file", "spec.etcdCertFile", s.cert_file.is_some()),
+        ("key_file", "spec.etcdKeyFile", s.key_file.is_some()),
+        ("ca_cert", "spec.etcdCACert", s.ca_cert.is_some()),
+        ("cert", "spec.etcdCert", s.cert.is_some()),
+        ("key", "spec.etcdKey", s.key.is_some()),
+    ] {
+        if set {
+            s.tls_sources
+                .insert(item, format!("{field} in {}", path.display()));
+        }
+    }
+    Ok(s)
 }
 
 /// The first of `CALICO_<name>` and `<name>` that is set and non-empty, with its variable name.
@@ -310,16 +382,33 @@ fn apply_env(s: &mut Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<(
             })?,
         );
     }
-    let set = |field: &mut Option<String>, name: &str| {
-        if let Some((_, value)) = lookup(env, name) {
-            *field = Some(value);
-        }
+    let set = |field: &mut Option<String>, name: &str| -> Option<String> {
+        let (var, value) = lookup(env, name)?;
+        *field = Some(value);
+        Some(var)
     };
     set(&mut s.embedded_path, "CALICO_DATASTORE_PATH");
     set(&mut s.etcd_endpoints, "ETCD_ENDPOINTS");
-    set(&mut s.ca_cert_file, "ETCD_CA_CERT_FILE");
-    set(&mut s.cert_file, "ETCD_CERT_FILE");
-    set(&mut s.key_file, "ETCD_KEY_FILE");
+    for (item, var) in [
+        ("ca_cert_file", "ETCD_CA_CERT_FILE"),
+        ("cert_file", "ETCD_CERT_FILE"),
+        ("key_file", "ETCD_KEY_FILE"),
+        ("ca_cert", "ETCD_CA_CERT"),
+        ("cert", "ETCD_CERT"),
+        ("key", "ETCD_KEY"),
+    ] {
+        let field = match item {
+            "ca_cert_file" => &mut s.ca_cert_file,
+            "cert_file" => &mut s.cert_file,
+            "key_file" => &mut s.key_file,
+            "ca_cert" => &mut s.ca_cert,
+            "cert" => &mut s.cert,
+            _ => &mut s.key,
+        };
+        if let Some(var) = set(field, var) {
+            s.tls_sources.insert(item, var);
+        }
+    }
     Ok(())
 }
 
@@ -366,13 +455,47 @@ fn resolve(s: Settings, file: Option<&Path>) -> Result<DatastoreConfig, ConfigEr
                 };
                 return Err(ConfigError::MissingEtcdEndpoints { hint });
             }
-            let path = |v: Option<String>| v.map(|p| PathBuf::from(p.trim()));
-            DatastoreType::EtcdV3 {
-                endpoints,
-                ca_cert_file: path(s.ca_cert_file),
-                cert_file: path(s.cert_file),
-                key_file: path(s.key_file),
-            }
+            let pem = |file: Option<String>,
+                       file_item: &str,
+                       inline: Option<String>,
+                       inline_item: &str,
+                       what: &'static str|
+             -> Result<Option<Pem>, ConfigError> {
+                match (file, inline) {
+                    (Some(_), Some(_)) => Err(ConfigError::TlsTwice {
+                        file: s.tls_sources[file_item].clone(),
+                        inline: s.tls_sources[inline_item].clone(),
+                        what,
+                    }),
+                    (Some(f), None) => Ok(Some(Pem::File(PathBuf::from(f.trim())))),
+                    (None, Some(text)) => Ok(Some(Pem::Inline(text))),
+                    (None, None) => Ok(None),
+                }
+            };
+            let tls = EtcdTls {
+                ca_cert: pem(
+                    s.ca_cert_file.clone(),
+                    "ca_cert_file",
+                    s.ca_cert.clone(),
+                    "ca_cert",
+                    "CA certificate",
+                )?,
+                cert: pem(
+                    s.cert_file.clone(),
+                    "cert_file",
+                    s.cert.clone(),
+                    "cert",
+                    "client certificate",
+                )?,
+                key: pem(
+                    s.key_file.clone(),
+                    "key_file",
+                    s.key.clone(),
+                    "key",
+                    "client key",
+                )?,
+            };
+            DatastoreType::EtcdV3 { endpoints, tls }
         }
     };
     Ok(DatastoreConfig { datastore_type })
@@ -428,9 +551,11 @@ spec:
             cfg.datastore_type,
             DatastoreType::EtcdV3 {
                 endpoints: vec!["https://a:2379".into(), "https://b:2379".into()],
-                ca_cert_file: Some("/etc/calico/ca.pem".into()),
-                cert_file: Some("/etc/calico/cert.pem".into()),
-                key_file: Some("/etc/calico/key.pem".into()),
+                tls: EtcdTls {
+                    ca_cert: Some(Pem::File("/etc/calico/ca.pem".into())),
+                    cert: Some(Pem::File("/etc/calico/cert.pem".into())),
+                    key: Some(Pem::File("/etc/calico/key.pem".into())),
+                },
             }
         );
     }
@@ -555,9 +680,11 @@ spec:
             cfg.datastore_type,
             DatastoreType::EtcdV3 {
                 endpoints: vec!["http://c:2379".into()],
-                ca_cert_file: Some("/etc/calico/ca.pem".into()),
-                cert_file: Some("/etc/calico/cert.pem".into()),
-                key_file: Some("/k".into()),
+                tls: EtcdTls {
+                    ca_cert: Some(Pem::File("/etc/calico/ca.pem".into())),
+                    cert: Some(Pem::File("/etc/calico/cert.pem".into())),
+                    key: Some(Pem::File("/k".into())),
+                },
             }
         );
         let cfg = load(
@@ -590,10 +717,46 @@ spec:
             cfg.datastore_type,
             DatastoreType::EtcdV3 {
                 endpoints: vec!["http://p:2379".into()],
-                ca_cert_file: Some("/ca".into()),
-                cert_file: Some("/cert".into()),
-                key_file: None,
+                tls: EtcdTls {
+                    ca_cert: Some(Pem::File("/ca".into())),
+                    cert: Some(Pem::File("/cert".into())),
+                    key: None,
+                },
             }
+        );
+    }
+
+    #[test]
+    fn inline_certificates_as_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\nspec:\n  \
+             etcdEndpoints: https://a:2379\n  etcdCACert: |\n    -----BEGIN CERTIFICATE-----\n    \
+             AAAA\n    -----END CERTIFICATE-----\n  etcdKeyFile: /k\n",
+        );
+        let cfg = load(Some(&path), &[("ETCD_CERT", "PEM-CERT")]).unwrap();
+        assert_eq!(
+            cfg.datastore_type,
+            DatastoreType::EtcdV3 {
+                endpoints: vec!["https://a:2379".into()],
+                tls: EtcdTls {
+                    ca_cert: Some(Pem::Inline(
+                        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()
+                    )),
+                    cert: Some(Pem::Inline("PEM-CERT".into())),
+                    key: Some(Pem::File("/k".into())),
+                },
+            }
+        );
+        // One item both ways: refused, naming both places.
+        let err = load(Some(&path), &[("ETCD_KEY", "PEM-KEY")]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("spec.etcdKeyFile in")
+                && text.contains("ETCD_KEY ")
+                && text.contains("client key"),
+            "{text}"
         );
     }
 

@@ -321,18 +321,8 @@ pub fn open_with(
             Ok(Box::new(sqlite::SqliteDatastore::open(path)?))
         }
         #[cfg(feature = "etcd")]
-        DatastoreType::EtcdV3 {
-            endpoints,
-            ca_cert_file,
-            cert_file,
-            key_file,
-        } => {
-            let tls = etcd::EtcdTls {
-                ca_cert_file: ca_cert_file.clone(),
-                cert_file: cert_file.clone(),
-                key_file: key_file.clone(),
-            };
-            Ok(Box::new(etcd::EtcdDatastore::connect(endpoints, &tls)?))
+        DatastoreType::EtcdV3 { endpoints, tls } => {
+            Ok(Box::new(etcd::EtcdDatastore::connect(endpoints, tls)?))
         }
         #[cfg(not(feature = "etcd"))]
         DatastoreType::EtcdV3 { .. } => Err(DatastoreError::Unsupported("etcdv3".into())),

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use calico_datastore::etcd::testing::{EtcdServer, etcd_or_skip, generate_tls};
-use calico_datastore::etcd::{EtcdDatastore, EtcdOptions, EtcdTls};
+use calico_datastore::etcd::{EtcdDatastore, EtcdOptions, EtcdTls, Pem};
 use calico_datastore::{DatastoreConfig, Key, Kind};
 use serde_json::json;
 
@@ -40,7 +40,43 @@ fn client_certificates_over_https() {
     };
     let k = Key::global(Kind::GlobalNetworkPolicy, "tls");
     let created = store.create(&k, json!({"spec": {}})).unwrap();
+    assert_eq!(store.get(&k).unwrap(), Some(created.clone()));
+
+    // The same certificates inline in a calicoctl.cfg (upstream's etcdCACert, etcdCert,
+    // etcdKey), with no datastoreType: the endpoints select etcd.
+    let indent = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let cfg_path = dir.path().join("calicoctl.cfg");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {{}}\nspec:\n  \
+             etcdEndpoints: {endpoint}\n  etcdCACert: |\n{}  etcdCert: |\n{}  etcdKey: |\n{}",
+            indent(&server_tls.ca),
+            indent(&cert),
+            indent(&key)
+        ),
+    )
+    .unwrap();
+    let cfg = DatastoreConfig::load_with(Some(&cfg_path), None, &|_| None).unwrap();
+    let store = calico_datastore::open(&cfg).expect("connecting with inline certificates");
     assert_eq!(store.get(&k).unwrap(), Some(created));
+    // An item given both ways is refused, naming both settings.
+    let both = |name: &str| match name {
+        "ETCD_CA_CERT_FILE" => Some(server_tls.ca.display().to_string()),
+        _ => None,
+    };
+    let err = DatastoreConfig::load_with(Some(&cfg_path), None, &both).unwrap_err();
+    assert!(
+        err.to_string().contains("ETCD_CA_CERT_FILE")
+            && err.to_string().contains("spec.etcdCACert in"),
+        "{err}"
+    );
 
     // Without a client certificate the server refuses, and connect says so in bounded time.
     let options = EtcdOptions {
@@ -51,7 +87,7 @@ fn client_certificates_over_https() {
     let err = EtcdDatastore::connect_with(
         std::slice::from_ref(&endpoint),
         &EtcdTls {
-            ca_cert_file: Some(server_tls.ca.clone()),
+            ca_cert: Some(Pem::File(server_tls.ca.clone())),
             ..EtcdTls::default()
         },
         options,

@@ -34,7 +34,6 @@ use txn::unbatch;
 use watch::{EtcdWatcher, WatchTask};
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -79,16 +78,7 @@ impl Default for EtcdOptions {
     }
 }
 
-/// Client TLS settings: `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EtcdTls {
-    /// CA bundle to verify the servers with.
-    pub ca_cert_file: Option<PathBuf>,
-    /// Client certificate.
-    pub cert_file: Option<PathBuf>,
-    /// Key of the client certificate.
-    pub key_file: Option<PathBuf>,
-}
+pub use crate::config::{EtcdTls, Pem};
 
 /// A failure below the datastore error: an etcd client error or a timeout.
 #[derive(Debug, thiserror::Error)]
@@ -184,29 +174,27 @@ impl std::fmt::Debug for EtcdDatastore {
     }
 }
 
-fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("reading {what} {}: {e}", path.display()))
-}
-
 fn tls_options(tls: &EtcdTls) -> Result<Option<TlsOptions>, String> {
-    if tls.ca_cert_file.is_none() && tls.cert_file.is_none() && tls.key_file.is_none() {
+    if *tls == EtcdTls::default() {
         return Ok(None);
     }
     let mut opts = TlsOptions::new();
-    if let Some(ca) = &tls.ca_cert_file {
-        opts = opts.ca_certificate(Certificate::from_pem(read_file("CA certificate", ca)?));
+    if let Some(ca) = &tls.ca_cert {
+        opts = opts.ca_certificate(Certificate::from_pem(ca.bytes("CA certificate")?));
     }
-    match (&tls.cert_file, &tls.key_file) {
+    match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             opts = opts.identity(Identity::from_pem(
-                read_file("client certificate", cert)?,
-                read_file("client key", key)?,
+                cert.bytes("client certificate")?,
+                key.bytes("client key")?,
             ));
         }
         (None, None) => {}
         _ => {
             return Err(
-                "a client certificate needs both ETCD_CERT_FILE and ETCD_KEY_FILE".to_string(),
+                "a client certificate needs both a certificate (ETCD_CERT_FILE or \
+                 ETCD_CERT) and a key (ETCD_KEY_FILE or ETCD_KEY)"
+                    .to_string(),
             );
         }
     }
