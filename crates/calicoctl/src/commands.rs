@@ -167,12 +167,14 @@ fn write_command(
     }
     let written = ops.len();
     if !ops.is_empty() {
-        ds.write_batch(ops).map_err(|e| {
-            CommandError::new(format!(
-                "Failed to {verb} any {phrase}resources: {}",
-                describe_batch_error(&e, &resources)
-            ))
-        })?;
+        calico_datastore::cluster::check_batch(ds.as_ref(), &ops)
+            .and_then(|()| ds.write_batch(ops))
+            .map_err(|e| {
+                CommandError::new(format!(
+                    "Failed to {verb} any {phrase}resources: {}",
+                    describe_batch_error(&e, &resources)
+                ))
+            })?;
     }
     let total = written + skipped;
     writeln!(ctx.out, "Successfully {past} {total} {phrase}resource(s)").map_err(io_error)?;
@@ -328,13 +330,17 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     }
     let total = ops.len();
     if !ops.is_empty() {
-        ds.write_batch(ops).map_err(|e| {
-            let detail = match &e {
-                DatastoreError::Batch { source, .. } => format!("{source}; nothing was deleted"),
-                other => other.to_string(),
-            };
-            CommandError::new(format!("Failed to delete any {phrase}resources: {detail}"))
-        })?;
+        calico_datastore::cluster::check_batch(ds.as_ref(), &ops)
+            .and_then(|()| ds.write_batch(ops))
+            .map_err(|e| {
+                let detail = match &e {
+                    DatastoreError::Batch { source, .. } => {
+                        format!("{source}; nothing was deleted")
+                    }
+                    other => other.to_string(),
+                };
+                CommandError::new(format!("Failed to delete any {phrase}resources: {detail}"))
+            })?;
     }
     writeln!(ctx.out, "Successfully deleted {total} {phrase}resource(s)").map_err(io_error)?;
     Ok(())
@@ -497,6 +503,21 @@ fn modify(
             return Err(CommandError::new(
                 "kind, name and namespace of a resource cannot be changed",
             ));
+        }
+        let op = WriteOp::Update {
+            key: key.clone(),
+            value: resource.value.clone(),
+            expected_revision: Some(current.mod_revision),
+        };
+        if let Err(e) = calico_datastore::cluster::check_batch(ds, std::slice::from_ref(&op)) {
+            let reason = match e {
+                DatastoreError::Batch { source, .. } => match *source {
+                    DatastoreError::Refused { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            };
+            return Err(CommandError::new(format!("updating {key}: {reason}")));
         }
         match ds.update(key, resource.value, Some(current.mod_revision)) {
             Ok(_) => return Ok(()),

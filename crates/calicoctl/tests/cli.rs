@@ -12,12 +12,6 @@ mod common;
 use common::Cluster;
 
 impl Cluster {
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-
     fn get_json(&self, args: &[&str]) -> Value {
         let mut all = vec!["get"];
         all.extend_from_slice(args);

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub mod cluster;
 pub mod config;
 pub mod contract;
 #[cfg(feature = "etcd")]
@@ -279,6 +280,14 @@ pub enum DatastoreError {
     /// The configured backend is not built into this binary.
     #[error("datastore type {0} is not available in this build")]
     Unsupported(String),
+    /// A write breaks a rule that spans resources (see [`cluster`]).
+    #[error("{key}: {reason}")]
+    Refused {
+        /// The resource written or deleted.
+        key: Key,
+        /// The rule it breaks.
+        reason: String,
+    },
     /// A reader asked for an embedded store file that nobody has written yet.
     #[error(
         "the embedded datastore {} does not exist: nothing has been written to it yet \

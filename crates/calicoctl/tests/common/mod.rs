@@ -57,6 +57,13 @@ impl Cluster {
         }
     }
 
+    /// Write `text` to `name` in the cluster's directory; its path.
+    pub fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("calico.db")
     }
