@@ -190,7 +190,7 @@ api_resource!(v3::BGPConfiguration, Kind::BgpConfiguration, |r| {
     validate::bgp_configuration_spec("spec", &r.spec)
 });
 api_resource!(v3::FelixConfiguration, Kind::FelixConfiguration, |r| {
-    validate::felix_spec("spec", &r.spec)
+    validate::felix_configuration(&r.metadata.name, &r.spec)
 });
 api_resource!(
     v3::ClusterInformation,

@@ -210,46 +210,10 @@ fn io_error(e: std::io::Error) -> CommandError {
     CommandError::new(format!("writing output: {e}"))
 }
 
-/// Write the resources every cluster has (ClusterInformation `default`, Tier `default`) if
-/// missing, as upstream calicoctl does before its first write. Failures are ignored: the
-/// user's own write reports any real datastore problem.
+/// Write the resources every cluster has if missing, as upstream calicoctl does before its
+/// first write. Failures are ignored: the user's own write reports any real datastore problem.
 fn ensure_initialized(ds: &dyn Datastore) {
-    let cluster_info = serde_json::json!({
-        "apiVersion": calico_api::API_VERSION,
-        "kind": "ClusterInformation",
-        "metadata": {"name": "default"},
-        "spec": {
-            "clusterGUID": uuid_hex(),
-            "clusterType": "dcos",
-            "calicoVersion": VERSION,
-            "datastoreReady": true,
-        }
-    });
-    let tier = serde_json::json!({
-        "apiVersion": calico_api::API_VERSION,
-        "kind": "Tier",
-        "metadata": {"name": "default"},
-        "spec": {"order": 1_000_000}
-    });
-    for doc in [cluster_info, tier] {
-        let Ok(resource) = calico_api::parse_resource(doc) else {
-            continue;
-        };
-        let key = key_of(&resource);
-        if matches!(ds.get(&key), Ok(None)) {
-            // AlreadyExists means a concurrent client won the race: fine.
-            let _ = ds.create(&key, resource.value);
-        }
-    }
-}
-
-fn uuid_hex() -> String {
-    // The GUID only needs to be unique per cluster; time and pid are enough entropy for that
-    // and keep a random-number dependency out of the CLI.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{:032x}", nanos ^ (u128::from(std::process::id()) << 64))
+    let _ = calico_datastore::cluster::ensure_cluster_resources(ds, VERSION);
 }
 
 fn resolve_kind(name: &str) -> Result<Kind, CommandError> {

@@ -10,6 +10,65 @@ use serde_json::Value;
 
 use crate::{Datastore, DatastoreError, Key, Kind, WriteOp};
 
+/// Creates what every cluster has, when missing, as upstream's calico-node and calicoctl do:
+/// ClusterInformation `default` (a new cluster GUID, `calico_version`, type `dcos`), Tier
+/// `default`, and the empty global FelixConfiguration `default` that documented
+/// `calicoctl patch felixconfiguration default` commands change. Nothing existing is
+/// touched. Returns what was created (`Kind name`).
+pub fn ensure_cluster_resources(
+    ds: &dyn Datastore,
+    calico_version: &str,
+) -> Result<Vec<String>, DatastoreError> {
+    let api = calico_api::API_VERSION;
+    let wanted = [
+        serde_json::json!({
+            "apiVersion": api,
+            "kind": "ClusterInformation",
+            "metadata": {"name": "default"},
+            "spec": {
+                "clusterGUID": uuid::Uuid::new_v4().simple().to_string(),
+                "clusterType": "dcos",
+                "calicoVersion": calico_version,
+                "datastoreReady": true,
+            }
+        }),
+        serde_json::json!({
+            "apiVersion": api,
+            "kind": "Tier",
+            "metadata": {"name": DEFAULT_TIER},
+            "spec": {"order": 1_000_000}
+        }),
+        serde_json::json!({
+            "apiVersion": api,
+            "kind": "FelixConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {}
+        }),
+    ];
+    let mut created = Vec::new();
+    for doc in wanted {
+        let resource = calico_api::parse_resource(doc).map_err(|e| DatastoreError::Backend {
+            doing: "building the cluster's default resources".to_string(),
+            source: Box::new(e),
+        })?;
+        let key = Key {
+            kind: resource.kind,
+            namespace: None,
+            name: resource.name().to_owned(),
+        };
+        if ds.get(&key)?.is_some() {
+            continue;
+        }
+        match ds.create(&key, resource.value) {
+            Ok(_) => created.push(format!("{} {}", key.kind, key.name)),
+            // A concurrent writer (another node starting) won the race: fine.
+            Err(DatastoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}
+
 /// The tier every cluster has; policies without `spec.tier` are in it.
 pub const DEFAULT_TIER: &str = "default";
 

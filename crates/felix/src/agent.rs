@@ -12,8 +12,8 @@ use calico_dataplane::render::{
     GEN_FAST_CHAIN, GEN_REMEMBER_CHAIN, generation_objects, ip_set_objects, set_name,
 };
 use calico_dataplane::{
-    Conntrack, EndpointToHostAction, HostOptions, Interface, Nft, NftMonitor, RenderCache, Ruleset,
-    add_nat_outgoing, batch, fail_closed_table, render_cached,
+    Conntrack, EndpointToHostAction, Failsafe, HostOptions, Interface, Nft, NftMonitor,
+    RenderCache, Ruleset, add_nat_outgoing, batch, fail_closed_table, render_cached,
 };
 use nftables::schema::NfListObject;
 
@@ -29,9 +29,9 @@ use calico_netlink::events::RouteEvents;
 use calico_netlink::{Netlink, Sysctl};
 use calico_policy::model::IpSetMember;
 use calico_policy::{Delta, EndpointId, INPUT_KINDS, PolicyCalculator, Snapshot, Update};
-use calico_sync::{Backoff, SyncEvent, Syncer};
+use calico_sync::{Backoff, Resource, SyncEvent, Syncer};
 
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, FelixSettings};
 use crate::metrics::Metrics;
 use crate::routes;
 use calico_dataplane::routes::{Desired, Report as RouteReport, reconcile};
@@ -92,6 +92,83 @@ pub struct Config {
     /// `DIR/NAMESPACE/NAME` per endpoint, which the CNI plugin waits for
     /// (`policy_setup_timeout_seconds`). None: not written.
     pub endpoint_status_dir: Option<std::path::PathBuf>,
+    /// `failsafeInboundHostPorts` from the environment: overrides FelixConfiguration.
+    pub failsafe_inbound: Option<Vec<Failsafe>>,
+    /// `failsafeOutboundHostPorts` from the environment: overrides FelixConfiguration.
+    pub failsafe_outbound: Option<Vec<Failsafe>>,
+    /// The start-time parameters in force and the environment's overrides
+    /// of them: a FelixConfiguration change to one makes the agent stop
+    /// with [`Felix::restart_reason`]. None: not watched.
+    pub startup: Option<(StartupOverrides, StartupParams)>,
+}
+
+/// The parameters that take effect only when the agent starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupParams {
+    /// `endpointStatusPathPrefix`.
+    pub endpoint_status_prefix: std::path::PathBuf,
+    /// `healthPort`.
+    pub health_port: u16,
+    /// `prometheusMetricsPort`.
+    pub metrics_port: u16,
+}
+
+/// What the environment or command line says of [`StartupParams`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartupOverrides {
+    /// `FELIX_ENDPOINTSTATUSPATHPREFIX`.
+    pub endpoint_status_prefix: Option<std::path::PathBuf>,
+    /// `FELIX_HEALTHPORT`.
+    pub health_port: Option<u16>,
+    /// `FELIX_PROMETHEUSMETRICSPORT`.
+    pub metrics_port: Option<u16>,
+}
+
+impl StartupParams {
+    /// Felix's defaults (DC/OS ran felix's metrics on 9091 as well).
+    pub fn defaults() -> Self {
+        StartupParams {
+            endpoint_status_prefix: "/var/run/calico".into(),
+            health_port: 9099,
+            metrics_port: 9091,
+        }
+    }
+
+    /// The environment over the datastore's `settings` over the defaults.
+    pub fn resolve(overrides: &StartupOverrides, settings: &FelixSettings) -> Self {
+        let d = Self::defaults();
+        StartupParams {
+            endpoint_status_prefix: overrides
+                .endpoint_status_prefix
+                .clone()
+                .or_else(|| settings.endpoint_status_prefix.clone().map(Into::into))
+                .unwrap_or(d.endpoint_status_prefix),
+            health_port: overrides
+                .health_port
+                .or(settings.health_port)
+                .unwrap_or(d.health_port),
+            metrics_port: overrides
+                .metrics_port
+                .or(settings.metrics_port)
+                .unwrap_or(d.metrics_port),
+        }
+    }
+}
+
+/// The FelixConfiguration settings for host `node` as the datastore holds
+/// them now (for the start-time parameters, before the agent runs).
+pub fn settings_from_datastore(ds: &dyn Datastore, node: &str) -> Result<FelixSettings, Error> {
+    let mut cluster = Cluster::default();
+    let node_key = calico_datastore::Key::global(calico_api::Kind::Node, node);
+    let mut values = ds.list(calico_api::Kind::FelixConfiguration, None)?.items;
+    values.extend(ds.get(&node_key)?);
+    for kv in values {
+        match Resource::decode(&kv.key, kv.value) {
+            Ok(resource) => note(cluster.apply(node, &kv.key, Some(&resource))),
+            Err(e) => eprintln!("felix: datastore content {}: {e}; ignored", kv.key),
+        }
+    }
+    Ok(cluster.felix_settings(node))
 }
 
 impl Config {
@@ -110,6 +187,9 @@ impl Config {
             nft_monitor: false,
             verify_interval: Duration::from_secs(60),
             endpoint_status_dir: None,
+            failsafe_inbound: None,
+            failsafe_outbound: None,
+            startup: None,
         }
     }
 }
@@ -271,6 +351,11 @@ pub struct Felix<N: Netlink, F: Nft, C: Conntrack, S: Sysctl> {
     /// Endpoint status files written (`namespace/name`); None before the
     /// first write, when stale files of an earlier run are swept.
     status_written: Option<BTreeSet<String>>,
+    /// (resource, field) pairs of unimplemented FelixConfiguration
+    /// parameters already warned about.
+    warned_unimplemented: BTreeSet<(String, String)>,
+    /// Why the agent stopped to be restarted (a start-time parameter changed).
+    restart_reason: Option<String>,
 }
 
 /// What our table in the kernel holds, as far as felix knows: the monitor
@@ -336,6 +421,48 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             enforces_every_policy: true,
             member_fast_path: true,
             ipv6_forwarding: false,
+            warned_unimplemented: BTreeSet::new(),
+            restart_reason: None,
+        }
+    }
+
+    /// Why [`Felix::run`] returned by itself: a FelixConfiguration change to
+    /// a parameter that takes effect only at start. The caller restarts.
+    pub fn restart_reason(&self) -> Option<&str> {
+        self.restart_reason.as_deref()
+    }
+
+    /// After a FelixConfiguration or Node change: warns once per resource
+    /// and field about parameters calico-rs does not implement, and asks for
+    /// a restart when a start-time parameter changed.
+    fn check_felix_settings(&mut self) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        for (name, entry) in state.cluster.felix_configs_for(&self.cfg.node) {
+            for field in &entry.unimplemented {
+                if self
+                    .warned_unimplemented
+                    .insert((name.to_owned(), field.clone()))
+                {
+                    eprintln!(
+                        "felix: FelixConfiguration {name} sets {field}, which calico-rs does not \
+                         implement: it has no effect"
+                    );
+                }
+            }
+        }
+        if let Some((overrides, in_force)) = &self.cfg.startup {
+            let wanted =
+                StartupParams::resolve(overrides, &state.cluster.felix_settings(&self.cfg.node));
+            if wanted != *in_force && self.restart_reason.is_none() {
+                let reason = format!(
+                    "FelixConfiguration changed a parameter that applies at start \
+                     (now {wanted:?}, running with {in_force:?})"
+                );
+                eprintln!("felix: {reason}: stopping to restart");
+                self.restart_reason = Some(reason);
+            }
         }
     }
 
@@ -429,7 +556,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         let mut dirty_since: Option<Instant> = None;
         let mut last_check = Instant::now();
         let mut last_verify = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && self.restart_reason.is_none() {
             self.status.beat();
             let wait = if dirty_since.is_some() {
                 Duration::from_millis(10)
@@ -441,7 +568,20 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             match self.syncer.next(wait) {
                 Some(ev) => {
                     let was_in_sync = self.in_sync;
+                    let settings_event = match &ev {
+                        SyncEvent::Set { key, .. } | SyncEvent::Deleted { key, .. } => {
+                            matches!(
+                                key.kind,
+                                calico_api::Kind::FelixConfiguration | calico_api::Kind::Node
+                            )
+                        }
+                        SyncEvent::InSync { .. } => true,
+                        _ => false,
+                    };
                     let changed = self.take(ev);
+                    if settings_event && self.in_sync {
+                        self.check_felix_settings();
+                    }
                     if changed {
                         dirty_since.get_or_insert_with(Instant::now);
                     }
@@ -539,6 +679,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                 None => {}
             }
         }
+        self.check_felix_settings();
         Ok(())
     }
 
@@ -620,6 +761,22 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             .endpoint_to_host
             .or(settings.endpoint_to_host)
             .unwrap_or_default();
+        if let Some(ports) = self
+            .cfg
+            .failsafe_inbound
+            .as_ref()
+            .or(settings.failsafe_inbound.as_ref())
+        {
+            host.failsafe_inbound.clone_from(ports);
+        }
+        if let Some(ports) = self
+            .cfg
+            .failsafe_outbound
+            .as_ref()
+            .or(settings.failsafe_outbound.as_ref())
+        {
+            host.failsafe_outbound.clone_from(ports);
+        }
         host.generation = generation;
         host
     }

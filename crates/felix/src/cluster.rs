@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use calico_api::Kind;
-use calico_dataplane::{EndpointToHostAction, Interface};
+use calico_dataplane::{EndpointToHostAction, Failsafe, Interface};
 use calico_datastore::Key;
 use calico_policy::EndpointId;
 use calico_sync::Resource;
@@ -73,14 +73,166 @@ pub struct LocalEndpoint {
     pub allow_spoofed: Vec<IpNet>,
 }
 
-/// The security settings of one FelixConfiguration resource (unset: not
-/// said there).
+/// The FelixConfiguration parameters calico-rs implements, as one resource
+/// (or the merge of several) sets them; unset: not said there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FelixSettings {
-    /// `defaultEndpointToHostAction`.
+    /// `defaultEndpointToHostAction` (applied live).
     pub endpoint_to_host: Option<EndpointToHostAction>,
-    /// `workloadSourceSpoofing` is `Any`.
+    /// `workloadSourceSpoofing` is `Any` (applied live).
     pub source_spoofing: Option<bool>,
+    /// `failsafeInboundHostPorts` (applied live).
+    pub failsafe_inbound: Option<Vec<Failsafe>>,
+    /// `failsafeOutboundHostPorts` (applied live).
+    pub failsafe_outbound: Option<Vec<Failsafe>>,
+    /// `endpointStatusPathPrefix` (needs a restart).
+    pub endpoint_status_prefix: Option<String>,
+    /// `healthPort` (needs a restart).
+    pub health_port: Option<u16>,
+    /// `prometheusMetricsPort` (needs a restart).
+    pub metrics_port: Option<u16>,
+}
+
+/// The `spec` fields of FelixConfiguration that [`FelixSettings`] carries
+/// (and `nodeSelector`, which says where a resource applies).
+pub const IMPLEMENTED_FELIX_FIELDS: [&str; 8] = [
+    "defaultEndpointToHostAction",
+    "workloadSourceSpoofing",
+    "failsafeInboundHostPorts",
+    "failsafeOutboundHostPorts",
+    "endpointStatusPathPrefix",
+    "healthPort",
+    "prometheusMetricsPort",
+    "nodeSelector",
+];
+
+impl FelixSettings {
+    /// `self` with every parameter `over` sets replaced by its value.
+    fn overlaid(mut self, over: &FelixSettings) -> Self {
+        fn take<T: Clone>(into: &mut Option<T>, from: &Option<T>) {
+            if from.is_some() {
+                into.clone_from(from);
+            }
+        }
+        take(&mut self.endpoint_to_host, &over.endpoint_to_host);
+        take(&mut self.source_spoofing, &over.source_spoofing);
+        take(&mut self.failsafe_inbound, &over.failsafe_inbound);
+        take(&mut self.failsafe_outbound, &over.failsafe_outbound);
+        take(
+            &mut self.endpoint_status_prefix,
+            &over.endpoint_status_prefix,
+        );
+        take(&mut self.health_port, &over.health_port);
+        take(&mut self.metrics_port, &over.metrics_port);
+        self
+    }
+}
+
+/// One FelixConfiguration resource as felix uses it.
+#[derive(Debug, Clone, Default)]
+pub struct FelixConfigEntry {
+    /// What it sets.
+    pub settings: FelixSettings,
+    /// `spec.nodeSelector`: the hosts it applies to (resources named
+    /// neither `default` nor `node.NAME`).
+    pub node_selector: Option<calico_selector::Selector>,
+    /// The `spec` fields it sets that calico-rs does not implement.
+    pub unimplemented: Vec<String>,
+}
+
+/// Reads one FelixConfiguration; an error names the field.
+fn felix_entry(c: &calico_api::v3::FelixConfiguration) -> Result<FelixConfigEntry, String> {
+    let spec = &c.spec;
+    let mut settings = FelixSettings::default();
+    if let Some(a) = &spec.default_endpoint_to_host_action {
+        settings.endpoint_to_host = Some(
+            a.parse()
+                .map_err(|e| format!("spec.defaultEndpointToHostAction: {e}"))?,
+        );
+    }
+    if let Some(a) = &spec.workload_source_spoofing {
+        settings.source_spoofing = Some(match a.as_str() {
+            "Any" => true,
+            "Disabled" => false,
+            _ => {
+                return Err(format!(
+                    "spec.workloadSourceSpoofing {a:?}: expected Disabled or Any"
+                ));
+            }
+        });
+    }
+    let failsafes = |field: &str, list: &Option<Vec<calico_api::v3::ProtoPort>>| {
+        list.as_ref()
+            .map(|ports| {
+                ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| failsafe(p).map_err(|e| format!("spec.{field}[{i}]: {e}")))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+    };
+    settings.failsafe_inbound = failsafes(
+        "failsafeInboundHostPorts",
+        &spec.failsafe_inbound_host_ports,
+    )?;
+    settings.failsafe_outbound = failsafes(
+        "failsafeOutboundHostPorts",
+        &spec.failsafe_outbound_host_ports,
+    )?;
+    settings.endpoint_status_prefix = spec.endpoint_status_path_prefix.clone();
+    let port = |field: &str, v: Option<i64>| {
+        v.map(|p| u16::try_from(p).map_err(|_| format!("spec.{field} {p}: not a port")))
+            .transpose()
+    };
+    settings.health_port = port("healthPort", spec.health_port)?;
+    settings.metrics_port = port("prometheusMetricsPort", spec.prometheus_metrics_port)?;
+    let node_selector = spec
+        .node_selector
+        .as_deref()
+        .map(|s| calico_selector::parse(s).map_err(|e| format!("spec.nodeSelector {s:?}: {e}")))
+        .transpose()?;
+    let unimplemented = match serde_json::to_value(spec) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .keys()
+            .filter(|k| !IMPLEMENTED_FELIX_FIELDS.contains(&k.as_str()))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(FelixConfigEntry {
+        settings,
+        node_selector,
+        unimplemented,
+    })
+}
+
+/// A failsafe port felix can program: TCP or UDP, any source. A `net`
+/// restriction cannot be honoured, and opening the port to everyone
+/// instead would be wider than asked, so it is refused.
+fn failsafe(p: &calico_api::v3::ProtoPort) -> Result<Failsafe, String> {
+    let protocol = match p.protocol.to_ascii_lowercase().as_str() {
+        "tcp" => calico_dataplane::L4Protocol::Tcp,
+        "udp" => calico_dataplane::L4Protocol::Udp,
+        other => {
+            return Err(format!(
+                "protocol {other:?}: calico-rs programs TCP and UDP failsafes"
+            ));
+        }
+    };
+    if !p.net.is_empty() {
+        return Err(format!(
+            "net {:?}: calico-rs cannot restrict a failsafe port to a network",
+            p.net
+        ));
+    }
+    if p.port == 0 {
+        return Err("port 0 is not a port".to_string());
+    }
+    Ok(Failsafe {
+        protocol,
+        port: p.port,
+    })
 }
 
 /// Hosts, pools, blocks and local endpoints, kept from datastore events.
@@ -96,8 +248,11 @@ pub struct Cluster {
     pub local: BTreeMap<String, LocalEndpoint>,
     /// This host's host endpoints with an interface, by name: the interface.
     pub host_endpoints: BTreeMap<String, String>,
-    /// FelixConfiguration settings by resource name (`default`, `node.NAME`).
-    pub felix_configs: BTreeMap<String, FelixSettings>,
+    /// FelixConfiguration resources by name (`default`, `node.NAME`, others
+    /// with a node selector).
+    pub felix_configs: BTreeMap<String, FelixConfigEntry>,
+    /// This host's Node labels (for FelixConfiguration node selectors).
+    pub node_labels: BTreeMap<String, String>,
     /// Every workload endpoint of the cluster (`namespace/name`), any host.
     pub workload_endpoints: std::collections::BTreeSet<String>,
 }
@@ -196,6 +351,9 @@ impl Cluster {
                         ipip,
                     },
                 );
+                if name == node {
+                    self.node_labels.clone_from(&n.metadata.labels);
+                }
             }
             (Kind::IpPool, Some(Resource::IpPool(p))) => {
                 let cidr =
@@ -314,31 +472,20 @@ impl Cluster {
                 }
             }
             (Kind::FelixConfiguration, Some(Resource::FelixConfiguration(c))) => {
-                let mut settings = FelixSettings::default();
-                if let Some(a) = &c.spec.default_endpoint_to_host_action {
-                    settings.endpoint_to_host = Some(a.parse().map_err(|e| {
-                        err(kind, name, format!("spec.defaultEndpointToHostAction: {e}"))
-                    })?);
-                }
-                if let Some(a) = &c.spec.workload_source_spoofing {
-                    settings.source_spoofing = Some(match a.as_str() {
-                        "Any" => true,
-                        "Disabled" => false,
-                        _ => {
-                            return Err(err(
-                                kind,
-                                name,
-                                format!(
-                                    "spec.workloadSourceSpoofing {a:?}: expected Disabled or Any"
-                                ),
-                            ));
-                        }
-                    });
-                }
-                self.felix_configs.insert(name.to_owned(), settings);
+                let entry = felix_entry(c).map_err(|reason| {
+                    err(
+                        kind,
+                        name,
+                        format!("{reason}; its previous settings stay in force"),
+                    )
+                })?;
+                self.felix_configs.insert(name.to_owned(), entry);
             }
             (Kind::Node, _) => {
                 self.hosts.remove(name);
+                if name == node {
+                    self.node_labels.clear();
+                }
             }
             (Kind::IpPool, _) => {
                 self.pools.remove(name);
@@ -354,19 +501,40 @@ impl Cluster {
         Ok(())
     }
 
-    /// The settings in force for host `node`: its `node.NAME` resource
-    /// over `default` over the built-in defaults.
-    pub fn felix_settings(&self, node: &str) -> FelixSettings {
-        let node_cfg = self.felix_configs.get(&format!("node.{node}"));
-        let global = self.felix_configs.get("default");
-        FelixSettings {
-            endpoint_to_host: node_cfg
-                .and_then(|s| s.endpoint_to_host)
-                .or(global.and_then(|s| s.endpoint_to_host)),
-            source_spoofing: node_cfg
-                .and_then(|s| s.source_spoofing)
-                .or(global.and_then(|s| s.source_spoofing)),
+    /// The FelixConfiguration resources that apply to host `node`, weakest
+    /// first: `default`, those whose node selector matches this host's
+    /// labels (in name order), then `node.NAME`.
+    pub fn felix_configs_for(&self, node: &str) -> Vec<(&str, &FelixConfigEntry)> {
+        let own = format!("node.{node}");
+        let mut applied: Vec<(&str, &FelixConfigEntry)> = Vec::new();
+        if let Some(global) = self.felix_configs.get("default") {
+            applied.push(("default", global));
         }
+        for (name, entry) in &self.felix_configs {
+            if name != "default"
+                && !name.starts_with("node.")
+                && entry
+                    .node_selector
+                    .as_ref()
+                    .is_some_and(|s| s.evaluate(&self.node_labels))
+            {
+                applied.push((name, entry));
+            }
+        }
+        if let Some((name, entry)) = self.felix_configs.get_key_value(&own) {
+            applied.push((name, entry));
+        }
+        applied
+    }
+
+    /// The settings in force for host `node` from the datastore (the
+    /// environment's overrides come on top, in the agent).
+    pub fn felix_settings(&self, node: &str) -> FelixSettings {
+        self.felix_configs_for(node)
+            .into_iter()
+            .fold(FelixSettings::default(), |acc, (_, e)| {
+                acc.overlaid(&e.settings)
+            })
     }
 
     /// Underlay addresses of every host: the only accepted tunnel peers.

@@ -16,7 +16,10 @@ pub mod cluster;
 pub mod metrics;
 pub mod routes;
 
-pub use agent::{Config, Encap, Felix, Kernel, Outcome, Status, VxlanConfig};
+pub use agent::{
+    Config, Encap, Felix, Kernel, Outcome, StartupOverrides, StartupParams, Status, VxlanConfig,
+    settings_from_datastore,
+};
 pub use metrics::Metrics;
 
 /// Turns transparent huge pages off for this process; calico-node calls it

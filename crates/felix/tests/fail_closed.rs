@@ -585,3 +585,132 @@ fn an_endpoint_whose_labels_are_pending_has_no_interface_so_its_traffic_drops() 
     felix.program(Instant::now());
     assert!(known(&r.nft).contains(&"caliw1".to_owned()));
 }
+
+fn felix_config(ds: &dyn Datastore, name: &str, spec: serde_json::Value) {
+    put(
+        ds,
+        Key::global(Kind::FelixConfiguration, name),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+            "metadata": {"name": name}, "spec": spec}),
+    );
+}
+
+/// The TCP ports of the inbound failsafe rule in the table last programmed.
+fn inbound_tcp_failsafes(r: &Rig) -> Vec<u64> {
+    let table: serde_json::Value = serde_json::from_str(&table_now(&r.nft)).unwrap();
+    let rule = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .find(|rule| rule["chain"] == "input" && rule["comment"] == "failsafe tcp ports");
+    let Some(rule) = rule else {
+        return Vec::new();
+    };
+    let right = &rule["expr"][0]["match"]["right"];
+    match right.get("set") {
+        Some(set) => set
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_u64())
+            .collect(),
+        None => right.as_u64().into_iter().collect(),
+    }
+}
+
+fn failsafe(port: u16) -> serde_json::Value {
+    json!({"failsafeInboundHostPorts": [{"protocol": "TCP", "port": port}]})
+}
+
+#[test]
+fn felix_configuration_layers_default_selected_node_and_environment() {
+    let mut r = rig();
+    // A host endpoint on h1, so that failsafe ports are programmed.
+    put(
+        r.ds.as_ref(),
+        Key::global(Kind::HostEndpoint, "h1-eth0"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "HostEndpoint",
+            "metadata": {"name": "h1-eth0"},
+            "spec": {"node": "h1", "interfaceName": "eth0"}}),
+    );
+    put(
+        r.ds.as_ref(),
+        Key::global(Kind::Node, "h1"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+            "metadata": {"name": "h1", "labels": {"rack": "a"}}, "spec": {}}),
+    );
+    let has_port = |r: &Rig, port: u16| inbound_tcp_failsafes(r).contains(&u64::from(port));
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(
+        has_port(&r, 5050),
+        "built-in failsafes: {}",
+        table_now(&r.nft)
+    );
+
+    felix_config(r.ds.as_ref(), "default", failsafe(2222));
+    // Selected by label: over default.
+    let mut rack = failsafe(3333);
+    rack["nodeSelector"] = json!("rack == 'a'");
+    felix_config(r.ds.as_ref(), "rack-a", rack);
+    // A selector that does not match this host changes nothing.
+    let mut other = failsafe(6666);
+    other["nodeSelector"] = json!("rack == 'b'");
+    felix_config(r.ds.as_ref(), "rack-b", other);
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(has_port(&r, 3333), "{}", table_now(&r.nft));
+    assert!(!has_port(&r, 2222) && !has_port(&r, 6666) && !has_port(&r, 5050));
+
+    // The node's own resource wins over both, live.
+    felix_config(r.ds.as_ref(), "node.h1", failsafe(4444));
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(has_port(&r, 4444) && !has_port(&r, 3333));
+
+    // A failsafe felix cannot program as asked (restricted to a network) is
+    // refused loudly; the resource's previous settings stay.
+    felix_config(
+        r.ds.as_ref(),
+        "node.h1",
+        json!({"failsafeInboundHostPorts": [{"protocol": "TCP", "port": 5555, "net": "10.0.0.0/8"}]}),
+    );
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(has_port(&r, 4444) && !has_port(&r, 5555));
+
+    // The environment wins over every resource.
+    let mut cfg = Config::new("h1");
+    cfg.failsafe_inbound = Some(calico_dataplane::parse_failsafes("tcp:7777").unwrap());
+    // Started with healthPort 9099; the datastore now says otherwise.
+    cfg.startup = Some((
+        calico_felix::StartupOverrides::default(),
+        calico_felix::StartupParams::defaults(),
+    ));
+    r.felix = Felix::new(
+        cfg,
+        r.ds.clone(),
+        Kernel {
+            netlink: FakeNetlink::new(),
+            nft: r.nft.clone(),
+            conntrack: r.ct.clone(),
+            sysctl: r.sysctl.clone(),
+        },
+    );
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    assert!(has_port(&r, 7777) && !has_port(&r, 4444));
+    assert_eq!(r.felix.restart_reason(), None);
+    felix_config(
+        r.ds.as_ref(),
+        "rack-a",
+        json!({"nodeSelector": "rack == 'a'", "healthPort": 9199}),
+    );
+    r.felix.sync().unwrap();
+    let reason = r
+        .felix
+        .restart_reason()
+        .expect("a start-time parameter changed");
+    assert!(reason.contains("health_port: 9199"), "{reason}");
+}

@@ -598,4 +598,56 @@ spec:
         eventually(Duration::from_secs(10), || from_h2(8080)),
         "host endpoint policy opens 8080"
     );
+
+    // calico-node created the global FelixConfiguration; the documented
+    // patch of its failsafe ports applies live, replacing the defaults.
+    lab.calicoctl(&["delete", "globalnetworkpolicy", "h1-web"])
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || !from_h2(8080)));
+    lab.calicoctl(&[
+        "patch",
+        "felixconfiguration",
+        "default",
+        "-p",
+        r#"{"spec":{"failsafeInboundHostPorts":[{"protocol":"TCP","port":8080}]}}"#,
+    ])
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || from_h2(8080) && !from_h2(22)),
+        "8080 is now the only failsafe port"
+    );
+
+    // A parameter that applies at start: calico-node restarts itself and
+    // serves its health on the new port.
+    let health = |port: u16| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &h1,
+                "timeout",
+                "2",
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "/dev/null",
+            ])
+            .arg(format!("http://127.0.0.1:{port}/readiness"))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(health(9099));
+    lab.apply_yaml(
+        "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node.h1}\nspec: {healthPort: 9199}\n",
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || health(9199) && !health(9099)),
+        "calico-node on h1 restarted on the new health port"
+    );
+    assert!(from_h2(8080), "the restart kept the failsafe configuration");
+    lab.calicoctl(&["delete", "felixconfiguration", "node.h1"])
+        .unwrap();
+    assert!(eventually(Duration::from_secs(30), || health(9099)));
 }

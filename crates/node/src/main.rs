@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use calico_dataplane::{ConntrackCli, KernelNft};
 use calico_datastore::{Datastore, DatastoreConfig};
-use calico_felix::{Config, Encap, Felix, Kernel, Status, VxlanConfig};
+use calico_felix::{
+    Config, Encap, Felix, Kernel, StartupOverrides, StartupParams, Status, VxlanConfig,
+};
 use calico_netlink::real::{NetlinkSocket, ProcSysctl};
 use calico_netlink::{Netlink, Sysctl};
 use calico_node::params::Params;
@@ -41,18 +43,23 @@ struct Args {
     /// DATASTORE_TYPE, CALICO_DATASTORE_PATH, ETCD_ENDPOINTS, ...).
     #[arg(long, env = "CALICO_DATASTORE_CONFIG")]
     datastore_config: Option<PathBuf>,
-    /// Port of /liveness and /readiness.
-    #[arg(long, default_value_t = 9099)]
-    health_port: u16,
-    /// Port of /metrics (DC/OS used 62091).
-    #[arg(long, default_value_t = 9091)]
-    metrics_port: u16,
-    /// Ports host endpoint policy never closes inbound (Felix's syntax).
-    #[arg(long, env = "FELIX_FAILSAFEINBOUNDHOSTPORTS", default_value = calico_dataplane::DEFAULT_FAILSAFE_INBOUND)]
-    failsafe_inbound: String,
-    /// Ports host endpoint policy never closes outbound.
-    #[arg(long, env = "FELIX_FAILSAFEOUTBOUNDHOSTPORTS", default_value = calico_dataplane::DEFAULT_FAILSAFE_OUTBOUND)]
-    failsafe_outbound: String,
+    /// Port of /liveness and /readiness (overrides FelixConfiguration
+    /// healthPort; default 9099).
+    #[arg(long, env = "FELIX_HEALTHPORT")]
+    health_port: Option<u16>,
+    /// Port of /metrics (overrides FelixConfiguration prometheusMetricsPort;
+    /// default 9091; DC/OS used 62091).
+    #[arg(long, env = "FELIX_PROMETHEUSMETRICSPORT")]
+    metrics_port: Option<u16>,
+    /// Ports host endpoint policy never closes inbound, in Felix's syntax
+    /// (overrides FelixConfiguration failsafeInboundHostPorts; default
+    /// tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5050,tcp:5051).
+    #[arg(long, env = "FELIX_FAILSAFEINBOUNDHOSTPORTS")]
+    failsafe_inbound: Option<String>,
+    /// Ports host endpoint policy never closes outbound (overrides
+    /// FelixConfiguration failsafeOutboundHostPorts).
+    #[arg(long, env = "FELIX_FAILSAFEOUTBOUNDHOSTPORTS")]
+    failsafe_outbound: Option<String>,
     /// What happens to traffic from a workload to this host after its egress
     /// policy: Drop, Accept or Return (overrides FelixConfiguration).
     #[arg(long, env = "FELIX_DEFAULTENDPOINTTOHOSTACTION")]
@@ -63,13 +70,10 @@ struct Args {
     workload_source_spoofing: Option<bool>,
     /// felix writes `PREFIX/endpoint-status/NAMESPACE/NAME` once an endpoint's
     /// policy is in force (the CNI plugin's `policy_setup_timeout_seconds`
-    /// waits for it).
-    #[arg(
-        long,
-        env = "FELIX_ENDPOINTSTATUSPATHPREFIX",
-        default_value = "/var/run/calico"
-    )]
-    endpoint_status_prefix: PathBuf,
+    /// waits for it); overrides FelixConfiguration endpointStatusPathPrefix;
+    /// default /var/run/calico.
+    #[arg(long, env = "FELIX_ENDPOINTSTATUSPATHPREFIX")]
+    endpoint_status_prefix: Option<PathBuf>,
     /// How long an address must look leaked before the collector frees it.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     leak_grace: Duration,
@@ -126,10 +130,24 @@ fn main() {
     if let Err(e) = calico_felix::without_huge_pages() {
         eprintln!("calico-node: turning transparent huge pages off: {e}; starting anyway");
     }
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("calico-node: {e:#}");
-        std::process::exit(1);
+    match run(Args::parse()) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("calico-node: {e:#}");
+            std::process::exit(1);
+        }
     }
+    // felix stopped by itself: a parameter that applies at start changed.
+    // Start again in place, with the same arguments and environment.
+    use std::os::unix::process::CommandExt as _;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "calico-node".into());
+    let e = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    eprintln!("calico-node: restarting: {e}");
+    std::process::exit(1);
 }
 
 /// (underlay address, its link's MTU, every host network) from the kernel.
@@ -181,13 +199,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
     };
-    let host = calico_dataplane::HostOptions {
-        failsafe_inbound: calico_dataplane::parse_failsafes(&args.failsafe_inbound)
-            .context("--failsafe-inbound (FELIX_FAILSAFEINBOUNDHOSTPORTS)")?,
-        failsafe_outbound: calico_dataplane::parse_failsafes(&args.failsafe_outbound)
-            .context("--failsafe-outbound (FELIX_FAILSAFEOUTBOUNDHOSTPORTS)")?,
-        ..calico_dataplane::HostOptions::default()
-    };
+    let failsafe_inbound = args
+        .failsafe_inbound
+        .as_deref()
+        .map(calico_dataplane::parse_failsafes)
+        .transpose()
+        .context("--failsafe-inbound (FELIX_FAILSAFEINBOUNDHOSTPORTS)")?;
+    let failsafe_outbound = args
+        .failsafe_outbound
+        .as_deref()
+        .map(calico_dataplane::parse_failsafes)
+        .transpose()
+        .context("--failsafe-outbound (FELIX_FAILSAFEOUTBOUNDHOSTPORTS)")?;
     let mut nl = NetlinkSocket::new().context("opening netlink")?;
     let (address, underlay_mtu, host_nets) = host_networks(&mut nl, args.ip)?;
     let params = Params::load(
@@ -204,6 +227,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     for created in startup::ensure_defaults(ds.as_ref(), &params)? {
         eprintln!("calico-node: created {created}");
     }
+    let overrides = StartupOverrides {
+        endpoint_status_prefix: args.endpoint_status_prefix.clone(),
+        health_port: args.health_port,
+        metrics_port: args.metrics_port,
+    };
+    let settings = calico_felix::settings_from_datastore(ds.as_ref(), &node)
+        .context("reading FelixConfiguration")?;
+    let in_force = StartupParams::resolve(&overrides, &settings);
     let tunnel = startup::register_node(ds.as_ref(), &node, address, &params)?;
     eprintln!(
         "calico-node: registered {node} at {address}{}",
@@ -217,10 +248,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("enabling IPv4 forwarding")?;
 
     let mut cfg = Config::new(node.clone());
-    cfg.host = host;
+    cfg.failsafe_inbound = failsafe_inbound;
+    cfg.failsafe_outbound = failsafe_outbound;
     cfg.endpoint_to_host = args.default_endpoint_to_host_action;
     cfg.source_spoofing = args.workload_source_spoofing;
-    cfg.endpoint_status_dir = Some(args.endpoint_status_prefix.join("endpoint-status"));
+    cfg.endpoint_status_dir = Some(in_force.endpoint_status_prefix.join("endpoint-status"));
+    cfg.startup = Some((overrides, in_force.clone()));
     cfg.encap = if params.vxlan_enabled {
         Encap::Vxlan(VxlanConfig {
             vni: params.vxlan_vni,
@@ -267,8 +300,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    serve_health(args.health_port, status.clone(), bird_ready)?;
-    serve_metrics(args.metrics_port, registry)?;
+    serve_health(in_force.health_port, status.clone(), bird_ready)?;
+    serve_metrics(in_force.metrics_port, registry)?;
     spawn_leak_collector(ds.clone(), args.leak_grace, args.leak_interval);
     if !args.docker_network.is_empty() {
         spawn_docker_network(
@@ -287,7 +320,13 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let stop = AtomicBool::new(false);
     felix.run(&stop);
-    Ok(())
+    match felix.restart_reason() {
+        Some(reason) => {
+            eprintln!("calico-node: restarting: {reason}");
+            Ok(())
+        }
+        None => bail!("felix stopped"),
+    }
 }
 
 /// Creates the local Calico Docker network once Docker and the plugin (`calico.sock`) are

@@ -55,9 +55,15 @@ fn create_if_missing(ds: &dyn Datastore, key: Key, value: Value) -> Result<bool,
     }
 }
 
-/// The default pool and profile, when missing. Returns what was created.
+/// What every cluster has (ClusterInformation, the default Tier and
+/// FelixConfiguration), the default pool and profile, when missing. Returns
+/// what was created.
 pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String>, Error> {
-    let mut created = Vec::new();
+    let mut created = calico_datastore::cluster::ensure_cluster_resources(
+        ds,
+        concat!("v", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(ds_err("creating the cluster's default resources"))?;
     let (vxlan, ipip) = if params.vxlan_enabled {
         ("Always", "Never")
     } else if params.ipinip_enabled {
@@ -78,8 +84,35 @@ pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String
             "nodeSelector": "all()",
         }
     });
-    if create_if_missing(ds, Key::global(Kind::IpPool, DEFAULT_POOL), pool)? {
-        created.push(format!("IPPool {DEFAULT_POOL} ({})", params.network_cidr));
+    let pool_key = Key::global(Kind::IpPool, DEFAULT_POOL);
+    let overlap = calico_datastore::cluster::check_batch(
+        ds,
+        &[WriteOp::Create {
+            key: pool_key.clone(),
+            value: pool.clone(),
+        }],
+    );
+    match overlap {
+        // Another pool already covers (part of) calico_network_cidr: the
+        // operator's pools serve, as upstream creates its default pool only
+        // when no pool is there.
+        Err(DatastoreError::Batch { source, .. })
+            if matches!(*source, DatastoreError::Refused { .. }) =>
+        {
+            if ds
+                .get(&pool_key)
+                .map_err(ds_err(format!("reading {pool_key}")))?
+                .is_none()
+            {
+                eprintln!("calico-node: not creating IPPool {DEFAULT_POOL}: {source}");
+            }
+        }
+        Err(e) => return Err(ds_err("checking the default IPPool")(e)),
+        Ok(()) => {
+            if create_if_missing(ds, pool_key, pool)? {
+                created.push(format!("IPPool {DEFAULT_POOL} ({})", params.network_cidr));
+            }
+        }
     }
     let profile = json!({
         "apiVersion": "projectcalico.org/v3",
@@ -220,8 +253,30 @@ mod tests {
         let ds = SqliteDatastore::open(&dir.join("c.db")).unwrap();
         let params = Params::default();
         let created = ensure_defaults(&ds, &params).unwrap();
-        assert_eq!(created.len(), 2);
+        assert_eq!(
+            created,
+            [
+                "ClusterInformation default",
+                "Tier default",
+                "FelixConfiguration default",
+                "IPPool default-ipv4-ippool (172.29.0.0/16)",
+                "Profile calico"
+            ]
+        );
         assert!(ensure_defaults(&ds, &params).unwrap().is_empty());
+        // The operator's own pool over calico_network_cidr serves: no
+        // overlapping default pool beside it.
+        let dir2 = tempfile::tempdir().unwrap();
+        let ds2 = SqliteDatastore::open(&dir2.path().join("c.db")).unwrap();
+        ds2.create(
+            &Key::global(Kind::IpPool, "mine"),
+            serde_json::json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                "metadata": {"name": "mine"},
+                "spec": {"cidr": params.network_cidr.to_string(), "blockSize": 26}}),
+        )
+        .unwrap();
+        let created = ensure_defaults(&ds2, &params).unwrap();
+        assert!(!created.iter().any(|c| c.starts_with("IPPool")), "{created:?}");
         let pool = ds
             .get(&Key::global(Kind::IpPool, DEFAULT_POOL))
             .unwrap()

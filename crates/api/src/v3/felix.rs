@@ -13,6 +13,14 @@ use crate::numorstring::Port;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FelixConfigurationSpec {
+    /// The nodes this configuration applies to, for a resource named neither `default` nor
+    /// `node.<name>`: applied over `default` and under `node.<name>`, in name order.
+    #[serde(
+        rename = "nodeSelector",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_selector: Option<String>,
     /// Use Felix's built-in dataplane driver.
     #[serde(
         rename = "useInternalDataplaneDriver",

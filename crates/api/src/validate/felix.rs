@@ -44,9 +44,27 @@ fn hostname_or_ip(field: &str, s: &str) -> Check {
     }
 }
 
+/// Checks a FelixConfiguration: its spec, and that `nodeSelector` is only on a resource that
+/// is neither the global `default` nor a `node.<name>` one (their names say where they apply).
+pub(crate) fn felix_configuration(name: &str, s: &FelixConfigurationSpec) -> Check {
+    if s.node_selector.is_some() && (name == "default" || name.starts_with("node.")) {
+        return Err(fail(
+            "spec.nodeSelector",
+            &s.node_selector.as_deref().unwrap_or_default(),
+            format!(
+                "not allowed on FelixConfiguration {name:?}: its name already says which nodes it applies to"
+            ),
+        ));
+    }
+    felix_spec("spec", s)
+}
+
 /// Checks a FelixConfiguration spec.
 pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
     let f = |n: &str| join(field, n);
+    if let Some(sel) = &s.node_selector {
+        super::selector(&f("nodeSelector"), sel, super::SelectorUse::Plain)?;
+    }
     let enums: [(&str, &Option<String>, &[&str], bool); 26] = [
         (
             "iptablesBackend",

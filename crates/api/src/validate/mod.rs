@@ -20,7 +20,7 @@ mod network;
 mod policy;
 
 pub(crate) use bgpfilter::{bgp_filter_operation, bgp_filter_rule, bgp_filter_spec};
-pub(crate) use felix::{felix_spec, proto_port};
+pub(crate) use felix::{felix_configuration, felix_spec, proto_port};
 pub(crate) use network::{
     bgp_configuration_spec, bgp_peer_spec, host_endpoint_spec, ip_nat, ip_reservation_spec,
     ippool_spec, net_list, node_spec, node_status, workload_endpoint_port, workload_endpoint_spec,
