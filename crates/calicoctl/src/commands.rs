@@ -191,6 +191,13 @@ fn describe_batch_error(e: &DatastoreError, resources: &[(Origin, Resource)]) ->
     }
 }
 
+fn describe_delete_error(e: &DatastoreError) -> String {
+    match e {
+        DatastoreError::Batch { source, .. } => format!("{source}; nothing was deleted"),
+        other => other.to_string(),
+    }
+}
+
 fn get_existing(ds: &dyn Datastore, key: &Key) -> Result<Option<KeyValue>, CommandError> {
     ds.get(key)
         .map_err(|e| CommandError::new(format!("reading {key}: {e}")))
@@ -292,19 +299,37 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             expected_revision: expected,
         });
     }
+    calico_datastore::cluster::check_batch(ds.as_ref(), &ops).map_err(|e| {
+        CommandError::new(format!(
+            "Failed to delete any {phrase}resources: {}",
+            describe_delete_error(&e)
+        ))
+    })?;
+    // A Node takes its endpoints, addresses, block affinities and per-node configuration
+    // with it; the Node goes only once all of that is gone, so a failure can be retried.
+    for op in &ops {
+        if let WriteOp::Delete { key, .. } = op
+            && key.kind == Kind::Node
+            && exists(ds.as_ref(), key)?
+        {
+            let removal = calico_ipam::node_removal::remove_node(ds.as_ref(), &key.name);
+            if !removal.errors.is_empty() {
+                return Err(CommandError::new(format!(
+                    "Failed to delete Node {}: removing what belongs to it: {}",
+                    key.name,
+                    removal.errors.join("; ")
+                )));
+            }
+        }
+    }
     let total = ops.len();
     if !ops.is_empty() {
-        calico_datastore::cluster::check_batch(ds.as_ref(), &ops)
-            .and_then(|()| ds.write_batch(ops))
-            .map_err(|e| {
-                let detail = match &e {
-                    DatastoreError::Batch { source, .. } => {
-                        format!("{source}; nothing was deleted")
-                    }
-                    other => other.to_string(),
-                };
-                CommandError::new(format!("Failed to delete any {phrase}resources: {detail}"))
-            })?;
+        ds.write_batch(ops).map_err(|e| {
+            CommandError::new(format!(
+                "Failed to delete any {phrase}resources: {}",
+                describe_delete_error(&e)
+            ))
+        })?;
     }
     writeln!(ctx.out, "Successfully deleted {total} {phrase}resource(s)").map_err(io_error)?;
     Ok(())

@@ -246,3 +246,57 @@ fn an_unreadable_endpoint_stops_leak_judgement_instead_of_freeing_its_address() 
         "the address was not released"
     );
 }
+
+#[test]
+fn deleting_a_node_takes_its_endpoints_addresses_blocks_and_configuration() {
+    let c = Cluster::new();
+    c.apply(&pool("10.4.0.0/24", 26));
+    c.apply(&node("n1"));
+    c.apply(&node("n2"));
+    let w1 = c.alloc("h-w1", "n1");
+    let w2 = c.alloc("h-w2", "n1");
+    let tunnel = c.alloc("vxlan-tunnel-addr-n1", "n1");
+    let other = c.alloc("h-o", "n2");
+    c.endpoint("w1", "n1", w1);
+    c.endpoint("w2", "n1", w2);
+    c.endpoint("o", "n2", other);
+    c.apply(
+        "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node.n1}\nspec: {healthPort: 9199}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: n1-tor}\nspec: {node: n1, peerIP: 192.0.2.1, asNumber: 65001}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: n2-tor}\nspec: {node: n2, peerIP: 192.0.2.1, asNumber: 65001}\n",
+    );
+    assert_ne!(tunnel, w1);
+
+    c.ctl(&["delete", "node", "n1"]).ok();
+
+    let ds = c.ds();
+    let ipam = Ipam::new(&ds);
+    for ip in [w1, w2, tunnel] {
+        assert!(ipam.get_allocation(ip).unwrap().is_none(), "{ip} released");
+    }
+    assert!(
+        ipam.get_allocation(other).unwrap().is_some(),
+        "n2's address stays"
+    );
+    let names = |kind: Kind| -> Vec<String> {
+        ds.list(kind, None)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|kv| kv.key.name)
+            .collect()
+    };
+    assert_eq!(names(Kind::WorkloadEndpoint), ["o"]);
+    assert_eq!(names(Kind::Node), ["n2"]);
+    assert_eq!(names(Kind::BgpPeer), ["n2-tor"]);
+    assert!(!names(Kind::FelixConfiguration).contains(&"node.n1".to_string()));
+    assert!(
+        names(Kind::BlockAffinity)
+            .iter()
+            .all(|a| !a.starts_with("n1-")),
+        "{:?}",
+        names(Kind::BlockAffinity)
+    );
+    let out = c.ctl(&["ipam", "check"]).ok().stdout;
+    assert!(out.contains("found 0 problems"), "{out}");
+}

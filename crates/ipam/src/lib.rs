@@ -25,6 +25,7 @@ pub mod allocator;
 pub mod check;
 pub mod cidr;
 pub mod model;
+pub mod node_removal;
 pub mod pools;
 pub mod usage;
 

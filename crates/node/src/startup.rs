@@ -276,7 +276,10 @@ mod tests {
         )
         .unwrap();
         let created = ensure_defaults(&ds2, &params).unwrap();
-        assert!(!created.iter().any(|c| c.starts_with("IPPool")), "{created:?}");
+        assert!(
+            !created.iter().any(|c| c.starts_with("IPPool")),
+            "{created:?}"
+        );
         let pool = ds
             .get(&Key::global(Kind::IpPool, DEFAULT_POOL))
             .unwrap()
