@@ -37,26 +37,27 @@ pub enum Kind {
     Tier,
     /// A container's network interface.
     WorkloadEndpoint,
+    /// A namespaced policy stored to preview, never enforced.
+    StagedNetworkPolicy,
+    /// A cluster-scoped policy stored to preview, never enforced.
+    StagedGlobalNetworkPolicy,
+    /// A request for a node's status (agent, BGP, routes), answered in its `status`.
+    CalicoNodeStatus,
+    /// Cluster-wide IPAM settings (`default`), which `calicoctl ipam configure` also sets.
+    IpamConfiguration,
     /// Internal: an IPAM block (addresses carved from a pool, with their owners).
     IpamBlock,
     /// Internal: a block's affinity to a host.
     BlockAffinity,
     /// Internal: the addresses one allocation handle holds.
     IpamHandle,
-    /// Internal: cluster-wide IPAM settings.
-    IpamConfig,
 }
 
 /// The internal kinds IPAM stores beside the API resources; not documents users write.
-pub const INTERNAL_KINDS: [Kind; 4] = [
-    Kind::IpamBlock,
-    Kind::BlockAffinity,
-    Kind::IpamHandle,
-    Kind::IpamConfig,
-];
+pub const INTERNAL_KINDS: [Kind; 3] = [Kind::IpamBlock, Kind::BlockAffinity, Kind::IpamHandle];
 
 /// Every kind, in the order `calicoctl get all`-style listings use.
-pub const ALL_KINDS: [Kind; 16] = [
+pub const ALL_KINDS: [Kind; 20] = [
     Kind::BgpConfiguration,
     Kind::BgpPeer,
     Kind::BgpFilter,
@@ -73,10 +74,14 @@ pub const ALL_KINDS: [Kind; 16] = [
     Kind::Profile,
     Kind::Tier,
     Kind::WorkloadEndpoint,
+    Kind::StagedNetworkPolicy,
+    Kind::StagedGlobalNetworkPolicy,
+    Kind::CalicoNodeStatus,
+    Kind::IpamConfiguration,
 ];
 
 /// The document `kind` names of [`ALL_KINDS`], in the same order.
-pub const ALL_KIND_NAMES: [&str; 16] = [
+pub const ALL_KIND_NAMES: [&str; 20] = [
     "BGPConfiguration",
     "BGPPeer",
     "BGPFilter",
@@ -93,6 +98,10 @@ pub const ALL_KIND_NAMES: [&str; 16] = [
     "Profile",
     "Tier",
     "WorkloadEndpoint",
+    "StagedNetworkPolicy",
+    "StagedGlobalNetworkPolicy",
+    "CalicoNodeStatus",
+    "IPAMConfiguration",
 ];
 
 impl Kind {
@@ -115,10 +124,13 @@ impl Kind {
             Kind::Profile => "Profile",
             Kind::Tier => "Tier",
             Kind::WorkloadEndpoint => "WorkloadEndpoint",
+            Kind::StagedNetworkPolicy => "StagedNetworkPolicy",
+            Kind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
+            Kind::CalicoNodeStatus => "CalicoNodeStatus",
+            Kind::IpamConfiguration => "IPAMConfiguration",
             Kind::IpamBlock => "IPAMBlock",
             Kind::BlockAffinity => "BlockAffinity",
             Kind::IpamHandle => "IPAMHandle",
-            Kind::IpamConfig => "IPAMConfig",
         }
     }
 
@@ -133,6 +145,24 @@ impl Kind {
             .into_iter()
             .chain(INTERNAL_KINDS)
             .find(|k| k.as_str() == name)
+    }
+
+    /// The name the embedded store files a kind under. The IPAM configuration was an internal
+    /// kind, `IPAMConfig`, before it became the API kind `IPAMConfiguration`; it keeps its
+    /// stored name so that existing store files still hold their settings.
+    pub fn stored_name(self) -> &'static str {
+        match self {
+            Kind::IpamConfiguration => "IPAMConfig",
+            other => other.as_str(),
+        }
+    }
+
+    /// The kind filed under `name` in the embedded store (see [`Kind::stored_name`]).
+    pub fn from_store_row(name: &str) -> Option<Kind> {
+        ALL_KINDS
+            .into_iter()
+            .chain(INTERNAL_KINDS)
+            .find(|k| k.stored_name() == name)
     }
 
     /// Lower-case plural, as in upstream's etcd key layout
@@ -155,10 +185,13 @@ impl Kind {
             Kind::Profile => "profiles",
             Kind::Tier => "tiers",
             Kind::WorkloadEndpoint => "workloadendpoints",
+            Kind::StagedNetworkPolicy => "stagednetworkpolicies",
+            Kind::StagedGlobalNetworkPolicy => "stagedglobalnetworkpolicies",
+            Kind::CalicoNodeStatus => "caliconodestatuses",
+            Kind::IpamConfiguration => "ipamconfigurations",
             Kind::IpamBlock => "ipamblocks",
             Kind::BlockAffinity => "blockaffinities",
             Kind::IpamHandle => "ipamhandles",
-            Kind::IpamConfig => "ipamconfigs",
         }
     }
 
@@ -166,7 +199,10 @@ impl Kind {
     pub fn is_namespaced(self) -> bool {
         matches!(
             self,
-            Kind::NetworkPolicy | Kind::NetworkSet | Kind::WorkloadEndpoint
+            Kind::NetworkPolicy
+                | Kind::NetworkSet
+                | Kind::WorkloadEndpoint
+                | Kind::StagedNetworkPolicy
         )
     }
 
@@ -205,6 +241,16 @@ impl Kind {
             "profile" | "profiles" | "pro" | "pros" => Kind::Profile,
             "tier" | "tiers" => Kind::Tier,
             "workloadendpoint" | "workloadendpoints" | "wep" | "weps" => Kind::WorkloadEndpoint,
+            "stagednetworkpolicy" | "stagednetworkpolicies" | "snp" | "snps" => {
+                Kind::StagedNetworkPolicy
+            }
+            "stagedglobalnetworkpolicy" | "stagedglobalnetworkpolicies" | "sgnp" | "sgnps" => {
+                Kind::StagedGlobalNetworkPolicy
+            }
+            "caliconodestatus" | "caliconodestatuses" | "cns" | "cnss" => Kind::CalicoNodeStatus,
+            "ipamconfiguration" | "ipamconfigurations" | "ipamconfig" | "ipamconfigs" => {
+                Kind::IpamConfiguration
+            }
             _ => return None,
         };
         Some(kind)
@@ -237,5 +283,9 @@ mod tests {
         }
         assert_eq!(Kind::from_document_kind("IPAMBlock"), None);
         assert_eq!(Kind::from_cli_name("ipamblock"), None);
+        assert_eq!(
+            Kind::from_store_row("IPAMConfig"),
+            Some(Kind::IpamConfiguration)
+        );
     }
 }

@@ -192,6 +192,12 @@ api_resource!(v3::BGPConfiguration, Kind::BgpConfiguration, |r| {
 api_resource!(v3::FelixConfiguration, Kind::FelixConfiguration, |r| {
     validate::felix_configuration(&r.metadata.name, &r.spec)
 });
+api_resource!(v3::CalicoNodeStatus, Kind::CalicoNodeStatus, |r| {
+    validate::calico_node_status_spec("spec", &r.spec)
+});
+api_resource!(v3::IPAMConfiguration, Kind::IpamConfiguration, |r| {
+    validate::ipam_configuration(&r.metadata.name, &r.spec)
+});
 api_resource!(
     v3::ClusterInformation,
     Kind::ClusterInformation,
@@ -338,7 +344,11 @@ pub fn parse_resource(mut doc: Value) -> Result<Resource, ValidationError> {
         Kind::Profile => process::<v3::Profile>(doc)?,
         Kind::Tier => process::<v3::Tier>(doc)?,
         Kind::WorkloadEndpoint => process::<v3::WorkloadEndpoint>(doc)?,
-        Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle | Kind::IpamConfig => {
+        Kind::StagedNetworkPolicy => staged(doc, Kind::NetworkPolicy)?,
+        Kind::StagedGlobalNetworkPolicy => staged(doc, Kind::GlobalNetworkPolicy)?,
+        Kind::CalicoNodeStatus => process::<v3::CalicoNodeStatus>(doc)?,
+        Kind::IpamConfiguration => process::<v3::IPAMConfiguration>(doc)?,
+        Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle => {
             return Err(ValidationError::new(
                 "kind",
                 Some(kind.as_str().to_owned()),
@@ -347,6 +357,112 @@ pub fn parse_resource(mut doc: Value) -> Result<Resource, ValidationError> {
         }
     };
     Ok(Resource { kind, value })
+}
+
+/// The name prefix of a staged Kubernetes network policy.
+const STAGED_K8S_PREFIX: &str = "knp.default.";
+
+/// The `spec.stagedAction` values upstream accepts (empty means `Set`).
+const STAGED_ACTIONS: [&str; 4] = ["Set", "Delete", "Learn", "Ignore"];
+
+/// A staged policy is the policy it would become (`enforced`), checked and defaulted as
+/// that kind, plus `spec.stagedAction`; with `Delete` it names the policy to remove and sets
+/// nothing but its tier.
+fn staged(mut doc: Value, enforced: Kind) -> Result<Value, ValidationError> {
+    let staged_kind = doc.get("kind").cloned().unwrap_or(Value::Null);
+    let spec = match doc.get_mut("spec") {
+        Some(Value::Object(spec)) => spec,
+        _ => {
+            doc["spec"] = Value::Object(serde_json::Map::new());
+            doc["spec"]
+                .as_object_mut()
+                .unwrap_or_else(|| unreachable!())
+        }
+    };
+    let action = match spec.remove("stagedAction") {
+        None => String::new(),
+        Some(Value::String(a)) => a,
+        Some(other) => {
+            return Err(ValidationError::new(
+                "spec.stagedAction",
+                Some(other.to_string()),
+                "must be a string",
+            ));
+        }
+    };
+    if !action.is_empty() && !STAGED_ACTIONS.contains(&action.as_str()) {
+        return Err(ValidationError::new(
+            "spec.stagedAction",
+            Some(action.clone()),
+            format!("must be one of {}", STAGED_ACTIONS.join(", ")),
+        ));
+    }
+    if action == "Delete"
+        && let Some(field) = spec.keys().find(|k| k.as_str() != "tier")
+    {
+        return Err(ValidationError::new(
+            format!("spec.{field}"),
+            None,
+            "a staged Delete names the policy to remove and may set nothing but its tier",
+        ));
+    }
+    doc["kind"] = Value::String(enforced.as_str().to_owned());
+    // A staged Kubernetes policy is named `knp.default.<name>`, as upstream allows for
+    // StagedNetworkPolicy only; the rest follows the policy name rules.
+    let k8s_name = (enforced == Kind::NetworkPolicy)
+        .then(|| doc.pointer("/metadata/name").and_then(Value::as_str))
+        .flatten()
+        .and_then(|n| n.strip_prefix(STAGED_K8S_PREFIX))
+        .map(str::to_owned);
+    if let Some(rest) = &k8s_name {
+        doc["metadata"]["name"] = Value::String(rest.clone());
+    }
+    let mut value = process_as(enforced, doc)?;
+    if let Some(rest) = k8s_name {
+        value["metadata"]["name"] = Value::String(format!("{STAGED_K8S_PREFIX}{rest}"));
+    }
+    value["kind"] = staged_kind;
+    if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+        if action == "Delete" {
+            spec.retain(|k, _| k == "tier");
+        }
+        if !action.is_empty() {
+            spec.insert("stagedAction".to_owned(), Value::String(action));
+        }
+    }
+    Ok(value)
+}
+
+fn process_as(kind: Kind, doc: Value) -> Result<Value, ValidationError> {
+    match kind {
+        Kind::NetworkPolicy => process::<v3::NetworkPolicy>(doc),
+        Kind::GlobalNetworkPolicy => process::<v3::GlobalNetworkPolicy>(doc),
+        other => Err(ValidationError::new(
+            "kind",
+            Some(other.as_str().to_owned()),
+            "not a policy kind",
+        )),
+    }
+}
+
+/// The policy a staged one would put in force: its kind and document, without
+/// `stagedAction`, or None for a staged `Delete`. `value` is a stored (checked) document.
+pub fn staged_policy(kind: Kind, value: &Value) -> Option<(Kind, Value)> {
+    let enforced = match kind {
+        Kind::StagedNetworkPolicy => Kind::NetworkPolicy,
+        Kind::StagedGlobalNetworkPolicy => Kind::GlobalNetworkPolicy,
+        _ => return None,
+    };
+    let mut doc = value.clone();
+    let action = doc
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .and_then(|s| s.remove("stagedAction"));
+    if action.as_ref().and_then(Value::as_str) == Some("Delete") {
+        return None;
+    }
+    doc["kind"] = Value::String(enforced.as_str().to_owned());
+    Some((enforced, doc))
 }
 
 /// What upstream's YAML decoding does before its strict checks, so the same

@@ -26,14 +26,6 @@ enum Matcher {
 /// Cases we do not run, and why.
 const UNSUPPORTED: &[(Matcher, &str)] = &[
     (
-        Matcher::Kind("StagedNetworkPolicy"),
-        "staged policies are not one of the kinds calico-rs models",
-    ),
-    (
-        Matcher::Kind("StagedGlobalNetworkPolicy"),
-        "staged policies are not one of the kinds calico-rs models",
-    ),
-    (
         Matcher::Kind("KubeControllersConfiguration"),
         "kube-controllers do not run on Mesos/DC/OS; kind not modelled",
     ),

@@ -360,4 +360,8 @@ pub struct TraceArgs {
         value_name = "OUTPUT"
     )]
     pub output: String,
+    /// Also show the verdict with every staged policy (StagedGlobalNetworkPolicy,
+    /// StagedNetworkPolicy) put in force as its stagedAction says.
+    #[arg(long = "staged")]
+    pub staged: bool,
 }

@@ -220,7 +220,7 @@ fn io_error(e: std::io::Error) -> CommandError {
 /// Write the resources every cluster has if missing, as upstream calicoctl does before its
 /// first write. Failures are ignored: the user's own write reports any real datastore problem.
 fn ensure_initialized(ds: &dyn Datastore) {
-    let _ = calico_datastore::cluster::ensure_cluster_resources(ds, VERSION);
+    let _ = calico_datastore::cluster::ensure_initialized(ds, VERSION);
 }
 
 fn resolve_kind(name: &str) -> Result<Kind, CommandError> {
@@ -686,6 +686,7 @@ fn policy(args: PolicyArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
                 icmp_type: t.icmp_type,
                 icmp_code: t.icmp_code,
                 json,
+                staged: t.staged,
             };
             let ds = (ctx.open)(OpenMode::Existing)?;
             let text = crate::policy_cmd::trace(ds.as_ref(), &request)?;

@@ -305,7 +305,10 @@ fn columns(kind: Kind, as_number: &str) -> Columns {
             "LABELS",
             "{{join .Spec.LabelsToApply \",\"}}".into(),
         )]),
-        Kind::GlobalNetworkPolicy | Kind::NetworkPolicy => (
+        Kind::GlobalNetworkPolicy
+        | Kind::NetworkPolicy
+        | Kind::StagedGlobalNetworkPolicy
+        | Kind::StagedNetworkPolicy => (
             &["NAME", "TIER"],
             &["NAME", "TIER", "ORDER", "SELECTOR"],
             vec![
@@ -385,8 +388,21 @@ fn columns(kind: Kind, as_number: &str) -> Columns {
                 ("INTERFACE", "{{.Spec.InterfaceName}}".into()),
             ],
         ),
+        Kind::CalicoNodeStatus => (
+            &["NAME"],
+            &["NAME", "NODE"],
+            vec![("NODE", "{{.Spec.Node}}".into())],
+        ),
+        Kind::IpamConfiguration => (
+            &["NAME"],
+            &["NAME", "STRICTAFFINITY", "MAXBLOCKSPERHOST"],
+            vec![
+                ("STRICTAFFINITY", "{{.Spec.StrictAffinity}}".into()),
+                ("MAXBLOCKSPERHOST", "{{.Spec.MaxBlocksPerHost}}".into()),
+            ],
+        ),
         // Internal kinds are never listed as resources; a name column is all they would show.
-        Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle | Kind::IpamConfig => {
+        Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle => {
             (&["NAME"], &["NAME"], Vec::new())
         }
     };

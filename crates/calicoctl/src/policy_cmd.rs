@@ -10,8 +10,9 @@ use std::net::IpAddr;
 
 use std::time::Duration;
 
+use calico_api::Kind;
 use calico_api::v3;
-use calico_datastore::Datastore;
+use calico_datastore::{Datastore, Key};
 use calico_policy::eval::RuleSource;
 use calico_policy::{
     Decision, Direction, EndpointId, INPUT_KINDS, Packet, PolicyCalculator, Trace, Update, Verdict,
@@ -61,6 +62,75 @@ impl PolicyInputs {
         }
         calc.flush();
         Ok(calc)
+    }
+
+    /// These inputs with every staged policy put in force as its `stagedAction` says: `Set`
+    /// (or none) adds or replaces the policy of the same name, `Delete` removes it, `Learn`
+    /// and `Ignore` change nothing. Also returns a line per staged policy saying what it did.
+    fn with_staged(&self, ds: &dyn Datastore) -> Result<(Self, Vec<String>), CommandError> {
+        let mut resources = self.resources.clone();
+        let mut notes = Vec::new();
+        for kind in [Kind::StagedGlobalNetworkPolicy, Kind::StagedNetworkPolicy] {
+            let list = ds
+                .list(kind, None)
+                .map_err(|e| CommandError::new(format!("listing {kind}: {e}")))?;
+            for kv in list.items {
+                let name = match &kv.key.namespace {
+                    Some(ns) => format!("{kind} {ns}/{}", kv.key.name),
+                    None => format!("{kind} {}", kv.key.name),
+                };
+                let action = kv
+                    .value
+                    .pointer("/spec/stagedAction")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("Set")
+                    .to_owned();
+                if matches!(action.as_str(), "Learn" | "Ignore") {
+                    notes.push(format!(
+                        "{name}: stagedAction {action}, nothing put in force"
+                    ));
+                    continue;
+                }
+                let enforced_kind = match kind {
+                    Kind::StagedNetworkPolicy => Kind::NetworkPolicy,
+                    _ => Kind::GlobalNetworkPolicy,
+                };
+                let key = Key {
+                    kind: enforced_kind,
+                    namespace: kv.key.namespace.clone(),
+                    name: kv.key.name.clone(),
+                };
+                let same = |r: &calico_sync::Resource| {
+                    r.kind() == enforced_kind
+                        && resource_key(r) == (key.namespace.clone(), key.name.clone())
+                };
+                let existed = resources.iter().any(same);
+                resources.retain(|r| !same(r));
+                match calico_api::staged_policy(kind, &kv.value) {
+                    None => notes.push(format!(
+                        "{name}: deletes {enforced_kind} {}{}",
+                        key.name,
+                        if existed {
+                            ""
+                        } else {
+                            " (which does not exist)"
+                        }
+                    )),
+                    Some((_, doc)) => match calico_sync::Resource::decode(&key, doc) {
+                        Ok(policy) => {
+                            resources.push(policy);
+                            notes.push(format!(
+                                "{name}: {} {enforced_kind} {}",
+                                if existed { "replaces" } else { "adds" },
+                                key.name
+                            ));
+                        }
+                        Err(e) => notes.push(format!("{name}: cannot be simulated: {e}")),
+                    },
+                }
+            }
+        }
+        Ok((Self { resources }, notes))
     }
 
     fn workload_endpoints(&self) -> impl Iterator<Item = &v3::WorkloadEndpoint> {
@@ -190,6 +260,19 @@ pub struct TraceRequest {
     pub icmp_code: Option<u8>,
     /// `-o json` instead of text.
     pub json: bool,
+    /// `--staged`: also show the verdict with every staged policy put in force.
+    pub staged: bool,
+}
+
+/// The namespace and name of a policy resource.
+fn resource_key(r: &calico_sync::Resource) -> (Option<String>, String) {
+    match r {
+        calico_sync::Resource::NetworkPolicy(p) => {
+            (Some(p.metadata.namespace.clone()), p.metadata.name.clone())
+        }
+        calico_sync::Resource::GlobalNetworkPolicy(p) => (None, p.metadata.name.clone()),
+        _ => (None, String::new()),
+    }
 }
 
 fn protocol_number(protocol: &str) -> Result<u8, CommandError> {
@@ -341,36 +424,30 @@ pub fn trace(ds: &dyn Datastore, req: &TraceRequest) -> Result<String, CommandEr
         icmp_code: req.icmp_code,
     };
 
-    let mut calculators: BTreeMap<String, PolicyCalculator> = BTreeMap::new();
-    let mut run =
-        |party: &Party, direction: Direction| -> Result<Option<DirectionReport>, CommandError> {
-            let Party::Endpoint { id, node, .. } = party else {
-                return Ok(None);
-            };
-            if !calculators.contains_key(node) {
-                calculators.insert(node.clone(), inputs.calculator(node)?);
-            }
-            let calc = &calculators[node];
-            let program = calc.program(id).ok_or_else(|| {
-                CommandError::new(format!("no policy program for {id} on node {node:?}"))
-            })?;
-            let trace = calico_policy::evaluate(program, direction, &packet, calc);
-            Ok(Some(report(id, node, trace)))
-        };
-    let egress = run(&src, Direction::Egress)?;
-    let ingress = run(&dst, Direction::Ingress)?;
-    let allowed = [&egress, &ingress]
-        .iter()
-        .all(|r| r.as_ref().is_none_or(|r| r.verdict == "allow"));
+    let (egress, ingress, allowed) = decide(&inputs, &src, &dst, &packet)?;
+    let staged = if req.staged {
+        let (staged_inputs, notes) = inputs.with_staged(ds)?;
+        Some((decide(&staged_inputs, &src, &dst, &packet)?, notes))
+    } else {
+        None
+    };
     let verdict = if allowed { "allow" } else { "deny" };
 
     if req.json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "verdict": verdict,
             "packet": packet,
             "egress": egress,
             "ingress": ingress,
         });
+        if let Some(((s_egress, s_ingress, s_allowed), notes)) = &staged {
+            doc["staged"] = serde_json::json!({
+                "verdict": if *s_allowed { "allow" } else { "deny" },
+                "egress": s_egress,
+                "ingress": s_ingress,
+                "notes": notes,
+            });
+        }
         return serde_json::to_string_pretty(&doc)
             .map(|s| s + "\n")
             .map_err(|e| CommandError::new(format!("formatting JSON: {e}")));
@@ -415,7 +492,68 @@ pub fn trace(ds: &dyn Datastore, req: &TraceRequest) -> Result<String, CommandEr
             }
         }
     }
+    if let Some(((s_egress, s_ingress, s_allowed), notes)) = &staged {
+        let s_verdict = if *s_allowed { "ALLOW" } else { "DENY" };
+        let _ = writeln!(out);
+        let change = if *s_allowed == allowed {
+            "no change"
+        } else {
+            "CHANGED"
+        };
+        let _ = writeln!(
+            out,
+            "With staged policies in force: {s_verdict} ({change} from {})",
+            verdict.to_ascii_uppercase()
+        );
+        for note in notes {
+            let _ = writeln!(out, "  {note}");
+        }
+        for (label, section) in [("Egress", s_egress), ("Ingress", s_ingress)] {
+            if let Some(r) = section {
+                let _ = writeln!(
+                    out,
+                    "  {label} at {}: {} by {}",
+                    r.endpoint,
+                    r.verdict.to_ascii_uppercase(),
+                    r.reason
+                );
+            }
+        }
+    }
     Ok(out)
+}
+
+/// The reports of both directions for `packet` from `src` to `dst`, and whether it passes.
+type Decided = (Option<DirectionReport>, Option<DirectionReport>, bool);
+
+fn decide(
+    inputs: &PolicyInputs,
+    src: &Party,
+    dst: &Party,
+    packet: &Packet,
+) -> Result<Decided, CommandError> {
+    let mut calculators: BTreeMap<String, PolicyCalculator> = BTreeMap::new();
+    let mut run =
+        |party: &Party, direction: Direction| -> Result<Option<DirectionReport>, CommandError> {
+            let Party::Endpoint { id, node, .. } = party else {
+                return Ok(None);
+            };
+            if !calculators.contains_key(node) {
+                calculators.insert(node.clone(), inputs.calculator(node)?);
+            }
+            let calc = &calculators[node];
+            let program = calc.program(id).ok_or_else(|| {
+                CommandError::new(format!("no policy program for {id} on node {node:?}"))
+            })?;
+            let trace = calico_policy::evaluate(program, direction, packet, calc);
+            Ok(Some(report(id, node, trace)))
+        };
+    let egress = run(src, Direction::Egress)?;
+    let ingress = run(dst, Direction::Ingress)?;
+    let allowed = [&egress, &ingress]
+        .iter()
+        .all(|r| r.as_ref().is_none_or(|r| r.verdict == "allow"));
+    Ok((egress, ingress, allowed))
 }
 
 /// The policies that apply to a workload endpoint, per direction and in evaluation order,

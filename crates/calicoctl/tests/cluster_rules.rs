@@ -160,3 +160,88 @@ fn pools_may_not_overlap_and_keep_their_cidr_and_block_size() {
     ])
     .ok();
 }
+
+#[test]
+fn staged_policies_node_status_and_ipam_configuration_are_resources() {
+    let c = Cluster::new();
+    let docs = c.file(
+        "kinds.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: lockdown}\n\
+         spec:\n  stagedAction: Set\n  selector: app == 'db'\n  ingress:\n  - action: Deny\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata: {name: knp.default.web, namespace: shop}\n\
+         spec:\n  stagedAction: Delete\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: CalicoNodeStatus\nmetadata: {name: h1-status}\n\
+         spec: {node: h1, classes: [Agent, BGP, Routes], updatePeriodSeconds: 10}\n",
+    );
+    let run = c.ctl(&["apply", "-f", &docs]).ok();
+    assert!(
+        run.stdout.contains("Successfully applied 3 resource(s)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(names(&c, "stagedglobalnetworkpolicies"), ["lockdown"]);
+    let out = c
+        .ctl(&["get", "snp", "-n", "shop", "-o", "yaml"])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("kind: StagedNetworkPolicy") && out.contains("stagedAction: Delete"),
+        "{out}"
+    );
+    let out = c
+        .ctl(&["get", "sgnp", "lockdown", "-o", "yaml"])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("types:\n  - Ingress") && out.contains("tier: default"),
+        "defaulted as the policy it would become: {out}"
+    );
+    assert_eq!(names(&c, "caliconodestatuses"), ["h1-status"]);
+    for (bad, why) in [
+        (
+            "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: x}\nspec: {stagedAction: Warning}\n",
+            "spec.stagedAction",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: x}\nspec: {stagedAction: Delete, selector: all()}\n",
+            "spec.selector",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: CalicoNodeStatus\nmetadata: {name: x}\nspec: {classes: [Everything]}\n",
+            "spec.classes[0]",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: IPAMConfiguration\nmetadata: {name: mine}\nspec: {strictAffinity: true}\n",
+            "singleton named default",
+        ),
+    ] {
+        let run = c.ctl(&["apply", "-f", &c.file("bad.yaml", bad)]).fails();
+        assert!(run.stderr.contains(why), "{bad}: {}", run.stderr);
+    }
+
+    // IPAMConfiguration is what `ipam configure` sets, both ways.
+    c.ctl(&["ipam", "configure", "--strictaffinity=true"]).ok();
+    let out = c
+        .ctl(&["get", "ipamconfiguration", "default", "-o", "yaml"])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("kind: IPAMConfiguration") && out.contains("strictAffinity: true"),
+        "{out}"
+    );
+    c.ctl(&[
+        "apply",
+        "-f",
+        &c.file(
+            "ipam.yaml",
+            "apiVersion: projectcalico.org/v3\nkind: IPAMConfiguration\nmetadata: {name: default}\n\
+             spec: {strictAffinity: false, maxBlocksPerHost: 4}\n",
+        ),
+    ])
+    .ok();
+    let out = c.ctl(&["ipam", "show", "--show-configuration"]).ok().stdout;
+    assert!(
+        out.contains("MaxBlocksPerHost") && out.contains('4'),
+        "{out}"
+    );
+}

@@ -272,3 +272,84 @@ fn bad_trace_requests_are_explained() {
         assert!(!ok && err.contains(needle), "{all:?}: {err}");
     }
 }
+
+#[test]
+fn staged_policies_show_what_they_would_change() {
+    let c = Cluster::with(true);
+    let staged = c.dir.path().join("staged.yaml");
+    // Stage the removal of the bookstore policy, and a global deny to the server's port 80
+    // from fruitstore only (it already gets denied; bookstore stays allowed once the
+    // NetworkPolicy is gone through the profile).
+    std::fs::write(
+        &staged,
+        "apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata:\n  name: allow-bookstore-cliient-to-server\n  namespace: default\nspec:\n  stagedAction: Delete\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata:\n  name: learn-only\nspec:\n  stagedAction: Learn\n  selector: all()\n  ingress:\n  - action: Deny\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", staged.to_str().unwrap()]);
+    let trace = |staged: bool| {
+        let mut args = vec![
+            "policy",
+            "trace",
+            "--src",
+            "fruitstore-frontend",
+            "--dst",
+            "bookstore-server",
+            "--protocol",
+            "TCP",
+            "--port",
+            "80",
+        ];
+        if staged {
+            args.push("--staged");
+        }
+        c.ok(&args)
+    };
+    // Staged policies are never enforced: without --staged nothing changes.
+    let now = trace(false);
+    assert!(now.contains("Verdict: DENY"), "{now}");
+    assert!(!now.contains("staged"), "{now}");
+    let with = trace(true);
+    assert!(
+        with.contains("With staged policies in force: ALLOW (CHANGED from DENY)"),
+        "{with}"
+    );
+    assert!(
+        with.contains(
+            "StagedNetworkPolicy default/allow-bookstore-cliient-to-server: deletes NetworkPolicy allow-bookstore-cliient-to-server"
+        ) && with.contains("StagedGlobalNetworkPolicy learn-only: stagedAction Learn, nothing put in force"),
+        "{with}"
+    );
+
+    // A staged Set that denies: the verdict would change the other way.
+    std::fs::write(
+        &staged,
+        "apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata:\n  name: lockdown\nspec:\n  order: 1\n  selector: role == 'server'\n  ingress:\n  - action: Deny\n",
+    )
+    .unwrap();
+    c.ok(&[
+        "delete",
+        "stagednetworkpolicy",
+        "allow-bookstore-cliient-to-server",
+    ]);
+    c.ok(&["apply", "-f", staged.to_str().unwrap()]);
+    let out = c.ok(&[
+        "policy",
+        "trace",
+        "--src",
+        "bookstore-frontend",
+        "--dst",
+        "bookstore-server",
+        "--protocol",
+        "TCP",
+        "--port",
+        "80",
+        "--staged",
+        "-o",
+        "json",
+    ]);
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(t["verdict"], "allow", "{t:#}");
+    assert_eq!(t["staged"]["verdict"], "deny", "{t:#}");
+    assert_eq!(t["staged"]["ingress"]["policy"], "lockdown", "{t:#}");
+}

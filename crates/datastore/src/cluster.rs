@@ -10,43 +10,63 @@ use serde_json::Value;
 
 use crate::{Datastore, DatastoreError, Key, Kind, WriteOp};
 
-/// Creates what every cluster has, when missing, as upstream's calico-node and calicoctl do:
-/// ClusterInformation `default` (a new cluster GUID, `calico_version`, type `dcos`), Tier
-/// `default`, and the empty global FelixConfiguration `default` that documented
-/// `calicoctl patch felixconfiguration default` commands change. Nothing existing is
-/// touched. Returns what was created (`Kind name`).
-pub fn ensure_cluster_resources(
+/// The tier every cluster has; policies without `spec.tier` are in it.
+pub const DEFAULT_TIER: &str = "default";
+
+/// Creates what every client makes sure of before its first write (upstream's
+/// `EnsureInitialized`), when missing: ClusterInformation `default` (a new cluster GUID,
+/// `calico_version`, type `dcos`) and Tier `default`. Nothing existing is touched. Returns
+/// what was created (`Kind name`).
+pub fn ensure_initialized(
     ds: &dyn Datastore,
     calico_version: &str,
 ) -> Result<Vec<String>, DatastoreError> {
     let api = calico_api::API_VERSION;
-    let wanted = [
-        serde_json::json!({
-            "apiVersion": api,
-            "kind": "ClusterInformation",
-            "metadata": {"name": "default"},
-            "spec": {
-                "clusterGUID": uuid::Uuid::new_v4().simple().to_string(),
-                "clusterType": "dcos",
-                "calicoVersion": calico_version,
-                "datastoreReady": true,
-            }
-        }),
-        serde_json::json!({
-            "apiVersion": api,
-            "kind": "Tier",
-            "metadata": {"name": DEFAULT_TIER},
-            "spec": {"order": 1_000_000}
-        }),
-        serde_json::json!({
-            "apiVersion": api,
+    create_missing(
+        ds,
+        [
+            serde_json::json!({
+                "apiVersion": api,
+                "kind": "ClusterInformation",
+                "metadata": {"name": "default"},
+                "spec": {
+                    "clusterGUID": uuid::Uuid::new_v4().simple().to_string(),
+                    "clusterType": "dcos",
+                    "calicoVersion": calico_version,
+                    "datastoreReady": true,
+                }
+            }),
+            serde_json::json!({
+                "apiVersion": api,
+                "kind": "Tier",
+                "metadata": {"name": DEFAULT_TIER},
+                "spec": {"order": 1_000_000}
+            }),
+        ],
+    )
+}
+
+/// Creates the empty global FelixConfiguration `default` when missing, as upstream's
+/// calico-node does at start: the resource documented `calicoctl patch felixconfiguration
+/// default` commands change.
+pub fn ensure_felix_default(ds: &dyn Datastore) -> Result<Vec<String>, DatastoreError> {
+    create_missing(
+        ds,
+        [serde_json::json!({
+            "apiVersion": calico_api::API_VERSION,
             "kind": "FelixConfiguration",
             "metadata": {"name": "default"},
             "spec": {}
-        }),
-    ];
+        })],
+    )
+}
+
+fn create_missing(
+    ds: &dyn Datastore,
+    docs: impl IntoIterator<Item = Value>,
+) -> Result<Vec<String>, DatastoreError> {
     let mut created = Vec::new();
-    for doc in wanted {
+    for doc in docs {
         let resource = calico_api::parse_resource(doc).map_err(|e| DatastoreError::Backend {
             doing: "building the cluster's default resources".to_string(),
             source: Box::new(e),
@@ -69,11 +89,13 @@ pub fn ensure_cluster_resources(
     Ok(created)
 }
 
-/// The tier every cluster has; policies without `spec.tier` are in it.
-pub const DEFAULT_TIER: &str = "default";
-
 /// Kinds whose resources sit in a tier.
-const TIERED_KINDS: [Kind; 2] = [Kind::NetworkPolicy, Kind::GlobalNetworkPolicy];
+const TIERED_KINDS: [Kind; 4] = [
+    Kind::NetworkPolicy,
+    Kind::GlobalNetworkPolicy,
+    Kind::StagedNetworkPolicy,
+    Kind::StagedGlobalNetworkPolicy,
+];
 
 /// What the batch leaves at a key: the new value, or nothing for a deletion.
 type Outcome<'a> = HashMap<&'a Key, Option<&'a Value>>;

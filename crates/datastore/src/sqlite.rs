@@ -556,7 +556,7 @@ fn apply_op(
         (None, Some(existing)) => {
             let deleted = decode_value(key, &existing.value).unwrap_or(Value::Null);
             tx.prepare_cached("DELETE FROM kv WHERE kind = ?1 AND namespace = ?2 AND name = ?3")?
-                .execute(params![key.kind.as_str(), ns_col(key), key.name])?;
+                .execute(params![key.kind.stored_name(), ns_col(key), key.name])?;
             insert_event(tx, rev, EV_DELETED, key, None, Some(existing.mod_rev))?;
             Ok(Applied {
                 create_rev: existing.create_rev,
@@ -573,7 +573,7 @@ fn apply_op(
                 "INSERT INTO kv (kind, namespace, name, create_rev, mod_rev)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
             )?
-            .execute(params![key.kind.as_str(), ns_col(key), key.name, rev])?;
+            .execute(params![key.kind.stored_name(), ns_col(key), key.name, rev])?;
             insert_event(tx, rev, EV_ADDED, key, Some(&text), None)?;
             Ok(Applied {
                 create_rev: rev,
@@ -587,7 +587,7 @@ fn apply_op(
             tx.prepare_cached(
                 "UPDATE kv SET mod_rev = ?4 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
             )?
-            .execute(params![key.kind.as_str(), ns_col(key), key.name, rev])?;
+            .execute(params![key.kind.stored_name(), ns_col(key), key.name, rev])?;
             insert_event(
                 tx,
                 rev,
@@ -613,7 +613,7 @@ fn read_existing(tx: &rusqlite::Transaction<'_>, key: &Key) -> Result<Option<Exi
             "SELECT e.value, k.create_rev, k.mod_rev FROM kv k LEFT JOIN events e ON e.rev = k.mod_rev
              WHERE k.kind = ?1 AND k.namespace = ?2 AND k.name = ?3",
         )?
-        .query_row(params![key.kind.as_str(), ns_col(key), key.name], |r| {
+        .query_row(params![key.kind.stored_name(), ns_col(key), key.name], |r| {
             Ok((
                 r.get::<_, Option<String>>(0)?,
                 r.get::<_, Revision>(1)?,
@@ -654,7 +654,7 @@ fn insert_event(
     .execute(params![
         rev,
         ty,
-        key.kind.as_str(),
+        key.kind.stored_name(),
         ns_col(key),
         key.name,
         value,
@@ -695,7 +695,7 @@ fn decode_value(key: &Key, text: &str) -> Result<Value, DatastoreError> {
 }
 
 fn make_key(kind: &str, namespace: String, name: String) -> Result<Key, DatastoreError> {
-    let Some(kind) = Kind::from_stored_name(kind) else {
+    let Some(kind) = Kind::from_store_row(kind) else {
         return Err(DatastoreError::UnknownKind {
             kind: kind.to_owned(),
             name,
@@ -729,13 +729,16 @@ impl Datastore for SqliteDatastore {
                          FROM kv k LEFT JOIN events e ON e.rev = k.mod_rev
                          WHERE k.kind = ?1 AND k.namespace = ?2 AND k.name = ?3",
                     )?
-                    .query_row(params![key.kind.as_str(), ns_col(key), key.name], |r| {
-                        Ok((
-                            r.get::<_, Option<String>>(0)?,
-                            r.get::<_, Revision>(1)?,
-                            r.get::<_, Revision>(2)?,
-                        ))
-                    })
+                    .query_row(
+                        params![key.kind.stored_name(), ns_col(key), key.name],
+                        |r| {
+                            Ok((
+                                r.get::<_, Option<String>>(0)?,
+                                r.get::<_, Revision>(1)?,
+                                r.get::<_, Revision>(2)?,
+                            ))
+                        },
+                    )
                     .optional()?)
             },
         )?;
@@ -772,7 +775,7 @@ impl Datastore for SqliteDatastore {
                          WHERE k.kind = ?1 AND (?2 IS NULL OR k.namespace = ?2)
                          ORDER BY k.namespace, k.name",
                     )?;
-                    let mut q = stmt.query(params![kind.as_str(), namespace])?;
+                    let mut q = stmt.query(params![kind.stored_name(), namespace])?;
                     while let Some(r) = q.next()? {
                         let key = Key {
                             kind,
@@ -989,7 +992,7 @@ impl SqliteWatcher {
                     )?;
                     let mut q = stmt.query(params![
                         start,
-                        filter.kind.map(Kind::as_str),
+                        filter.kind.map(Kind::stored_name),
                         filter.namespace,
                         WATCH_PAGE
                     ])?;

@@ -113,7 +113,7 @@ fn upstream_data_reads_back() {
     assert_eq!(handle.value["spec"]["handleID"], "k8s-pod-network.abc123");
     assert_eq!(handle.value["spec"]["block"]["10.0.0.0/26"], 1);
     let cfg = store
-        .get(&Key::global(Kind::IpamConfig, "default"))
+        .get(&Key::global(Kind::IpamConfiguration, "default"))
         .unwrap()
         .expect("config");
     assert_eq!(cfg.value["spec"]["strictAffinity"], true);
@@ -137,7 +137,7 @@ fn upstream_data_reads_back() {
             "BlockAffinity",
             "IPAMHandle",
             "IPAMHandle",
-            "IPAMConfig"
+            "IPAMConfiguration"
         ]
     );
 

@@ -714,3 +714,22 @@ fn felix_configuration_layers_default_selected_node_and_environment() {
         .expect("a start-time parameter changed");
     assert!(reason.contains("health_port: 9199"), "{reason}");
 }
+
+#[test]
+fn staged_policies_are_never_enforced() {
+    let mut r = rig();
+    put(
+        r.ds.as_ref(),
+        Key::global(Kind::StagedGlobalNetworkPolicy, "lockdown"),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "StagedGlobalNetworkPolicy",
+            "metadata": {"name": "lockdown"},
+            "spec": {"stagedAction": "Set", "order": 1, "selector": "all()",
+                     "types": ["Ingress", "Egress"],
+                     "ingress": [{"action": "Deny"}], "egress": [{"action": "Deny"}]}}),
+    );
+    r.felix.sync().unwrap();
+    r.felix.program(Instant::now());
+    let table = table_now(&r.nft);
+    assert!(table.contains("policy good"), "{table}");
+    assert!(!table.contains("lockdown"), "{table}");
+}

@@ -856,8 +856,12 @@ impl<'a> Ipam<'a> {
             pause(attempt);
             let (mut spec, rev) = pools::load_config(self.ds)?;
             change(&mut spec);
-            let value =
-                Object::new(Kind::IpamConfig, model::CONFIG_NAME.into(), spec.clone()).to_value();
+            let value = Object::new(
+                Kind::IpamConfiguration,
+                model::CONFIG_NAME.into(),
+                spec.clone(),
+            )
+            .to_value();
             let res = match rev {
                 Some(r) => self.ds.update(&key, value, Some(r)),
                 None => self.ds.create(&key, value),

@@ -250,7 +250,7 @@ pub fn handle_key(handle_id: &str) -> Key {
 
 /// Key of the IPAM configuration.
 pub fn config_key() -> Key {
-    Key::global(Kind::IpamConfig, CONFIG_NAME)
+    Key::global(Kind::IpamConfiguration, CONFIG_NAME)
 }
 
 /// Now, RFC 3339.

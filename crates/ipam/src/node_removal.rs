@@ -1,7 +1,7 @@
 //! What deleting a Node takes with it, as upstream's node client does: the node's workload
 //! endpoints, every address allocated to it (endpoints' and tunnel addresses), its block
 //! affinities, and the configuration resources named for it (`node.<name>` FelixConfiguration
-//! and BGPConfiguration, BGPPeers with `spec.node` set to it). Best
+//! and BGPConfiguration, BGPPeers and CalicoNodeStatus with `spec.node` set to it). Best
 //! effort: every step runs, and every failure is reported.
 
 use std::net::IpAddr;
@@ -27,7 +27,7 @@ pub struct NodeRemoval {
 }
 
 /// Kinds whose resources belong to one node through `spec.node`.
-const PER_NODE_KINDS: [Kind; 1] = [Kind::BgpPeer];
+const PER_NODE_KINDS: [Kind; 2] = [Kind::BgpPeer, Kind::CalicoNodeStatus];
 
 /// Remove what belongs to `node` (not the Node itself: the caller deletes it once this reports
 /// no errors, so that a failed removal can be run again).

@@ -59,11 +59,13 @@ fn create_if_missing(ds: &dyn Datastore, key: Key, value: Value) -> Result<bool,
 /// FelixConfiguration), the default pool and profile, when missing. Returns
 /// what was created.
 pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String>, Error> {
-    let mut created = calico_datastore::cluster::ensure_cluster_resources(
-        ds,
-        concat!("v", env!("CARGO_PKG_VERSION")),
-    )
-    .map_err(ds_err("creating the cluster's default resources"))?;
+    let version = concat!("v", env!("CARGO_PKG_VERSION"));
+    let mut created = calico_datastore::cluster::ensure_initialized(ds, version)
+        .map_err(ds_err("creating the cluster's default resources"))?;
+    created.extend(
+        calico_datastore::cluster::ensure_felix_default(ds)
+            .map_err(ds_err("creating FelixConfiguration default"))?,
+    );
     let (vxlan, ipip) = if params.vxlan_enabled {
         ("Always", "Never")
     } else if params.ipinip_enabled {

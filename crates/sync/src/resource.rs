@@ -56,6 +56,10 @@ pub enum Resource {
     Tier(v3::Tier),
     /// A container's interface.
     WorkloadEndpoint(v3::WorkloadEndpoint),
+    /// A staged policy (never enforced): its kind and checked document.
+    Staged(Kind, Value),
+    /// A request for a node's status.
+    CalicoNodeStatus(v3::CalicoNodeStatus),
     /// An IPAM block.
     IpamBlock(model::Block),
     /// A block's affinity to a host.
@@ -105,12 +109,27 @@ impl Resource {
             Kind::WorkloadEndpoint => {
                 Resource::WorkloadEndpoint(calico_api::decode(value).map_err(api)?)
             }
+            Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy => {
+                let checked = calico_api::parse_resource(value).map_err(api)?;
+                if checked.kind != key.kind {
+                    return Err(fail(format!(
+                        "the value is a {}, not a {}",
+                        checked.kind, key.kind
+                    )));
+                }
+                Resource::Staged(key.kind, checked.value)
+            }
+            Kind::CalicoNodeStatus => {
+                Resource::CalicoNodeStatus(calico_api::decode(value).map_err(api)?)
+            }
             Kind::IpamBlock => Resource::IpamBlock(serde_json::from_value(value).map_err(json)?),
             Kind::BlockAffinity => {
                 Resource::BlockAffinity(serde_json::from_value(value).map_err(json)?)
             }
             Kind::IpamHandle => Resource::IpamHandle(serde_json::from_value(value).map_err(json)?),
-            Kind::IpamConfig => Resource::IpamConfig(serde_json::from_value(value).map_err(json)?),
+            Kind::IpamConfiguration => {
+                Resource::IpamConfig(serde_json::from_value(value).map_err(json)?)
+            }
         };
         let (name, namespace) = resource.name_and_namespace();
         if name != key.name || namespace != key.namespace.as_deref().unwrap_or("") {
@@ -140,10 +159,12 @@ impl Resource {
             Resource::Profile(_) => Kind::Profile,
             Resource::Tier(_) => Kind::Tier,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
+            Resource::Staged(kind, _) => *kind,
+            Resource::CalicoNodeStatus(_) => Kind::CalicoNodeStatus,
             Resource::IpamBlock(_) => Kind::IpamBlock,
             Resource::BlockAffinity(_) => Kind::BlockAffinity,
             Resource::IpamHandle(_) => Kind::IpamHandle,
-            Resource::IpamConfig(_) => Kind::IpamConfig,
+            Resource::IpamConfig(_) => Kind::IpamConfiguration,
         }
     }
 
@@ -166,6 +187,15 @@ impl Resource {
             Resource::Profile(r) => &r.metadata,
             Resource::Tier(r) => &r.metadata,
             Resource::WorkloadEndpoint(r) => &r.metadata,
+            Resource::Staged(_, v) => {
+                let field = |f: &str| {
+                    v.pointer(&format!("/metadata/{f}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                };
+                return (field("name"), field("namespace"));
+            }
+            Resource::CalicoNodeStatus(r) => &r.metadata,
             Resource::IpamBlock(r) => return (&r.metadata.name, ""),
             Resource::BlockAffinity(r) => return (&r.metadata.name, ""),
             Resource::IpamHandle(r) => return (&r.metadata.name, ""),

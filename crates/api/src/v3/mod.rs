@@ -19,6 +19,7 @@ mod networkset;
 mod node;
 mod policy;
 mod profile;
+mod status;
 mod tier;
 
 pub use bgp::*;
@@ -31,6 +32,7 @@ pub use networkset::*;
 pub use node::*;
 pub use policy::*;
 pub use profile::*;
+pub use status::*;
 pub use tier::*;
 
 /// Serializers shared by the resource structs.

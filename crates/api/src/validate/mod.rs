@@ -409,6 +409,47 @@ pub(crate) fn unique(field: &str, values: &[String]) -> Check {
     Ok(())
 }
 
+/// Checks a CalicoNodeStatus spec: the node's name and the classes of status asked for.
+pub(crate) fn calico_node_status_spec(
+    field: &str,
+    spec: &crate::v3::CalicoNodeStatusSpec,
+) -> Check {
+    if !spec.node.is_empty() && !is_dns1123_subdomain(&spec.node) {
+        return Err(fail(
+            &join(field, "node"),
+            &spec.node,
+            "must be a node name (a lower-case DNS-1123 subdomain)",
+        ));
+    }
+    for (i, class) in spec.classes.iter().enumerate() {
+        one_of(
+            &format!("{}[{i}]", join(field, "classes")),
+            class,
+            &["Agent", "BGP", "Routes"],
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks an IPAMConfiguration: the singleton `default`, with a block limit an int32 holds.
+pub(crate) fn ipam_configuration(name: &str, spec: &crate::v3::IPAMConfigurationSpec) -> Check {
+    if name != "default" {
+        return Err(fail(
+            "metadata.name",
+            &name,
+            "the IPAM configuration is a singleton named default",
+        ));
+    }
+    if !(0..=i64::from(i32::MAX)).contains(&spec.max_blocks_per_host) {
+        return Err(fail(
+            "spec.maxBlocksPerHost",
+            &spec.max_blocks_per_host,
+            format!("must be between 0 and {}", i32::MAX),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //!   - `IPAMBlock` `10-0-0-0-26` → `/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26`
 //!   - `BlockAffinity` `<node>-10-0-0-0-26` → `/calico/ipam/v2/host/<node>/ipv4/block/10.0.0.0-26`
 //!   - `IPAMHandle` `<id>` → `/calico/ipam/v2/handle/<id>`
-//!   - `IPAMConfig` `default` → `/calico/ipam/v2/config`
+//!   - `IPAMConfiguration` `default` → `/calico/ipam/v2/config`
 //!
 //!   Our objects carry their content under `spec` (the v3 CRD-like form the IPAM crate uses);
 //!   the codec translates between that and upstream's model JSON. The store-owned metadata
@@ -56,7 +56,7 @@ fn layout(kind: Kind) -> Layout {
         Kind::IpamBlock => Layout::Block,
         Kind::BlockAffinity => Layout::Affinity,
         Kind::IpamHandle => Layout::Handle,
-        Kind::IpamConfig => Layout::Config,
+        Kind::IpamConfiguration => Layout::Config,
         api => Layout::Resource(api),
     }
 }
@@ -135,9 +135,12 @@ pub fn encode_key(key: &Key, value: Option<&Value>) -> Result<String, DatastoreE
             Ok(format!("{HANDLE_PREFIX}{}", key.name))
         }
         Layout::Config => {
-            global_only(Kind::IpamConfig.as_str())?;
+            global_only(Kind::IpamConfiguration.as_str())?;
             if key.name != IPAM_CONFIG_NAME {
-                return Err(invalid(key, "the only IPAMConfig is named \"default\""));
+                return Err(invalid(
+                    key,
+                    "the only IPAMConfiguration is named \"default\"",
+                ));
             }
             Ok(IPAM_CONFIG_KEY.to_string())
         }
@@ -192,7 +195,7 @@ pub fn decode_key(etcd_key: &str) -> Option<Key> {
         return (!id.is_empty() && !id.contains('/')).then(|| Key::global(Kind::IpamHandle, id));
     }
     if etcd_key == IPAM_CONFIG_KEY {
-        return Some(Key::global(Kind::IpamConfig, IPAM_CONFIG_NAME));
+        return Some(Key::global(Kind::IpamConfiguration, IPAM_CONFIG_NAME));
     }
     None
 }
@@ -537,7 +540,7 @@ mod tests {
             encode_key(&h, None).unwrap(),
             "/calico/ipam/v2/handle/k8s-pod-network.abc"
         );
-        let c = Key::global(Kind::IpamConfig, "default");
+        let c = Key::global(Kind::IpamConfiguration, "default");
         assert_eq!(encode_key(&c, None).unwrap(), "/calico/ipam/v2/config");
         assert_eq!(decode_key("/calico/ipam/v2/config"), Some(c));
         assert!(encode_key(&Key::global(Kind::IpamBlock, "nope"), None).is_err());
@@ -597,7 +600,7 @@ mod tests {
         assert_eq!(v["spec"]["handleID"], "h1");
         assert_eq!(v["spec"]["block"]["10.0.0.0/26"], 2);
 
-        let c = Key::global(Kind::IpamConfig, "default");
+        let c = Key::global(Kind::IpamConfiguration, "default");
         let v = decode_value(&c, IPAM_CONFIG_KEY, br#"{"strict_affinity":true}"#, 3).unwrap();
         assert_eq!(v["spec"]["strictAffinity"], true);
         assert_eq!(v["spec"]["autoAllocateBlocks"], false);
