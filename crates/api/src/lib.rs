@@ -525,7 +525,7 @@ pub fn check_supported(resource: &Resource) -> Result<(), ValidationError> {
 }
 
 /// Fragment types [`validate_fragment`] understands, by upstream's Go type name.
-pub const FRAGMENT_TYPES: [&str; 22] = [
+pub const FRAGMENT_TYPES: [&str; 23] = [
     "v3.Rule",
     "v3.EntityRule",
     "v3.ICMPFields",
@@ -542,6 +542,7 @@ pub const FRAGMENT_TYPES: [&str; 22] = [
     "v3.BGPFilterRuleV6",
     "v3.BGPFilterOperation",
     "v3.FelixConfigurationSpec",
+    "v3.BlockAffinitySpec",
     "internalapi.WorkloadEndpointSpec",
     "internalapi.WorkloadEndpointPort",
     "internalapi.NodeSpec",
@@ -584,6 +585,7 @@ pub fn validate_fragment(type_name: &str, value: &Value) -> Result<(), FragmentE
         "v3.BGPFilterRuleV6" => validate::bgp_filter_rule("", &strict(v)?, true)?,
         "v3.BGPFilterOperation" => validate::bgp_filter_operation("", &strict(v)?)?,
         "v3.FelixConfigurationSpec" => validate::felix_spec("", &strict(v)?)?,
+        "v3.BlockAffinitySpec" => validate::block_affinity_spec("", &strict(v)?)?,
         "internalapi.WorkloadEndpointSpec" => {
             validate::workload_endpoint_spec("", &strict(v)?)?;
         }

@@ -30,10 +30,6 @@ const UNSUPPORTED: &[(Matcher, &str)] = &[
         "kube-controllers do not run on Mesos/DC/OS; kind not modelled",
     ),
     (
-        Matcher::Type("v3.BlockAffinitySpec"),
-        "IPAM block affinities are not modelled",
-    ),
-    (
         Matcher::Type("v3.Template"),
         "host-endpoint templates (kube-controllers) are not modelled",
     ),

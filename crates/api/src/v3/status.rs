@@ -77,3 +77,24 @@ super::resource!(
     IPAMConfiguration,
     IPAMConfigurationSpec
 );
+
+/// Spec of a BlockAffinity as the v3 API carries it (a node's claim on an IPAM block).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockAffinitySpec {
+    /// `pending`, `confirmed` or `pendingDeletion`.
+    #[serde(rename = "state", default)]
+    pub state: String,
+    /// The node.
+    #[serde(rename = "node", default)]
+    pub node: String,
+    /// `host`.
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub affinity_type: String,
+    /// The block's CIDR.
+    #[serde(rename = "cidr", default)]
+    pub cidr: String,
+    /// Set only by the datastore while deleting; never by a client.
+    #[serde(rename = "deleted", default)]
+    pub deleted: bool,
+}

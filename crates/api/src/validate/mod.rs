@@ -450,6 +450,30 @@ pub(crate) fn ipam_configuration(name: &str, spec: &crate::v3::IPAMConfiguration
     Ok(())
 }
 
+/// Checks a BlockAffinity spec: a known state, a node, a CIDR, and not marked deleted (only
+/// the datastore sets that while it removes one).
+pub(crate) fn block_affinity_spec(field: &str, spec: &crate::v3::BlockAffinitySpec) -> Check {
+    one_of(
+        &join(field, "state"),
+        &spec.state,
+        &["pending", "confirmed", "pendingDeletion"],
+    )?;
+    if spec.node.is_empty() {
+        return Err(fail_bare(&join(field, "node"), "the node is required"));
+    }
+    if spec.cidr.parse::<ipnet::IpNet>().is_err() {
+        return Err(fail(&join(field, "cidr"), &spec.cidr, "must be a CIDR"));
+    }
+    if spec.deleted {
+        return Err(fail(
+            &join(field, "deleted"),
+            &true,
+            "cannot be set to true: only the datastore marks an affinity deleted",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
