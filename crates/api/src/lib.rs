@@ -254,33 +254,124 @@ fn check_metadata(kind: Kind, meta: &v3::ObjectMeta) -> Result<(), ValidationErr
 
 /// Deserializes strictly, turning serde's error into one that names the JSON path.
 fn strict<T: DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut path = e.path().to_string();
-        if path == "." {
-            path.clear();
+    serde_path_to_error::deserialize(value).map_err(path_error)
+}
+
+/// serde's error as a [`ValidationError`] naming the field.
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationError {
+    let mut path = e.path().to_string();
+    if path == "." {
+        path.clear();
+    }
+    let msg = e.into_inner().to_string();
+    // serde reports an unknown key at its parent's path; name the key itself.
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((key, _)) = rest.split_once('`')
+    {
+        let named = path == key || path.ends_with(&format!(".{key}"));
+        let field = if named {
+            path
+        } else {
+            validate::join(&path, key)
+        };
+        return ValidationError::new(field, None, format!("unknown field: {msg}"));
+    }
+    ValidationError::new(path, None, msg)
+}
+
+/// Most spellings [`as_upstream_decodes`] repairs in one document.
+const MAX_REPAIRS: usize = 256;
+
+/// Deserializes as upstream's decoder (sigs.k8s.io/yaml over encoding/json) reads user
+/// documents: a field name in any case (`Metadata:`, `XDPRefreshInterval:`) is the field, and
+/// a YAML boolean or number where a string is expected is that scalar's text. Anything else
+/// is refused as [`strict`] refuses it.
+fn as_upstream_decodes<T: DeserializeOwned>(mut value: Value) -> Result<T, ValidationError> {
+    for _ in 0..MAX_REPAIRS {
+        let e = match serde_path_to_error::deserialize::<_, T>(&value) {
+            Ok(t) => return Ok(t),
+            Err(e) => e,
+        };
+        let segments: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+        let msg = e.inner().to_string();
+        if !repair(&mut value, &segments, &msg) {
+            return Err(path_error(e));
         }
-        let msg = e.into_inner().to_string();
-        // serde reports an unknown key at its parent's path; name the key itself.
-        if let Some(rest) = msg.strip_prefix("unknown field `")
-            && let Some((key, _)) = rest.split_once('`')
-        {
-            let named = path == key || path.ends_with(&format!(".{key}"));
-            let field = if named {
-                path
-            } else {
-                validate::join(&path, key)
-            };
-            return ValidationError::new(field, None, format!("unknown field: {msg}"));
-        }
-        ValidationError::new(path, None, msg)
-    })
+    }
+    strict(value)
+}
+
+/// The value at `path` in `value`.
+fn at_path<'v>(
+    mut value: &'v mut Value,
+    path: &[serde_path_to_error::Segment],
+) -> Option<&'v mut Value> {
+    use serde_path_to_error::Segment;
+    for segment in path {
+        value = match (segment, value) {
+            (Segment::Map { key }, Value::Object(map)) => map.get_mut(key)?,
+            (Segment::Seq { index }, Value::Array(items)) => items.get_mut(*index)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// Fixes the spelling serde's error `msg` at `path` complains about, as upstream's decoder
+/// would have read it; false when it is not one of those.
+fn repair(value: &mut Value, path: &[serde_path_to_error::Segment], msg: &str) -> bool {
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((key, expected)) = rest.split_once('`')
+    {
+        let Some(canonical) = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .find(|f| f.eq_ignore_ascii_case(key) && *f != key)
+        else {
+            return false;
+        };
+        // The path is the object's, or the key's own.
+        let parent = match path.last() {
+            Some(serde_path_to_error::Segment::Map { key: last }) if last == key => {
+                &path[..path.len() - 1]
+            }
+            _ => path,
+        };
+        let Some(Value::Object(map)) = at_path(value, parent) else {
+            return false;
+        };
+        let Some(v) = map.remove(key) else {
+            return false;
+        };
+        // The spelling given last wins, as in a JSON merge patch of `{"Min": 65}` over `min`.
+        map.insert(canonical.to_owned(), v);
+        return true;
+    }
+    if msg.starts_with("invalid type: ") && msg.ends_with("expected a string") {
+        let Some(target) = at_path(value, path) else {
+            return false;
+        };
+        let text = match target {
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            _ => return false,
+        };
+        *target = Value::String(text);
+        return true;
+    }
+    false
 }
 
 /// Turns a document of a known kind into its typed form, checked and defaulted as
 /// [`parse_resource`] does (strict fields, metadata rules, upstream's defaults and validation)
 /// but without going back to JSON: how the sync layer decodes stored values, once.
 pub fn decode<T: ApiResource>(doc: Value) -> Result<T, ValidationError> {
-    let mut r: T = strict(doc)?;
+    finish(strict(doc)?)
+}
+
+/// The metadata rules, defaults and validation of a typed resource.
+fn finish<T: ApiResource>(mut r: T) -> Result<T, ValidationError> {
     check_metadata(T::KIND, r.metadata())?;
     r.apply_defaults();
     r.validate_spec()?;
@@ -288,7 +379,7 @@ pub fn decode<T: ApiResource>(doc: Value) -> Result<T, ValidationError> {
 }
 
 fn process<T: ApiResource>(doc: Value) -> Result<Value, ValidationError> {
-    let r: T = decode(doc)?;
+    let r: T = finish(as_upstream_decodes(doc)?)?;
     serde_json::to_value(&r).map_err(|e| ValidationError::new("", None, e.to_string()))
 }
 
@@ -466,30 +557,26 @@ pub fn staged_policy(kind: Kind, value: &Value) -> Option<(Kind, Value)> {
 }
 
 /// What upstream's YAML decoding does before its strict checks, so the same
-/// files are accepted: an empty `spec:` is an empty spec, and a label or
-/// annotation written as a YAML boolean or number (`role: yes`) is that
-/// scalar's text (`"true"`), as sigs.k8s.io/yaml gives a string field.
+/// files are accepted: the top-level fields in any case (`Kind:`, `Metadata:`),
+/// and an empty `spec:` is an empty spec. (Fields below are matched by
+/// [`as_upstream_decodes`].)
 fn as_upstream_reads_yaml(doc: &mut Value) {
     let Value::Object(map) = doc else {
         return;
     };
+    for canonical in ["apiVersion", "kind", "metadata", "spec", "status"] {
+        let other = map
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(canonical) && k.as_str() != canonical)
+            .cloned();
+        if let Some(other) = other
+            && let Some(v) = map.remove(&other)
+        {
+            map.insert(canonical.to_owned(), v);
+        }
+    }
     if map.get("spec").is_some_and(Value::is_null) {
         map.insert("spec".to_owned(), Value::Object(serde_json::Map::new()));
-    }
-    let Some(Value::Object(meta)) = map.get_mut("metadata") else {
-        return;
-    };
-    for field in ["labels", "annotations"] {
-        if let Some(Value::Object(entries)) = meta.get_mut(field) {
-            for value in entries.values_mut() {
-                let text = match value {
-                    Value::Bool(b) => b.to_string(),
-                    Value::Number(n) => n.to_string(),
-                    _ => continue,
-                };
-                *value = Value::String(text);
-            }
-        }
     }
 }
 
@@ -725,9 +812,9 @@ mod tests {
             Err(FragmentError::Invalid(_))
         ));
         assert_eq!(
-            validate_fragment("v3.BlockAffinitySpec", &json!({})),
+            validate_fragment("v3.KubeControllersConfigurationSpec", &json!({})),
             Err(FragmentError::Unsupported(
-                "v3.BlockAffinitySpec".to_owned()
+                "v3.KubeControllersConfigurationSpec".to_owned()
             ))
         );
         // BGPFilter rules: the CRD's cross-field rules apply too.
