@@ -18,6 +18,18 @@ pub struct Cli {
     #[arg(long = "allow-version-mismatch", global = true, hide = true)]
     pub allow_version_mismatch: bool,
 
+    /// Log level on stderr: panic, fatal, error, warn, info, debug or trace (debug and trace
+    /// also say which datastore is used and what is read).
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        global = true,
+        value_name = "LEVEL",
+        default_value = "panic",
+        value_parser = ["panic", "fatal", "error", "warn", "warning", "info", "debug", "trace"]
+    )]
+    pub log_level: String,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -45,11 +57,87 @@ pub enum Command {
     /// Policy tools: `policy trace` explains why a packet is allowed or dropped.
     Policy(PolicyArgs),
     /// Print the client and cluster versions.
-    Version,
+    Version(VersionArgs),
     /// IP address management: show usage, check for leaks, release addresses, configure.
     Ipam(IpamArgs),
     /// This host's Calico node: `node status` shows calico-node and BIRD's BGP peers.
     Node(NodeArgs),
+    /// Datastore operations: `datastore migrate` moves a cluster to another datastore.
+    Datastore(DatastoreArgs),
+}
+
+/// Arguments of datastore.
+#[derive(Debug, Args)]
+pub struct DatastoreArgs {
+    /// The datastore command.
+    #[command(subcommand)]
+    pub command: DatastoreCommand,
+}
+
+/// The datastore commands.
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCommand {
+    /// Move every resource and the IPAM state to another datastore: lock, export, import into
+    /// the new one, unlock it.
+    Migrate(MigrateArgs),
+}
+
+/// Arguments of datastore migrate.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The migration step.
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+/// The migration steps.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Stop IPAM from handing out addresses (ClusterInformation datastoreReady: false).
+    Lock,
+    /// Let IPAM hand out addresses again.
+    Unlock,
+    /// Print every resource and the IPAM state as YAML (the datastore must be locked).
+    Export,
+    /// Write an export into an empty datastore; it stays locked until unlocked.
+    Import(ImportArgs),
+}
+
+/// Arguments of datastore migrate import.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file, or `-` for stdin.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILENAME",
+        required = true
+    )]
+    pub filename: String,
+    /// How -f is read.
+    #[command(flatten)]
+    pub files: FileFlags,
+}
+
+/// Arguments of version.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print the client version only (no datastore access).
+    #[arg(long = "client")]
+    pub client: bool,
+    /// Keep printing the cluster version whenever it changes, checking at this interval
+    /// (`1s`, `10m`, `2h`); 0 (the default) prints once.
+    #[arg(long = "poll", value_name = "POLL", value_parser = parse_poll)]
+    pub poll: Option<std::time::Duration>,
+}
+
+fn parse_poll(s: &str) -> Result<std::time::Duration, String> {
+    match calico_api::parse_go_duration(s) {
+        Some(ns) if ns >= 0.0 => Ok(std::time::Duration::from_secs_f64(ns / 1e9)),
+        _ => Err(format!(
+            "{s:?} is not a duration (e.g. 1s, 10m, 2h; 0 prints once)"
+        )),
+    }
 }
 
 /// Arguments of node.
@@ -84,6 +172,27 @@ pub struct NamespaceFlag {
     pub namespace: Option<String>,
 }
 
+/// How `-f` is read.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct FileFlags {
+    /// Process the directory given with -f recursively.
+    #[arg(short = 'R', long = "recursive")]
+    pub recursive: bool,
+    /// Do not fail when a file or directory given with -f holds no documents.
+    #[arg(long = "skip-empty")]
+    pub skip_empty: bool,
+}
+
+impl FileFlags {
+    /// As the reader takes them.
+    pub fn read_options(self) -> crate::input::ReadOptions {
+        crate::input::ReadOptions {
+            recursive: self.recursive,
+            skip_empty: self.skip_empty,
+        }
+    }
+}
+
 /// Arguments of create, apply and replace.
 #[derive(Debug, Args)]
 pub struct WriteArgs {
@@ -98,6 +207,9 @@ pub struct WriteArgs {
     /// Skip resources that already exist (create only).
     #[arg(long = "skip-exists")]
     pub skip_exists: bool,
+    /// How -f is read.
+    #[command(flatten)]
+    pub files: FileFlags,
     /// Namespace for namespaced resources without one.
     #[command(flatten)]
     pub namespace: NamespaceFlag,
@@ -121,8 +233,11 @@ pub struct DeleteArgs {
     )]
     pub filename: Option<String>,
     /// Succeed for resources that do not exist.
-    #[arg(long = "skip-not-exists")]
+    #[arg(short = 's', long = "skip-not-exists")]
     pub skip_not_exists: bool,
+    /// How -f is read.
+    #[command(flatten)]
+    pub files: FileFlags,
     /// Namespace of namespaced resources.
     #[command(flatten)]
     pub namespace: NamespaceFlag,
@@ -164,6 +279,9 @@ pub struct GetArgs {
     /// For one workload endpoint: also list the policies that apply to it, in order.
     #[arg(long = "show-policies")]
     pub show_policies: bool,
+    /// How -f is read.
+    #[command(flatten)]
+    pub files: FileFlags,
     /// Namespace of namespaced resources.
     #[command(flatten)]
     pub namespace: NamespaceFlag,
@@ -178,14 +296,16 @@ pub struct PatchArgs {
     /// Resource name.
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// The JSON merge patch (RFC 7396), JSON or YAML, e.g. `{"spec":{"disabled":true}}`.
+    /// The patch, JSON or YAML: an object for strategic and merge, a list of operations for
+    /// json, e.g. `{"spec":{"disabled":true}}`.
     #[arg(short = 'p', long = "patch", value_name = "PATCH")]
     pub patch: String,
-    /// Patch type; only `merge` is supported.
+    /// Patch type: strategic (Calico's types carry no merge keys, so it merges as a JSON merge
+    /// patch does), merge (RFC 7396) or json (RFC 6902 operations).
     #[arg(
         short = 't',
         long = "type",
-        default_value = "merge",
+        default_value = "strategic",
         value_name = "TYPE"
     )]
     pub patch_type: String,
@@ -228,6 +348,9 @@ pub struct ValidateArgs {
         required = true
     )]
     pub filename: String,
+    /// How -f is read.
+    #[command(flatten)]
+    pub files: FileFlags,
     /// Namespace for namespaced resources without one.
     #[command(flatten)]
     pub namespace: NamespaceFlag,
@@ -296,9 +419,15 @@ pub struct IpamReleaseArgs {
         conflicts_with = "from_report"
     )]
     pub ip: Option<String>,
-    /// Release the leaks, handles and node-less blocks of an `ipam check -o` report.
+    /// Release the leaks, handles and node-less blocks of an `ipam check -o` report; given
+    /// several times, only what every report lists (reports taken apart in time rule out
+    /// addresses caught in the middle of an assignment). Each item is checked again first.
     #[arg(long = "from-report", value_name = "FILE")]
-    pub from_report: Option<PathBuf>,
+    pub from_report: Vec<PathBuf>,
+    /// Release from reports even though the datastore is not locked
+    /// (`calicoctl datastore migrate lock`).
+    #[arg(long = "force")]
+    pub force: bool,
 }
 
 /// Arguments of ipam configure.

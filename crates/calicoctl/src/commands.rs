@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cli::{
     Command, DeleteArgs, GetArgs, LabelArgs, NamespaceFlag, PatchArgs, PolicyArgs, PolicyCommand,
-    ValidateArgs, WriteArgs,
+    ValidateArgs, VersionArgs, WriteArgs,
 };
 use crate::input::{self, NamespaceArgs, Origin};
 use crate::output::{self, OutputFormat, Printable};
@@ -61,7 +61,8 @@ pub fn run(command: Command, ctx: &mut Context<'_>) -> Result<(), CommandError> 
         Command::Label(a) => label(a, ctx),
         Command::Validate(a) => validate(a, ctx),
         Command::Policy(a) => policy(a, ctx),
-        Command::Version => version(ctx),
+        Command::Version(a) => version(&a, ctx),
+        Command::Datastore(a) => crate::datastore_cmd::run(a, ctx),
         Command::Ipam(a) => crate::ipam_cmd::run(a, ctx),
         Command::Node(a) => crate::node_cmd::run(a, ctx),
     }
@@ -126,7 +127,7 @@ fn write_command(
         WriteMode::Apply => ("apply", "applied"),
         WriteMode::Replace => ("replace", "replaced"),
     };
-    let docs = input::read_documents(&args.filename)?;
+    let docs = input::read_documents(&args.filename, args.files.read_options())?;
     let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
     let phrase = kind_phrase(resources.iter().map(|(_, r)| r.kind));
     let ds = (ctx.open)(OpenMode::Create)?;
@@ -259,7 +260,7 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let mut targets: Vec<(Key, Option<i64>)> = Vec::new();
     let kinds: Vec<Kind>;
     if let Some(filename) = &args.filename {
-        let docs = input::read_documents(filename)?;
+        let docs = input::read_documents(filename, args.files.read_options())?;
         let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
         kinds = resources.iter().map(|(_, r)| r.kind).collect();
         for (origin, resource) in &resources {
@@ -346,7 +347,7 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let mut named: Vec<Key> = Vec::new();
     let mut list: Option<(Kind, Option<String>)> = None;
     if let Some(filename) = &args.filename {
-        let docs = input::read_documents(filename)?;
+        let docs = input::read_documents(filename, args.files.read_options())?;
         let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
         named = resources.iter().map(|(_, r)| key_of(r)).collect();
     } else {
@@ -520,22 +521,36 @@ fn modify(
 }
 
 fn patch(args: PatchArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
-    if args.patch_type != "merge" {
-        return Err(CommandError::new(format!(
-            "patch type {:?} is not supported: use --type=merge (JSON merge patch, RFC 7396)",
-            args.patch_type
-        )));
-    }
     check_name(&args.name)?;
     let kind = resolve_kind(&args.kind)?;
     let patch_doc =
         input::parse_text("--patch", &args.patch).map_err(|e| CommandError::new(e.to_string()))?;
-    let patch_value = match patch_doc.as_slice() {
-        [doc] if doc.value.is_object() => doc.value.clone(),
-        _ => {
+    let change = match (args.patch_type.as_str(), patch_doc.as_slice()) {
+        // Calico's types carry no patch merge keys: a strategic merge patch merges maps and
+        // replaces lists, exactly as a JSON merge patch does.
+        ("strategic" | "merge", [doc]) if doc.value.is_object() => Patch::Merge(doc.value.clone()),
+        ("strategic" | "merge", _) => {
             return Err(CommandError::new(format!(
-                "--patch {:?}: must be one JSON or YAML object",
-                args.patch
+                "--patch {:?}: a {} patch must be one JSON or YAML object",
+                args.patch, args.patch_type
+            )));
+        }
+        ("json", _) => {
+            // The operations list itself, not a stream of documents.
+            let ops: Value = serde_json::from_str(&args.patch)
+                .or_else(|_| serde_saphyr::from_str(&args.patch))
+                .unwrap_or(Value::Null);
+            let ops: json_patch::Patch = serde_json::from_value(ops).map_err(|e| {
+                CommandError::new(format!(
+                    "--patch {:?}: a json patch must be a list of RFC 6902 operations: {e}",
+                    args.patch
+                ))
+            })?;
+            Patch::Json(ops)
+        }
+        (other, _) => {
+            return Err(CommandError::new(format!(
+                "--type {other:?}: use strategic (the default), merge or json"
             )));
         }
     };
@@ -545,12 +560,24 @@ fn patch(args: PatchArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         name: args.name.clone(),
     };
     let ds = (ctx.open)(OpenMode::Existing)?;
-    modify(ds.as_ref(), &key, |value| {
-        json_patch::merge(value, &patch_value);
-        Ok(())
+    modify(ds.as_ref(), &key, |value| match &change {
+        Patch::Merge(p) => {
+            json_patch::merge(value, p);
+            Ok(())
+        }
+        Patch::Json(ops) => json_patch::patch(value, ops)
+            .map_err(|e| CommandError::new(format!("applying the json patch: {e}"))),
     })?;
     writeln!(ctx.out, "Successfully patched 1 '{kind}' resource").map_err(io_error)?;
     Ok(())
+}
+
+/// A patch as `--type` reads it.
+enum Patch {
+    /// strategic or merge: RFC 7396.
+    Merge(Value),
+    /// json: RFC 6902 operations.
+    Json(json_patch::Patch),
 }
 
 fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
@@ -629,7 +656,7 @@ fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
 }
 
 fn validate(args: ValidateArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
-    let docs = input::read_documents(&args.filename)?;
+    let docs = input::read_documents(&args.filename, args.files.read_options())?;
     let resources = input::validate_documents(docs, &ns_args(&args.namespace, false))?;
     let phrase = kind_phrase(resources.iter().map(|(_, r)| r.kind));
     writeln!(
@@ -640,29 +667,48 @@ fn validate(args: ValidateArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
     .map_err(io_error)
 }
 
-fn version(ctx: &mut Context<'_>) -> Result<(), CommandError> {
-    let cluster = (ctx.open)(OpenMode::Existing).ok().and_then(|ds| {
-        ds.get(&Key::global(Kind::ClusterInformation, "default"))
-            .ok()
-            .flatten()
-    });
-    let field = |name: &str| {
-        cluster
-            .as_ref()
-            .and_then(|kv| kv.value.pointer(&format!("/spec/{name}")))
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned()
-    };
-    let lines = [
-        ("Client Version:", VERSION.to_owned()),
-        ("Cluster Version:", field("calicoVersion")),
-        ("Cluster Type:", field("clusterType")),
-    ];
-    for (label, value) in lines {
-        writeln!(ctx.out, "{label:<19}{value}").map_err(io_error)?;
+/// The commit this build was made from (`unknown` outside a git checkout).
+const GIT_COMMIT: &str = env!("CALICO_GIT_COMMIT");
+
+fn version(args: &VersionArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    writeln!(ctx.out, "{:<19}{VERSION}", "Client Version:").map_err(io_error)?;
+    writeln!(ctx.out, "{:<19}{GIT_COMMIT}", "Git commit:").map_err(io_error)?;
+    if args.client {
+        return Ok(());
     }
-    Ok(())
+    let read_cluster = || {
+        let cluster = (ctx.open)(OpenMode::Existing).ok().and_then(|ds| {
+            ds.get(&Key::global(Kind::ClusterInformation, "default"))
+                .ok()
+                .flatten()
+        });
+        ["calicoVersion", "clusterType"].map(|name| {
+            cluster
+                .as_ref()
+                .and_then(|kv| kv.value.pointer(&format!("/spec/{name}")))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned()
+        })
+    };
+    let mut shown = read_cluster();
+    let print = |out: &mut dyn Write, [version, cluster_type]: &[String; 2]| {
+        writeln!(out, "{:<19}{version}", "Cluster Version:")?;
+        writeln!(out, "{:<19}{cluster_type}", "Cluster Type:")?;
+        out.flush()
+    };
+    print(ctx.out, &shown).map_err(io_error)?;
+    let Some(every) = args.poll.filter(|d| !d.is_zero()) else {
+        return Ok(());
+    };
+    loop {
+        std::thread::sleep(every);
+        let now = read_cluster();
+        if now != shown {
+            print(ctx.out, &now).map_err(io_error)?;
+            shown = now;
+        }
+    }
 }
 
 fn policy(args: PolicyArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {

@@ -65,9 +65,26 @@ fn render_invalid(errors: &[(Origin, String)]) -> String {
     out
 }
 
-/// Read every document named by `-f`: a file, a directory (its `.yaml`, `.yml` and `.json`
-/// files, sorted by name, not recursing), or `-` for stdin.
-pub fn read_documents(filename: &str) -> Result<Vec<Document>, InputError> {
+/// How `-f` is read: `-R` descends into subdirectories, `--skip-empty` accepts files and
+/// directories without documents.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// Read directories recursively.
+    pub recursive: bool,
+    /// An empty file or directory is not an error.
+    pub skip_empty: bool,
+}
+
+/// Read the documents of `filename`: a file, a directory of `.yaml`/`.yml`/`.json` files (in
+/// name order; with `recursive`, subdirectories too, depth first), or `-` for stdin.
+pub fn read_documents(filename: &str, opts: ReadOptions) -> Result<Vec<Document>, InputError> {
+    let empty = |what: String, docs: Vec<Document>| {
+        if docs.is_empty() && !opts.skip_empty {
+            Err(InputError::Empty(what))
+        } else {
+            Ok(docs)
+        }
+    };
     if filename == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -76,11 +93,7 @@ pub fn read_documents(filename: &str) -> Result<Vec<Document>, InputError> {
                 path: "-".into(),
                 source,
             })?;
-        let docs = parse_text("-", &text)?;
-        if docs.is_empty() {
-            return Err(InputError::Empty("stdin".into()));
-        }
-        return Ok(docs);
+        return empty("stdin".into(), parse_text("-", &text)?);
     }
     let path = Path::new(filename);
     let metadata = std::fs::metadata(path).map_err(|source| InputError::Read {
@@ -88,36 +101,45 @@ pub fn read_documents(filename: &str) -> Result<Vec<Document>, InputError> {
         source,
     })?;
     if metadata.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|source| InputError::Read {
-                path: filename.into(),
-                source,
-            })?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml" | "json")
-                    )
-            })
-            .collect();
-        files.sort();
+        let mut files = Vec::new();
+        list_files(path, opts.recursive, &mut files)?;
         let mut docs = Vec::new();
         for file in files {
             docs.extend(read_file(&file)?);
         }
-        if docs.is_empty() {
-            return Err(InputError::Empty(format!("directory {filename}")));
-        }
-        Ok(docs)
+        empty(format!("directory {filename}"), docs)
     } else {
-        let docs = read_file(path)?;
-        if docs.is_empty() {
-            return Err(InputError::Empty(format!("file {filename}")));
-        }
-        Ok(docs)
+        empty(format!("file {filename}"), read_file(path)?)
     }
+}
+
+/// The document files of `dir` in name order, and with `recursive` those of its
+/// subdirectories in place of each subdirectory's name.
+fn list_files(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let read_err = |source| InputError::Read {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            if recursive {
+                list_files(&entry, true, out)?;
+            }
+        } else if entry.is_file()
+            && matches!(
+                entry.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        {
+            out.push(entry);
+        }
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<Vec<Document>, InputError> {

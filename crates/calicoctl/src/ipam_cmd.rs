@@ -282,19 +282,39 @@ fn check_cmd(a: &IpamCheckArgs, ctx: &mut Context<'_>) -> Result<(), CommandErro
 
 fn release(a: &IpamReleaseArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let ds = (ctx.open)(OpenMode::Existing)?;
-    if let Some(path) = &a.from_report {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("reading report {}: {e}", path.display())))?;
-        let report: Report = serde_json::from_str(&text)
-            .map_err(|e| err(format!("parsing report {}: {e}", path.display())))?;
-        if report.version != check::REPORT_VERSION {
-            return Err(err(format!(
-                "report {} has version {}, expected {}",
-                path.display(),
-                report.version,
-                check::REPORT_VERSION
-            )));
+    if !a.from_report.is_empty() {
+        let mut reports = Vec::new();
+        for path in &a.from_report {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err(format!("reading report {}: {e}", path.display())))?;
+            let report: Report = serde_json::from_str(&text)
+                .map_err(|e| err(format!("parsing report {}: {e}", path.display())))?;
+            if report.version != check::REPORT_VERSION {
+                return Err(err(format!(
+                    "report {} has version {}, expected {}",
+                    path.display(),
+                    report.version,
+                    check::REPORT_VERSION
+                )));
+            }
+            reports.push(report);
         }
+        if !calico_ipam::pools::is_locked(ds.as_ref()).map_err(ipam_err)? {
+            if !a.force {
+                return Err(err(
+                    "the datastore is not locked: run `calicoctl datastore migrate lock` first \
+                     (or re-run with --force)",
+                ));
+            }
+            writeln!(
+                ctx.out,
+                "WARNING: the datastore is not locked; releasing anyway (--force)"
+            )
+            .map_err(io_err)?;
+        }
+        let Some(report) = Report::common(reports) else {
+            return Err(err("no report given"));
+        };
         let o = check::release_leaks(ds.as_ref(), &report).map_err(ipam_err)?;
         for (what, why) in &o.skipped {
             writeln!(ctx.out, "Skipped {what}: {why}").map_err(io_err)?;

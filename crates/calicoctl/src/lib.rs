@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod datastore_cmd;
 pub mod input;
 pub mod ipam_cmd;
 pub mod node_cmd;
@@ -76,6 +77,18 @@ fn execute(
     err: &mut dyn Write,
 ) -> i32 {
     let config_path = cli.config.clone();
+    if matches!(cli.log_level.as_str(), "debug" | "trace") {
+        let said =
+            match calico_datastore::DatastoreConfig::load_with_env(config_path.as_deref(), env) {
+                Ok(cfg) => format!("datastore: {}", cfg.datastore_type),
+                Err(e) => format!("datastore configuration: {e}"),
+            };
+        let _ = writeln!(
+            err,
+            "level=debug component=calicoctl msg=\"{}\"",
+            said.replace('"', "'")
+        );
+    }
     let open = move |mode: calico_datastore::OpenMode| -> Result<Box<dyn calico_datastore::Datastore>, commands::CommandError> {
         let cfg = calico_datastore::DatastoreConfig::load_with_env(config_path.as_deref(), env)
             .map_err(|e| commands::CommandError {

@@ -414,3 +414,133 @@ spec:
     assert_eq!(cfg["strict_affinity"], true, "{cfg}");
     assert_eq!(cfg["auto_allocate_blocks"], true, "{cfg}");
 }
+
+/// calicoctl on an embedded store file.
+fn embedded(db: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_calicoctl"))
+        .args(args)
+        .env("CALICO_DATASTORE_PATH", db)
+        .env_remove("DATASTORE_TYPE")
+        .env_remove("CALICO_DATASTORE_TYPE")
+        .env_remove("ETCD_ENDPOINTS")
+        .env_remove("CALICO_ETCD_ENDPOINTS")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn migrate_from_the_embedded_store_to_etcd_and_back() {
+    let Some(e) = Shared::start("migrate_from_the_embedded_store_to_etcd_and_back") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("calico.db");
+    let yaml = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &yaml,
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool1}\nspec: {cidr: 10.30.0.0/16, blockSize: 26}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec: {}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 10}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: security.deny}\nspec: {tier: security, selector: all(), ingress: [{action: Deny}]}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\nspec: {selector: app == 'web', ingress: [{action: Allow}]}\n",
+    )
+    .unwrap();
+    succeeded(
+        embedded(&db, &["apply", "-f", yaml.to_str().unwrap()]),
+        "apply",
+    );
+    // IPAM state: an endpoint's address and a leaked one.
+    let ip = {
+        let ds = calico_datastore::sqlite::SqliteDatastore::open(&db).unwrap();
+        let ipam = calico_ipam::Ipam::new(&ds);
+        let mut args = calico_ipam::AssignArgs::new("h-web", "n1");
+        args.attrs.insert("node".into(), "n1".into());
+        let ip = ipam.auto_assign(&args).unwrap().v4[0].ip;
+        ipam.auto_assign(&calico_ipam::AssignArgs::new("h-leak", "n1"))
+            .unwrap();
+        ip
+    };
+    let wep = dir.path().join("wep.yaml");
+    std::fs::write(
+        &wep,
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: n1-mesos-web-eth0, namespace: shop}}\n\
+             spec: {{node: n1, orchestrator: mesos, workload: web, endpoint: eth0, interfaceName: cali0123456789a, ipNetworks: [{ip}/32]}}\n"
+        ),
+    )
+    .unwrap();
+    succeeded(
+        embedded(&db, &["apply", "-f", wep.to_str().unwrap()]),
+        "apply wep",
+    );
+
+    succeeded(embedded(&db, &["datastore", "migrate", "lock"]), "lock");
+    let exported = succeeded(embedded(&db, &["datastore", "migrate", "export"]), "export");
+    let file = dir.path().join("export.yaml");
+    std::fs::write(&file, &exported).unwrap();
+    for kind in [
+        "IPAMBlock",
+        "BlockAffinity",
+        "IPAMHandle",
+        "GlobalNetworkPolicy",
+        "WorkloadEndpoint",
+    ] {
+        assert!(
+            exported.contains(&format!("kind: {kind}")),
+            "{kind} missing: {exported}"
+        );
+    }
+
+    // Into etcd: everything lands, the store stays locked until unlocked.
+    let out = e.calicoctl(
+        &[
+            "datastore",
+            "migrate",
+            "import",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.contains("stays locked"), "{out}");
+    let info = e.get_yaml(&["clusterinformation", "default"]);
+    assert_eq!(info["spec"]["datastoreReady"], false);
+    // The same export comes back out of etcd.
+    let again = e.calicoctl(&["datastore", "migrate", "export"], "");
+    assert_eq!(again, exported);
+    e.calicoctl(&["datastore", "migrate", "unlock"], "");
+    // IPAM on etcd sees the same state: one endpoint address, one leak.
+    let check = e.calicoctl_run(&["ipam", "check"], "");
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("Found 2 allocated IP addresses") && text.contains("Found 1 leaked"),
+        "{text}"
+    );
+
+    // And back into a new embedded store.
+    e.calicoctl(&["datastore", "migrate", "lock"], "");
+    let from_etcd = e.calicoctl(&["datastore", "migrate", "export"], "");
+    let db2 = dir.path().join("back.db");
+    let file2 = dir.path().join("back.yaml");
+    std::fs::write(&file2, &from_etcd).unwrap();
+    succeeded(
+        embedded(
+            &db2,
+            &[
+                "datastore",
+                "migrate",
+                "import",
+                "-f",
+                file2.to_str().unwrap(),
+            ],
+        ),
+        "import back",
+    );
+    assert_eq!(
+        succeeded(
+            embedded(&db2, &["datastore", "migrate", "export"]),
+            "export back"
+        ),
+        exported
+    );
+}

@@ -145,6 +145,22 @@ fn check_report_and_release_revalidate() {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["leakedIPs"].as_array().unwrap().len(), 2);
 
+    // Releasing from a report needs the datastore locked (or --force), as upstream.
+    let run = c
+        .ctl(&["ipam", "release", "--from-report", &report_s])
+        .fails();
+    assert!(run.stderr.contains("not locked"), "{}", run.stderr);
+    c.ctl(&["datastore", "migrate", "lock"]).ok();
+    // Locked: IPAM hands out nothing.
+    let ds = c.ds();
+    let mut args = AssignArgs::new("h-locked", "n1");
+    args.attrs.insert("node".into(), "n1".into());
+    let locked = Ipam::new(&ds).auto_assign(&args).unwrap_err();
+    assert!(
+        locked.to_string().contains("locked for migration"),
+        "{locked}"
+    );
+
     // An endpoint for one of the "leaks" appears after the report: it must not be released.
     c.endpoint("wep1", "n1", ips[1]);
     let out = c
@@ -169,6 +185,7 @@ fn check_report_and_release_revalidate() {
 
     let out = c.ctl(&["ipam", "check"]).ok().stdout;
     assert!(out.contains("found 0 problems"), "{out}");
+    c.ctl(&["datastore", "migrate", "unlock"]).ok();
 
     // --ip: refused for a live endpoint's address, refused when not assigned, else released.
     let ip0 = ips[0].to_string();
@@ -202,11 +219,12 @@ fn check_finds_blocks_of_missing_nodes() {
         "{out}"
     );
     let out = c
-        .ctl(&["ipam", "release", "--from-report", &report])
+        .ctl(&["ipam", "release", "--from-report", &report, "--force"])
         .ok()
         .stdout;
     assert!(
-        out.contains("released 1 block(s) of missing nodes"),
+        out.contains("released 1 block(s) of missing nodes")
+            && out.contains("WARNING: the datastore is not locked"),
         "{out}"
     );
     // The block lost its affinity but keeps the live endpoint's address.
@@ -299,4 +317,41 @@ fn deleting_a_node_takes_its_endpoints_addresses_blocks_and_configuration() {
     );
     let out = c.ctl(&["ipam", "check"]).ok().stdout;
     assert!(out.contains("found 0 problems"), "{out}");
+}
+
+#[test]
+fn several_reports_release_only_what_all_of_them_list() {
+    let c = Cluster::new();
+    c.apply(&pool("10.5.0.0/24", 26));
+    c.apply(&node("n1"));
+    let a = c.alloc("h-a", "n1");
+    let report = |name: &str| {
+        let path = c.dir.path().join(name).display().to_string();
+        c.ctl(&["ipam", "check", "-o", &path]).fails();
+        path
+    };
+    let first = report("r1.json");
+    // A second leak appears between the reports: only `a` is in both.
+    let b = c.alloc("h-b", "n1");
+    let second = report("r2.json");
+    c.ctl(&["datastore", "migrate", "lock"]).ok();
+    let out = c
+        .ctl(&[
+            "ipam",
+            "release",
+            "--from-report",
+            &first,
+            "--from-report",
+            &second,
+        ])
+        .ok()
+        .stdout;
+    assert!(out.contains("Released 1 leaked IP"), "{out}");
+    let ds = c.ds();
+    let ipam = Ipam::new(&ds);
+    assert!(ipam.get_allocation(a).unwrap().is_none());
+    assert!(
+        ipam.get_allocation(b).unwrap().is_some(),
+        "only in one report: kept"
+    );
 }

@@ -30,7 +30,8 @@ pub fn ipam_error(e: calico_ipam::IpamError) -> CniError {
     let code = match &e {
         E::NoPools { .. } | E::PoolUnavailable(_) | E::Exhausted { .. } => CODE_NO_ADDRESS,
         E::NotAssignable { .. } => CODE_NOT_ASSIGNABLE,
-        E::Contention { .. } => CODE_TRY_AGAIN,
+        // A migration holds the lock for a while: the runtime retries.
+        E::Contention { .. } | E::Locked => CODE_TRY_AGAIN,
         E::Datastore { source, .. } => match source.as_ref() {
             calico_datastore::DatastoreError::Unsupported(_)
             | calico_datastore::DatastoreError::Corrupt { .. }

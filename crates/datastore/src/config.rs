@@ -60,6 +60,26 @@ pub enum DatastoreType {
     },
 }
 
+impl std::fmt::Display for DatastoreType {
+    /// Where the store is, for logs: never the PEM text of inline TLS material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatastoreType::Embedded { path } => write!(f, "embedded store {}", path.display()),
+            DatastoreType::EtcdV3 { endpoints, tls } => {
+                write!(f, "etcdv3 at {}", endpoints.join(","))?;
+                for (what, pem) in [("CA", &tls.ca_cert), ("cert", &tls.cert), ("key", &tls.key)] {
+                    match pem {
+                        Some(Pem::File(p)) => write!(f, ", {what} {}", p.display())?,
+                        Some(Pem::Inline(_)) => write!(f, ", {what} inline")?,
+                        None => {}
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// PEM text given as a file to read or inline, as upstream's `etcdCACertFile` / `etcdCACert`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pem {

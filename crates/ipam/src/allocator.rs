@@ -129,6 +129,9 @@ impl<'a> Ipam<'a> {
     }
 
     fn env(&self, node: &str) -> Result<Env> {
+        if pools::is_locked(self.ds)? {
+            return Err(IpamError::Locked);
+        }
         Ok(Env {
             config: pools::load_config(self.ds)?.0,
             reserved: pools::reservations(self.ds)?,

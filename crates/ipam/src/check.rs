@@ -102,6 +102,35 @@ pub struct Report {
 pub const INTERFACE_MISSING_ANNOTATION: &str = "calico-rs/interface-missing-since";
 
 impl Report {
+    /// What every one of `reports` found: releasing only problems seen in reports taken at
+    /// different times guards against addresses caught between assignment and their endpoint
+    /// (upstream's rule for several `--from-report`). The first report gives everything else.
+    pub fn common(mut reports: Vec<Report>) -> Option<Report> {
+        let mut merged = reports.pop()?;
+        for other in reports {
+            merged.leaked.retain(|a| other.leaked.contains(a));
+            merged
+                .missing_handles
+                .retain(|a| other.missing_handles.contains(a));
+            merged
+                .orphan_handles
+                .retain(|h| other.orphan_handles.contains(h));
+            merged
+                .mismatched_handles
+                .retain(|h| other.mismatched_handles.contains(h));
+            merged.orphan_blocks.retain(|b| {
+                other
+                    .orphan_blocks
+                    .iter()
+                    .any(|o| o.block == b.block && o.node == b.node)
+            });
+            merged
+                .stale_endpoints
+                .retain(|e| other.stale_endpoints.contains(e));
+        }
+        Some(merged)
+    }
+
     /// Number of problems found.
     pub fn problems(&self) -> usize {
         self.leaked.len()

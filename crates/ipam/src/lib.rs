@@ -44,6 +44,12 @@ pub enum IpamError {
         #[source]
         source: Box<DatastoreError>,
     },
+    /// The datastore is locked for migration (ClusterInformation `datastoreReady: false`).
+    #[error(
+        "the datastore is locked for migration (ClusterInformation datastoreReady is false): \
+         no addresses are handed out until `calicoctl datastore migrate unlock`"
+    )]
+    Locked,
     /// A stored object could not be understood.
     #[error("reading {what}: {reason}")]
     Corrupt {

@@ -173,3 +173,15 @@ pub fn select_pools(
     }
     Ok(out)
 }
+
+/// Whether ClusterInformation `default` says the datastore is locked for migration
+/// (`datastoreReady: false`); a cluster without one is not locked.
+pub fn is_locked(ds: &dyn Datastore) -> Result<bool> {
+    let key = calico_datastore::Key::global(Kind::ClusterInformation, "default");
+    let info = ds
+        .get(&key)
+        .map_err(|e| IpamError::ds("reading ClusterInformation default", e))?;
+    Ok(info
+        .and_then(|kv| kv.value.pointer("/spec/datastoreReady").cloned())
+        .is_some_and(|ready| ready == serde_json::Value::Bool(false)))
+}
