@@ -81,18 +81,21 @@ fn show(a: &IpamShowArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             .parse()
             .map_err(|_| err(format!("invalid IP address {ip:?}")))?;
         match ipam.get_allocation(addr).map_err(ipam_err)? {
-            None => writeln!(ctx.out, "IP {addr} is not assigned").map_err(io_err)?,
+            // Upstream's wording, then what calico-rs adds (block and handle).
+            None => writeln!(ctx.out, "IP {addr} is not currently assigned").map_err(io_err)?,
             Some((block, attr)) => {
                 writeln!(ctx.out, "IP {addr} is in use").map_err(io_err)?;
-                writeln!(ctx.out, "Block: {block}").map_err(io_err)?;
-                if let Some(h) = &attr.handle_id {
-                    writeln!(ctx.out, "Handle: {h}").map_err(io_err)?;
-                }
-                if !attr.secondary.is_empty() {
+                if attr.secondary.is_empty() {
+                    writeln!(ctx.out, "No attributes defined").map_err(io_err)?;
+                } else {
                     writeln!(ctx.out, "Attributes:").map_err(io_err)?;
                     for (k, v) in &attr.secondary {
                         writeln!(ctx.out, "  {k}: {v}").map_err(io_err)?;
                     }
+                }
+                writeln!(ctx.out, "Block: {block}").map_err(io_err)?;
+                if let Some(h) = &attr.handle_id {
+                    writeln!(ctx.out, "Handle: {h}").map_err(io_err)?;
                 }
             }
         }

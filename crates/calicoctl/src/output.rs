@@ -334,7 +334,7 @@ fn columns(kind: Kind, as_number: &str) -> Columns {
         ),
         Kind::IpPool => (
             &["NAME", "CIDR", "SELECTOR"],
-            &["NAME", "CIDR", "NAT", "IPIPMODE", "VXLANMODE", "DISABLED", "DISABLEBGPEXPORT", "SELECTOR"],
+            &["NAME", "CIDR", "NAT", "IPIPMODE", "VXLANMODE", "DISABLED", "DISABLEBGPEXPORT", "SELECTOR", "ASSIGNMENTMODE"],
             vec![
                 ("CIDR", "{{.Spec.CIDR}}".into()),
                 ("NAT", "{{if .Spec.NATOutgoing}}true{{else}}false{{end}}".into()),
@@ -346,6 +346,10 @@ fn columns(kind: Kind, as_number: &str) -> Columns {
                     "{{if .Spec.DisableBGPExport}}true{{else}}false{{end}}".into(),
                 ),
                 ("SELECTOR", "{{.Spec.NodeSelector}}".into()),
+                (
+                    "ASSIGNMENTMODE",
+                    "{{if .Spec.AssignmentMode}}{{.Spec.AssignmentMode}}{{else}}Automatic{{end}}".into(),
+                ),
             ],
         ),
         Kind::IpReservation => (

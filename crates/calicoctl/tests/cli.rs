@@ -354,8 +354,8 @@ fn output_formats() {
     let wide = c.ctl(&["get", "ippool", "-o", "wide"]).ok().stdout;
     assert_eq!(
         wide,
-        "NAME   CIDR          NAT    IPIPMODE   VXLANMODE   DISABLED   DISABLEBGPEXPORT   SELECTOR\n\
-         net2   10.1.0.0/16   true   Never      Never       false      false              all()\n\n"
+        "NAME   CIDR          NAT    IPIPMODE   VXLANMODE   DISABLED   DISABLEBGPEXPORT   SELECTOR   ASSIGNMENTMODE\n\
+         net2   10.1.0.0/16   true   Never      Never       false      false              all()      Automatic\n\n"
     );
     let custom = c
         .ctl(&["get", "ippool", "-o", "custom-columns=NAME,NAT"])

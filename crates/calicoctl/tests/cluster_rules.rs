@@ -130,6 +130,12 @@ fn pools_may_not_overlap_and_keep_their_cidr_and_block_size() {
         assert!(run.stderr.contains(expect), "{file}: {}", run.stderr);
     }
     assert_eq!(names(&c, "ippools"), ["a"]);
+    let wide = c.ctl(&["get", "ippools", "-o", "wide"]).ok().stdout;
+    assert!(
+        wide.lines().next().unwrap().ends_with("ASSIGNMENTMODE")
+            && wide.lines().nth(1).unwrap().trim_end().ends_with("Automatic"),
+        "{wide}"
+    );
     let run = c
         .ctl(&[
             "patch",
