@@ -375,6 +375,23 @@ pub enum IpamCommand {
     Release(IpamReleaseArgs),
     /// Change the IPAM configuration.
     Configure(IpamConfigureArgs),
+    /// Split an IP pool into a power of two of equal pools (the datastore must be locked).
+    Split(IpamSplitArgs),
+}
+
+/// Arguments of ipam split.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("pool").required(true).args(["cidr", "name"])))]
+pub struct IpamSplitArgs {
+    /// How many pools to make: 2, 4, 8, ...
+    #[arg(value_name = "NUMBER")]
+    pub parts: u32,
+    /// CIDR of the pool to split.
+    #[arg(long = "cidr", value_name = "CIDR")]
+    pub cidr: Option<String>,
+    /// Name of the pool to split.
+    #[arg(long = "name", value_name = "POOL_NAME")]
+    pub name: Option<String>,
 }
 
 /// Arguments of ipam show.

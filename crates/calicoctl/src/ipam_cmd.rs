@@ -8,6 +8,7 @@ use calico_ipam::{Ipam, usage};
 
 use crate::cli::{
     IpamArgs, IpamCheckArgs, IpamCommand, IpamConfigureArgs, IpamReleaseArgs, IpamShowArgs,
+    IpamSplitArgs,
 };
 use crate::commands::{CommandError, Context};
 use calico_datastore::OpenMode;
@@ -33,6 +34,7 @@ pub fn run(args: IpamArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         IpamCommand::Check(a) => check_cmd(&a, ctx),
         IpamCommand::Release(a) => release(&a, ctx),
         IpamCommand::Configure(a) => configure(&a, ctx),
+        IpamCommand::Split(a) => split(&a, ctx),
     }
 }
 
@@ -388,4 +390,28 @@ fn configure(a: &IpamConfigureArgs, ctx: &mut Context<'_>) -> Result<(), Command
         .map_err(io_err)?;
     }
     Ok(())
+}
+
+fn split(a: &IpamSplitArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
+    let which = match (&a.cidr, &a.name) {
+        (Some(c), _) => calico_ipam::pools::PoolRef::Cidr(
+            c.trim()
+                .parse()
+                .map_err(|_| err(format!("--cidr {c:?} is not a CIDR")))?,
+        ),
+        (None, Some(n)) => calico_ipam::pools::PoolRef::Name(n.clone()),
+        (None, None) => return Err(err("give --cidr or --name")),
+    };
+    let ds = (ctx.open)(OpenMode::Existing)?;
+    let made = calico_ipam::pools::split_pool(ds.as_ref(), &which, a.parts).map_err(ipam_err)?;
+    writeln!(
+        ctx.out,
+        "Successfully split the IP pool into {} pools:",
+        made.len()
+    )
+    .map_err(io_err)?;
+    for (name, net) in made {
+        writeln!(ctx.out, "  {name}: {net}").map_err(io_err)?;
+    }
+    writeln!(ctx.out, "You may now unlock the data store.").map_err(io_err)
 }

@@ -133,7 +133,12 @@ fn pools_may_not_overlap_and_keep_their_cidr_and_block_size() {
     let wide = c.ctl(&["get", "ippools", "-o", "wide"]).ok().stdout;
     assert!(
         wide.lines().next().unwrap().ends_with("ASSIGNMENTMODE")
-            && wide.lines().nth(1).unwrap().trim_end().ends_with("Automatic"),
+            && wide
+                .lines()
+                .nth(1)
+                .unwrap()
+                .trim_end()
+                .ends_with("Automatic"),
         "{wide}"
     );
     let run = c

@@ -357,3 +357,44 @@ fn several_reports_release_only_what_all_of_them_list() {
         "only in one report: kept"
     );
 }
+
+#[test]
+fn split_a_pool_keeps_its_addresses_and_settings() {
+    let c = Cluster::new();
+    c.apply(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool1\nspec:\n  cidr: 10.6.0.0/24\n  blockSize: 26\n  natOutgoing: true\n  vxlanMode: Always\n",
+    );
+    c.apply(&node("n1"));
+    let ip = c.alloc("h-1", "n1");
+    c.endpoint("w1", "n1", ip);
+    let run = c.ctl(&["ipam", "split", "2", "--name", "pool1"]).fails();
+    assert!(run.stderr.contains("not locked"), "{}", run.stderr);
+    c.ctl(&["datastore", "migrate", "lock"]).ok();
+    let run = c.ctl(&["ipam", "split", "3", "--name", "pool1"]).fails();
+    assert!(run.stderr.contains("power of two"), "{}", run.stderr);
+    let run = c.ctl(&["ipam", "split", "8", "--cidr", "10.6.0.0/24"]).fails();
+    assert!(run.stderr.contains("smaller than the pool's blocks"), "{}", run.stderr);
+    let out = c
+        .ctl(&["ipam", "split", "4", "--cidr", "10.6.0.0/24"])
+        .ok()
+        .stdout;
+    assert!(out.contains("pool1-split-3: 10.6.0.192/26"), "{out}");
+    c.ctl(&["datastore", "migrate", "unlock"]).ok();
+    let pools: Value = serde_json::from_str(&c.ctl(&["get", "ippools", "-o", "json"]).ok().stdout).unwrap();
+    let items = pools["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    for p in items {
+        assert_eq!(p["spec"]["natOutgoing"], true, "{p}");
+        assert_eq!(p["spec"]["vxlanMode"], "Always", "{p}");
+        assert_eq!(p["spec"]["blockSize"], 26, "{p}");
+    }
+    let ds = c.ds();
+    assert!(Ipam::new(&ds).get_allocation(ip).unwrap().is_some());
+    let out = c.ctl(&["ipam", "check"]).ok().stdout;
+    assert!(out.contains("found 0 problems"), "{out}");
+    // New addresses come from the new pools.
+    let next = c.alloc("h-2", "n1");
+    assert!(next.to_string().starts_with("10.6.0."), "{next}");
+    c.ctl(&["ipam", "split", "2", "--name", "nope"]).fails();
+    c.ctl(&["ipam", "split", "2"]).fails();
+}

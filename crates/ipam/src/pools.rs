@@ -185,3 +185,96 @@ pub fn is_locked(ds: &dyn Datastore) -> Result<bool> {
         .and_then(|kv| kv.value.pointer("/spec/datastoreReady").cloned())
         .is_some_and(|ready| ready == serde_json::Value::Bool(false)))
 }
+
+/// Which pool `split_pool` splits.
+#[derive(Debug, Clone)]
+pub enum PoolRef {
+    /// By name.
+    Name(String),
+    /// By CIDR.
+    Cidr(IpNet),
+}
+
+/// Split a pool into `parts` (a power of two) equal pools `<name>-split-<i>` with the same
+/// settings, in one batch that deletes the original: the addresses and blocks already handed
+/// out stay where they are, each inside one new pool. Needs the datastore locked
+/// (`calicoctl datastore migrate lock`), as upstream, so that nothing allocates meanwhile; a
+/// new pool may not be smaller than a block. Returns the new pools' names and CIDRs.
+pub fn split_pool(ds: &dyn Datastore, which: &PoolRef, parts: u32) -> Result<Vec<(String, IpNet)>> {
+    let bad = |m: String| IpamError::InvalidArgument(m);
+    if !is_locked(ds)? {
+        return Err(bad(
+            "the datastore is not locked: run `calicoctl datastore migrate lock` first, so that \
+             nothing allocates while the pool is split"
+                .into(),
+        ));
+    }
+    if parts < 2 || !parts.is_power_of_two() {
+        return Err(bad(format!(
+            "{parts}: a pool splits into a power of two (2, 4, 8, ...) of pools"
+        )));
+    }
+    let list = crate::list_all(ds, Kind::IpPool, "listing IP pools")?;
+    let found = list.items.iter().find(|kv| match which {
+        PoolRef::Name(n) => &kv.key.name == n,
+        PoolRef::Cidr(c) => kv
+            .value
+            .pointer("/spec/cidr")
+            .and_then(serde_json::Value::as_str)
+            .and_then(cidr::parse_net)
+            .is_some_and(|n| n == *c),
+    });
+    let Some(kv) = found else {
+        return Err(bad(match which {
+            PoolRef::Name(n) => format!("no IP pool named {n:?}"),
+            PoolRef::Cidr(c) => format!("no IP pool with CIDR {c}"),
+        }));
+    };
+    let mut pool: IPPool = decode(kv)?;
+    calico_api::defaults::ippool(&mut pool.spec);
+    let net = cidr::parse_net(&pool.spec.cidr).ok_or_else(|| IpamError::Corrupt {
+        what: kv.key.to_string(),
+        reason: format!("spec.cidr {:?} is not a CIDR", pool.spec.cidr),
+    })?;
+    let extra_bits = u8::try_from(parts.trailing_zeros()).unwrap_or(u8::MAX);
+    let prefix = net.prefix_len().saturating_add(extra_bits);
+    if i64::from(prefix) > pool.spec.block_size || prefix > net.max_prefix_len() {
+        return Err(bad(format!(
+            "{} into {parts} gives /{prefix} pools, smaller than the pool's blocks \
+             (blockSize {}): split into fewer",
+            net, pool.spec.block_size
+        )));
+    }
+    let subnets: Vec<IpNet> = net
+        .subnets(prefix)
+        .map_err(|e| bad(format!("splitting {net}: {e}")))?
+        .collect();
+    let mut ops = vec![calico_datastore::WriteOp::Delete {
+        key: kv.key.clone(),
+        expected_revision: Some(kv.mod_revision),
+    }];
+    let mut made = Vec::with_capacity(subnets.len());
+    for (i, subnet) in subnets.into_iter().enumerate() {
+        let name = format!("{}-split-{i}", kv.key.name);
+        let mut child = pool.clone();
+        child.metadata = calico_api::v3::ObjectMeta {
+            name: name.clone(),
+            labels: pool.metadata.labels.clone(),
+            annotations: pool.metadata.annotations.clone(),
+            ..Default::default()
+        };
+        child.spec.cidr = subnet.to_string();
+        let value = serde_json::to_value(&child).map_err(|e| bad(e.to_string()))?;
+        let checked =
+            calico_api::parse_resource(value).map_err(|e| bad(format!("IP pool {name}: {e}")))?;
+        ops.push(calico_datastore::WriteOp::Create {
+            key: Key::global(Kind::IpPool, name.clone()),
+            value: checked.value,
+        });
+        made.push((name, subnet));
+    }
+    let doing = || format!("splitting IP pool {}", kv.key.name);
+    calico_datastore::cluster::check_batch(ds, &ops).map_err(|e| IpamError::ds(doing(), e))?;
+    ds.write_batch(ops).map_err(|e| IpamError::ds(doing(), e))?;
+    Ok(made)
+}
