@@ -153,6 +153,9 @@ pub struct NodeArgs {
 pub enum NodeCommand {
     /// Whether calico-node runs here, and BIRD's BGP peers (from its control sockets).
     Status(NodeStatusArgs),
+    /// Whether this host has the kernel features and tools calico-node needs.
+    #[command(name = "checksystem")]
+    Checksystem,
 }
 
 /// Arguments of node status.

@@ -1,6 +1,7 @@
 //! calicoctl: the command-line client for projectcalico.org/v3 resources. The binaries
 //! `calicoctl` and `dcos-calico` (the DC/OS CLI plugin) are thin wrappers around [`run`].
 
+pub mod checksystem;
 pub mod cli;
 pub mod commands;
 pub mod datastore_cmd;

@@ -19,6 +19,18 @@ pub fn run(args: NodeArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             let procs = processes();
             status(&procs, a.bird_dir.as_deref(), ctx.out)
         }
+        NodeCommand::Checksystem => {
+            let items = crate::checksystem::check(&crate::checksystem::HostProbe);
+            let ok = crate::checksystem::print(&items, ctx.out)
+                .map_err(|e| CommandError::new(format!("writing output: {e}")))?;
+            if ok {
+                Ok(())
+            } else {
+                Err(CommandError::new(
+                    "this host lacks what calico-node needs: see the FAIL lines above",
+                ))
+            }
+        }
     }
 }
 

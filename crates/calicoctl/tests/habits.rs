@@ -253,3 +253,45 @@ fn migrate_between_embedded_stores_round_trips() {
                 .contains("[]")
     );
 }
+
+#[test]
+fn node_checksystem_on_this_host() {
+    let c = Cluster::new();
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let run = c.ctl(&["node", "checksystem"]);
+    if !root {
+        assert_ne!(run.code, 0);
+        assert!(run.stdout.contains("running as root"), "{}", run.stdout);
+        println!("SKIP node_checksystem_on_this_host: not root, the kernel checks cannot run");
+        return;
+    }
+    // The lab's own tests need veth, vxlan and nftables here: checksystem must agree.
+    for item in [
+        "veth",
+        "vxlan",
+        "nftables (policy)",
+        "network namespaces",
+        "conntrack tool",
+    ] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(item))
+            .unwrap_or_else(|| panic!("no {item} line: {}", run.stdout));
+        assert!(line.ends_with("PASS"), "{line}");
+    }
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("System meets minimum system requirements")
+    );
+    // Nothing was left behind on the host.
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("cc0@"));
+}

@@ -372,15 +372,22 @@ fn split_a_pool_keeps_its_addresses_and_settings() {
     c.ctl(&["datastore", "migrate", "lock"]).ok();
     let run = c.ctl(&["ipam", "split", "3", "--name", "pool1"]).fails();
     assert!(run.stderr.contains("power of two"), "{}", run.stderr);
-    let run = c.ctl(&["ipam", "split", "8", "--cidr", "10.6.0.0/24"]).fails();
-    assert!(run.stderr.contains("smaller than the pool's blocks"), "{}", run.stderr);
+    let run = c
+        .ctl(&["ipam", "split", "8", "--cidr", "10.6.0.0/24"])
+        .fails();
+    assert!(
+        run.stderr.contains("smaller than the pool's blocks"),
+        "{}",
+        run.stderr
+    );
     let out = c
         .ctl(&["ipam", "split", "4", "--cidr", "10.6.0.0/24"])
         .ok()
         .stdout;
     assert!(out.contains("pool1-split-3: 10.6.0.192/26"), "{out}");
     c.ctl(&["datastore", "migrate", "unlock"]).ok();
-    let pools: Value = serde_json::from_str(&c.ctl(&["get", "ippools", "-o", "json"]).ok().stdout).unwrap();
+    let pools: Value =
+        serde_json::from_str(&c.ctl(&["get", "ippools", "-o", "json"]).ok().stdout).unwrap();
     let items = pools["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
     for p in items {
