@@ -306,12 +306,25 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             describe_delete_error(&e)
         ))
     })?;
+    // Everything named must exist before anything goes (a Node's removal below is not
+    // part of the batch).
+    for op in &ops {
+        if let WriteOp::Delete { key, .. } = op
+            && !exists(ds.as_ref(), key)?
+        {
+            return Err(CommandError::new(format!(
+                "Failed to delete any {phrase}resources: resource does not exist: {key}; \
+                 nothing was deleted"
+            )));
+        }
+    }
     // A Node takes its endpoints, addresses, block affinities and per-node configuration
     // with it; the Node goes only once all of that is gone, so a failure can be retried.
+    let total = ops.len();
+    let mut removed: Vec<Key> = Vec::new();
     for op in &ops {
         if let WriteOp::Delete { key, .. } = op
             && key.kind == Kind::Node
-            && exists(ds.as_ref(), key)?
         {
             let removal = calico_ipam::node_removal::remove_node(ds.as_ref(), &key.name);
             if !removal.errors.is_empty() {
@@ -321,9 +334,11 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
                     removal.errors.join("; ")
                 )));
             }
+            removed.extend(removal.deleted);
         }
     }
-    let total = ops.len();
+    // What a Node took with it is deleted already.
+    ops.retain(|op| !matches!(op, WriteOp::Delete { key, .. } if removed.contains(key)));
     if !ops.is_empty() {
         ds.write_batch(ops).map_err(|e| {
             CommandError::new(format!(
@@ -352,11 +367,13 @@ fn get(args: GetArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         named = resources.iter().map(|(_, r)| key_of(r)).collect();
     } else {
         let kind = resolve_kind(args.kind.as_deref().unwrap_or_default())?;
-        if !kind.is_namespaced() && (args.all_namespaces || args.namespace.namespace.is_some()) {
+        if !kind.is_namespaced() && args.namespace.namespace.is_some() {
             return Err(CommandError::new(format!("{kind} is not namespaced")));
         }
+        // `-A` on a cluster-scoped kind lists it all, as a habit from namespaced kinds.
+        let all_namespaces = args.all_namespaces && kind.is_namespaced();
         if args.names.is_empty() {
-            let namespace = if args.all_namespaces {
+            let namespace = if all_namespaces {
                 None
             } else {
                 cli_namespace(kind, &args.namespace)?

@@ -9,7 +9,7 @@ const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/seed");
 
 mod common;
 
-use common::Cluster;
+use common::{Cluster, assert_contains};
 
 impl Cluster {
     fn get_json(&self, args: &[&str]) -> Value {
@@ -38,39 +38,6 @@ fn policy(name: &str, extra_meta: &str) -> String {
     format!(
         "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n{extra_meta}spec:\n  selector: role == 'db'\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [5432]\n"
     )
-}
-
-/// Every field the user wrote is in what the datastore returns (the store adds metadata and
-/// defaults, and may replace server-owned metadata). As in upstream's Go types, a field set to
-/// its zero value (`disabled: false`) reads back as absent.
-fn assert_contains(written: &Value, read: &Value, path: &str) {
-    match written {
-        Value::Object(m) => {
-            for (k, v) in m {
-                if path == ".metadata"
-                    && ["uid", "resourceVersion", "creationTimestamp"].contains(&k.as_str())
-                {
-                    continue;
-                }
-                let sub = format!("{path}.{k}");
-                if read.get(k).is_none() && matches!(v, Value::Bool(false)) {
-                    continue;
-                }
-                assert!(read.get(k).is_some(), "{sub} missing from {read}");
-                assert_contains(v, &read[k], &sub);
-            }
-        }
-        Value::Array(a) => {
-            let r = read
-                .as_array()
-                .unwrap_or_else(|| panic!("{path} is not a list in {read}"));
-            assert_eq!(a.len(), r.len(), "{path} length");
-            for (i, (w, r)) in a.iter().zip(r).enumerate() {
-                assert_contains(w, r, &format!("{path}[{i}]"));
-            }
-        }
-        other => assert_eq!(other, read, "{path}"),
-    }
 }
 
 #[test]

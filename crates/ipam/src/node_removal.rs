@@ -22,6 +22,8 @@ pub struct NodeRemoval {
     pub affinities: usize,
     /// Other resources deleted (`Kind name`).
     pub resources: Vec<String>,
+    /// Every resource key deleted (endpoints and the others).
+    pub deleted: Vec<Key>,
     /// Every step that failed, as "doing X: cause".
     pub errors: Vec<String>,
 }
@@ -60,7 +62,10 @@ pub fn remove_node(ds: &dyn Datastore, node: &str) -> NodeRemoval {
                     );
                 }
                 match ds.delete(&kv.key, Some(kv.mod_revision)) {
-                    Ok(_) => done.endpoints += 1,
+                    Ok(_) => {
+                        done.endpoints += 1;
+                        done.deleted.push(kv.key.clone());
+                    }
                     Err(DatastoreError::NotFound { .. }) => {}
                     Err(e) => done.errors.push(format!("deleting {}: {e}", kv.key)),
                 }
@@ -173,7 +178,10 @@ pub fn remove_node(ds: &dyn Datastore, node: &str) -> NodeRemoval {
     }
     for key in owned {
         match ds.delete(&key, None) {
-            Ok(_) => done.resources.push(format!("{} {}", key.kind, key.name)),
+            Ok(_) => {
+                done.resources.push(format!("{} {}", key.kind, key.name));
+                done.deleted.push(key);
+            }
             Err(DatastoreError::NotFound { .. }) => {}
             Err(e) => done.errors.push(format!("deleting {key}: {e}")),
         }

@@ -10,6 +10,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use serde_json::Value;
+
 /// One scratch cluster: a datastore file in a temporary directory. Test
 /// files add their own helpers in `impl Cluster` blocks.
 pub struct Cluster {
@@ -118,5 +120,38 @@ impl Cluster {
             .write_all(input.as_bytes())
             .unwrap();
         Self::finish(child.wait_with_output().unwrap())
+    }
+}
+
+/// Every field the user wrote is in what the datastore returns (the store adds metadata and
+/// defaults, and may replace server-owned metadata). As in upstream's Go types, a field set to
+/// its zero value (`disabled: false`) reads back as absent.
+pub fn assert_contains(written: &Value, read: &Value, path: &str) {
+    match written {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if path == ".metadata"
+                    && ["uid", "resourceVersion", "creationTimestamp"].contains(&k.as_str())
+                {
+                    continue;
+                }
+                let sub = format!("{path}.{k}");
+                if read.get(k).is_none() && matches!(v, Value::Bool(false)) {
+                    continue;
+                }
+                assert!(read.get(k).is_some(), "{sub} missing from {read}");
+                assert_contains(v, &read[k], &sub);
+            }
+        }
+        Value::Array(a) => {
+            let r = read
+                .as_array()
+                .unwrap_or_else(|| panic!("{path} is not a list in {read}"));
+            assert_eq!(a.len(), r.len(), "{path} length");
+            for (i, (w, r)) in a.iter().zip(r).enumerate() {
+                assert_contains(w, r, &format!("{path}[{i}]"));
+            }
+        }
+        other => assert_eq!(other, read, "{path}"),
     }
 }
