@@ -450,6 +450,89 @@ pub fn parse_resource(mut doc: Value) -> Result<Resource, ValidationError> {
     Ok(Resource { kind, value })
 }
 
+/// Whether the typed form of resource `doc` has, in the object at the JSON `path` inside it,
+/// a field named `field` in any case (as Go templates name fields: `.Spec.NATOutgoing`).
+/// Some(false) when the type has no such field; None when it cannot tell (not a known kind,
+/// or the path does not lead to an object). A map (labels) has every key.
+pub fn has_field(doc: &Value, path: &[String], field: &str) -> Option<bool> {
+    const PROBE: &str = "__calico_rs_field_probe__";
+    let mut kind = Kind::from_document_kind(doc.get("kind")?.as_str()?)?;
+    let mut probe = doc.clone();
+    // A staged policy is its policy plus `stagedAction`.
+    if let Some((enforced, policy)) = staged_policy(kind, doc) {
+        if path.len() == 1 && path[0] == "spec" && field.eq_ignore_ascii_case("stagedAction") {
+            return Some(true);
+        }
+        kind = enforced;
+        probe = policy;
+    } else if matches!(
+        kind,
+        Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy
+    ) {
+        return None;
+    }
+    let mut at = &mut probe;
+    for key in path {
+        let map = at.as_object_mut()?;
+        at = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if at.is_null() {
+            *at = Value::Object(serde_json::Map::new());
+        }
+    }
+    at.as_object_mut()?.insert(PROBE.to_owned(), Value::Null);
+    let msg = match deserialize_as(kind, probe) {
+        Ok(()) => return Some(true),
+        Err(msg) => msg,
+    };
+    let expected = msg.strip_prefix(&format!("unknown field `{PROBE}`, "))?;
+    if expected == "there are no fields" {
+        return Some(false);
+    }
+    Some(
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .any(|f| f.eq_ignore_ascii_case(field)),
+    )
+}
+
+/// Strict deserialization of `doc` as `kind`'s type; serde's message on failure.
+fn deserialize_as(kind: Kind, doc: Value) -> Result<(), String> {
+    fn de<T: DeserializeOwned>(doc: Value) -> Result<(), String> {
+        serde_path_to_error::deserialize::<_, T>(doc)
+            .map(drop)
+            .map_err(|e| e.into_inner().to_string())
+    }
+    match kind {
+        Kind::BgpConfiguration => de::<v3::BGPConfiguration>(doc),
+        Kind::BgpPeer => de::<v3::BGPPeer>(doc),
+        Kind::BgpFilter => de::<v3::BGPFilter>(doc),
+        Kind::ClusterInformation => de::<v3::ClusterInformation>(doc),
+        Kind::FelixConfiguration => de::<v3::FelixConfiguration>(doc),
+        Kind::GlobalNetworkPolicy => de::<v3::GlobalNetworkPolicy>(doc),
+        Kind::GlobalNetworkSet => de::<v3::GlobalNetworkSet>(doc),
+        Kind::HostEndpoint => de::<v3::HostEndpoint>(doc),
+        Kind::IpPool => de::<v3::IPPool>(doc),
+        Kind::IpReservation => de::<v3::IPReservation>(doc),
+        Kind::NetworkPolicy => de::<v3::NetworkPolicy>(doc),
+        Kind::NetworkSet => de::<v3::NetworkSet>(doc),
+        Kind::Node => de::<v3::Node>(doc),
+        Kind::Profile => de::<v3::Profile>(doc),
+        Kind::Tier => de::<v3::Tier>(doc),
+        Kind::WorkloadEndpoint => de::<v3::WorkloadEndpoint>(doc),
+        Kind::CalicoNodeStatus => de::<v3::CalicoNodeStatus>(doc),
+        Kind::IpamConfiguration => de::<v3::IPAMConfiguration>(doc),
+        Kind::StagedNetworkPolicy
+        | Kind::StagedGlobalNetworkPolicy
+        | Kind::IpamBlock
+        | Kind::BlockAffinity
+        | Kind::IpamHandle => Err(format!("{kind} has no single type")),
+    }
+}
+
 /// The name prefix of a staged Kubernetes network policy.
 const STAGED_K8S_PREFIX: &str = "knp.default.";
 

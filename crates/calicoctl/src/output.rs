@@ -153,7 +153,12 @@ pub fn print(
         }
         OutputFormat::GoTemplate(t) => {
             let data = Value::Array(results.iter().map(Printable::to_value).collect());
-            out.write_all(Template::parse(t)?.execute(&data)?.as_bytes())?;
+            // A field the resource's type does not have is an error, as upstream's Go
+            // templates fail on a struct; an omitted zero-valued field prints as nothing.
+            let text = Template::parse(t)?.execute_checked(&data, &|resource, path, field| {
+                calico_api::has_field(resource, path, field)
+            })?;
+            out.write_all(text.as_bytes())?;
         }
         OutputFormat::Ps | OutputFormat::Wide | OutputFormat::CustomColumns(_) => {
             print_tables(out, format, results, print_namespace, as_number)?;

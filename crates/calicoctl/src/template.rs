@@ -80,12 +80,40 @@ impl Template {
         Ok(Self { nodes })
     }
 
-    /// Execute over `data`.
+    /// Execute over `data`; a field missing from the data prints as nothing.
     pub fn execute(&self, data: &Value) -> Result<String, TemplateError> {
+        self.run(data, None)
+    }
+
+    /// Execute over `data`, where a field missing from a resource is an error if `check` says
+    /// the resource's type has no such field (as Go's templates fail on a struct), and prints
+    /// as nothing if the field only has its zero value.
+    pub fn execute_checked(
+        &self,
+        data: &Value,
+        check: &FieldCheck,
+    ) -> Result<String, TemplateError> {
+        self.run(data, Some(check))
+    }
+
+    fn run(&self, data: &Value, check: Option<&FieldCheck>) -> Result<String, TemplateError> {
         let mut out = String::new();
-        exec_nodes(&self.nodes, data, data, &mut out)?;
+        let cx = Cx { root: data, check };
+        exec_nodes(&self.nodes, data, &cx, &mut out)?;
         Ok(out)
     }
+}
+
+/// Whether the type of the resource `resource`, at the JSON `path` inside it, has a field
+/// named `field` (any case); None when it cannot tell.
+pub type FieldCheck = dyn Fn(&Value, &[String], &str) -> Option<bool>;
+
+/// What every node of one execution shares.
+struct Cx<'a> {
+    /// `$`.
+    root: &'a Value,
+    /// The type check for missing fields, if any.
+    check: Option<&'a FieldCheck>,
 }
 
 enum Token {
@@ -394,35 +422,35 @@ fn unquote(word: &str) -> Result<String, TemplateError> {
 fn exec_nodes(
     nodes: &[Node],
     dot: &Value,
-    root: &Value,
+    cx: &Cx<'_>,
     out: &mut String,
 ) -> Result<(), TemplateError> {
     for node in nodes {
         match node {
             Node::Text(t) => out.push_str(t),
-            Node::Output(p) => out.push_str(&to_text(&eval_pipeline(p, dot, root)?)),
+            Node::Output(p) => out.push_str(&to_text(&eval_pipeline(p, dot, cx)?)),
             Node::If {
                 cond,
                 then,
                 otherwise,
             } => {
-                let branch = if truthy(&eval_pipeline(cond, dot, root)?) {
+                let branch = if truthy(&eval_pipeline(cond, dot, cx)?) {
                     then
                 } else {
                     otherwise
                 };
-                exec_nodes(branch, dot, root, out)?;
+                exec_nodes(branch, dot, cx, out)?;
             }
             Node::With {
                 value,
                 body,
                 otherwise,
             } => {
-                let v = eval_pipeline(value, dot, root)?;
+                let v = eval_pipeline(value, dot, cx)?;
                 if truthy(&v) {
-                    exec_nodes(body, &v, root, out)?;
+                    exec_nodes(body, &v, cx, out)?;
                 } else {
-                    exec_nodes(otherwise, dot, root, out)?;
+                    exec_nodes(otherwise, dot, cx, out)?;
                 }
             }
             Node::Range {
@@ -430,7 +458,7 @@ fn exec_nodes(
                 body,
                 otherwise,
             } => {
-                let v = eval_pipeline(over, dot, root)?;
+                let v = eval_pipeline(over, dot, cx)?;
                 let items: Vec<Value> = match v {
                     Value::Array(items) => items,
                     Value::Object(map) => {
@@ -442,10 +470,10 @@ fn exec_nodes(
                     other => return err(format!("range can't iterate over {}", to_text(&other))),
                 };
                 if items.is_empty() {
-                    exec_nodes(otherwise, dot, root, out)?;
+                    exec_nodes(otherwise, dot, cx, out)?;
                 }
                 for item in &items {
-                    exec_nodes(body, item, root, out)?;
+                    exec_nodes(body, item, cx, out)?;
                 }
             }
         }
@@ -453,10 +481,10 @@ fn exec_nodes(
     Ok(())
 }
 
-fn eval_pipeline(pipeline: &Pipeline, dot: &Value, root: &Value) -> Result<Value, TemplateError> {
+fn eval_pipeline(pipeline: &Pipeline, dot: &Value, cx: &Cx<'_>) -> Result<Value, TemplateError> {
     let mut previous: Option<Value> = None;
     for command in pipeline {
-        previous = Some(eval_command(command, previous.take(), dot, root)?);
+        previous = Some(eval_command(command, previous.take(), dot, cx)?);
     }
     Ok(previous.unwrap_or(Value::Null))
 }
@@ -465,7 +493,7 @@ fn eval_command(
     command: &Command,
     piped: Option<Value>,
     dot: &Value,
-    root: &Value,
+    cx: &Cx<'_>,
 ) -> Result<Value, TemplateError> {
     let (first, rest) = command
         .words
@@ -474,7 +502,7 @@ fn eval_command(
     if let Operand::Function(name) = first {
         let mut args = rest
             .iter()
-            .map(|o| eval_operand(o, dot, root))
+            .map(|o| eval_operand(o, dot, cx))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(p) = piped {
             args.push(p);
@@ -484,20 +512,40 @@ fn eval_command(
     if !rest.is_empty() || piped.is_some() {
         return err("can't give arguments to a non-function");
     }
-    eval_operand(first, dot, root)
+    eval_operand(first, dot, cx)
 }
 
-fn eval_operand(operand: &Operand, dot: &Value, root: &Value) -> Result<Value, TemplateError> {
+fn eval_operand(operand: &Operand, dot: &Value, cx: &Cx<'_>) -> Result<Value, TemplateError> {
     Ok(match operand {
         Operand::Literal(v) => v.clone(),
-        Operand::Sub(p) => eval_pipeline(p, dot, root)?,
+        Operand::Sub(p) => eval_pipeline(p, dot, cx)?,
         Operand::Function(name) => call(name, &[])?,
         Operand::Field { path, from_root } => {
-            let mut current = if *from_root { root } else { dot };
+            let mut current = if *from_root { cx.root } else { dot };
+            // A field chain that starts at a resource can be checked against its type.
+            let resource = is_resource(current).then_some(current);
+            let mut keys: Vec<String> = Vec::new();
             for segment in path {
-                match lookup(current, segment) {
-                    Some(v) => current = v,
-                    None => return Ok(Value::Null),
+                match lookup_key(current, segment) {
+                    Some((key, v)) => {
+                        if let Some(key) = key {
+                            keys.push(key);
+                        }
+                        current = v;
+                    }
+                    None => {
+                        if let (Some(check), Some(resource)) = (cx.check, resource)
+                            && check(resource, &keys, segment) == Some(false)
+                        {
+                            let kind = resource["kind"].as_str().unwrap_or("resource");
+                            return err(format!(
+                                "can't evaluate field {segment} in type {kind}{}",
+                                keys.iter().map(|k| format!(".{k}")).collect::<String>()
+                            ));
+                        }
+                        // Go prints an omitted (zero-valued) field as nothing here.
+                        return Ok(Value::Null);
+                    }
                 }
             }
             current.clone()
@@ -505,20 +553,26 @@ fn eval_operand(operand: &Operand, dot: &Value, root: &Value) -> Result<Value, T
     })
 }
 
-/// A Go struct field name resolved against JSON keys.
-fn lookup<'a>(value: &'a Value, field: &str) -> Option<&'a Value> {
+/// A Go struct field name resolved against JSON keys: the key it names (None for the
+/// embedded `TypeMeta`, which is the object itself) and the value there.
+fn lookup_key<'a>(value: &'a Value, field: &str) -> Option<(Option<String>, &'a Value)> {
     let map = value.as_object()?;
     if let Some(v) = map.get(field) {
-        return Some(v);
+        return Some((Some(field.to_owned()), v));
     }
     let wanted = match field {
         "ObjectMeta" => "metadata",
-        "TypeMeta" => return Some(value),
+        "TypeMeta" => return Some((None, value)),
         other => other,
     };
     map.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(wanted))
-        .map(|(_, v)| v)
+        .map(|(k, v)| (Some(k.clone()), v))
+}
+
+/// Whether `value` is a whole resource (the start of a typed field chain).
+fn is_resource(value: &Value) -> bool {
+    value.get("apiVersion").is_some() && value.get("kind").is_some()
 }
 
 fn call(name: &str, args: &[Value]) -> Result<Value, TemplateError> {

@@ -295,3 +295,34 @@ fn node_checksystem_on_this_host() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains("cc0@"));
 }
+
+#[test]
+fn go_template_fields_are_checked_against_the_type() {
+    let c = Cluster::new();
+    c.ctl(&["apply", "-f", &c.file("pool.yaml", POOL)]).ok();
+    // calicoctl hands templates a list of lists, as upstream does.
+    let template = |t: &str| {
+        c.ctl(&[
+            "get",
+            "ippools",
+            "-o",
+            &format!("go-template={{{{range .}}}}{{{{range .Items}}}}{t}{{{{end}}}}{{{{end}}}}"),
+        ])
+    };
+    let run = template("{{.ObjectMeta.Name}} {{.Spec.CIDR}}").ok();
+    assert_eq!(run.stdout, "p1 10.9.0.0/16");
+    // A field the type has, omitted because it holds its zero value: no error.
+    template("{{.Spec.Disabled}}").ok();
+    // A map has every key.
+    template("{{.ObjectMeta.Labels.anything}}").ok();
+    // A field the type does not have is an error, as upstream's templates fail on a struct.
+    let run = template("{{.Spec.Nope}}").fails();
+    assert!(
+        run.stderr
+            .contains("can't evaluate field Nope in type IPPool.spec"),
+        "{}",
+        run.stderr
+    );
+    let run = template("{{.Spce.CIDR}}").fails();
+    assert!(run.stderr.contains("field Spce"), "{}", run.stderr);
+}
