@@ -13,3 +13,6 @@ cargo nextest run --workspace --locked --no-fail-fast
 echo "== conformance (vendored corpus, or \$CALICO_CONFORMANCE_DIR) =="
 cargo test --locked -q -p calico-selector -p calico-api -p calico-confd --test conformance -- --nocapture 2>&1 \
   | grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' || { echo "conformance summaries missing" >&2; exit 1; }
+echo "== upstream validation rules beyond the vendored vectors =="
+cargo test --locked -q -p calico-api --test upstream_rules -- --nocapture 2>&1 \
+  | grep -E '^upstream rules: [0-9]+ passed' || { echo "upstream rules summary missing" >&2; exit 1; }

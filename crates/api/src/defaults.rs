@@ -33,7 +33,9 @@ pub fn policy(tier: &mut String, types: &mut Vec<String>, has_ingress: bool, has
 /// validator to report.
 pub fn ippool(spec: &mut IPPoolSpec) {
     if let Ok(net) = spec.cidr.parse::<IpNet>() {
-        spec.cidr = net.trunc().to_string();
+        // Printed canonically (`fd00::0/64` is `fd00::/64`); host bits stay, for the
+        // validator to refuse as upstream does.
+        spec.cidr = net.to_string();
         if spec.block_size == 0 {
             spec.block_size = match net {
                 IpNet::V4(_) => DEFAULT_BLOCK_SIZE_V4,
@@ -71,7 +73,9 @@ pub fn tier(name: &str, spec: &mut TierSpec) {
         DEFAULT_TIER_NAME => (Some(DEFAULT_TIER_ORDER), "Deny"),
         KUBE_ADMIN_TIER_NAME => (Some(KUBE_ADMIN_TIER_ORDER), "Pass"),
         KUBE_BASELINE_TIER_NAME => (Some(KUBE_BASELINE_TIER_ORDER), "Pass"),
-        _ => (None, "Deny"),
+        // As upstream's DefaultTierFields: a tier without an order sits with the default
+        // tier, then by name.
+        _ => (Some(DEFAULT_TIER_ORDER), "Deny"),
     };
     if spec.order.is_none() {
         spec.order = order;
@@ -103,7 +107,7 @@ mod tests {
     #[test]
     fn ippool_defaults_by_family() {
         let mut v4 = IPPoolSpec {
-            cidr: "10.1.2.3/16".into(),
+            cidr: "10.1.0.0/16".into(),
             ..Default::default()
         };
         ippool(&mut v4);
@@ -127,7 +131,11 @@ mod tests {
         assert_eq!(spec.default_action.as_deref(), Some("Pass"));
         let mut spec = TierSpec::default();
         tier("mine", &mut spec);
-        assert_eq!(spec.order, None);
+        assert_eq!(
+            spec.order,
+            Some(1_000_000.0),
+            "with the default tier, as upstream"
+        );
         assert_eq!(spec.default_action.as_deref(), Some("Deny"));
     }
 }

@@ -240,7 +240,12 @@ fn check_metadata(kind: Kind, meta: &v3::ObjectMeta) -> Result<(), ValidationErr
     validate::annotations("metadata.annotations", &meta.annotations)?;
     if matches!(kind, Kind::NetworkSet | Kind::GlobalNetworkSet) {
         for key in meta.labels.keys() {
-            if RESERVED_NETWORK_SET_LABELS.contains(&key.as_str()) {
+            // A GlobalNetworkSet has no namespace: only that label is Calico's there.
+            let reserved = match kind {
+                Kind::GlobalNetworkSet => key == "projectcalico.org/namespace",
+                _ => RESERVED_NETWORK_SET_LABELS.contains(&key.as_str()),
+            };
+            if reserved {
                 return Err(ValidationError::new(
                     format!("metadata.labels[{key}]"),
                     serde_json::to_string(key).ok(),

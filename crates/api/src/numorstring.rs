@@ -202,7 +202,9 @@ impl Protocol {
 
     /// Whether the protocol carries port numbers (TCP, UDP, UDPLite, SCTP).
     pub fn supports_ports(&self) -> bool {
-        matches!(self.number(), Some(6 | 17 | 132 | 136))
+        // Upstream's SupportsPorts: UDPLite carries ports on the wire, but Calico's rules
+        // cannot match them.
+        matches!(self.number(), Some(6 | 17 | 132))
     }
 
     /// Whether named ports can be resolved for this protocol (TCP, UDP, SCTP).

@@ -218,7 +218,7 @@ fn staged_policies_node_status_and_ipam_configuration_are_resources() {
             "spec.selector",
         ),
         (
-            "apiVersion: projectcalico.org/v3\nkind: CalicoNodeStatus\nmetadata: {name: x}\nspec: {classes: [Everything]}\n",
+            "apiVersion: projectcalico.org/v3\nkind: CalicoNodeStatus\nmetadata: {name: x}\nspec: {node: h1, updatePeriodSeconds: 5, classes: [Everything]}\n",
             "spec.classes[0]",
         ),
         (

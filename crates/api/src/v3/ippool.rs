@@ -15,7 +15,7 @@ pub const IPPOOL_ASSIGNMENT_MODES: [&str; 2] = ["Automatic", "Manual"];
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IPPoolSpec {
-    /// The pool's CIDR (normalised: host bits cleared).
+    /// The pool's CIDR, strictly masked (no host bits).
     #[serde(rename = "cidr", default)]
     pub cidr: String,
     /// VXLAN encapsulation: `Never`, `Always` or `CrossSubnet`.

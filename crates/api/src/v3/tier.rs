@@ -23,7 +23,7 @@ pub const TIER_DEFAULT_ACTIONS: [&str; 2] = ["Deny", "Pass"];
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierSpec {
-    /// Order among tiers (lower first); unset orders last.
+    /// Order among tiers (lower first); defaults to 1000000, the default tier's, then by name.
     #[serde(
         rename = "order",
         default,

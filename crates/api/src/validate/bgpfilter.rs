@@ -91,6 +91,7 @@ pub(crate) fn bgp_filter_rule(field: &str, rule: &BGPFilterRule, v6: bool) -> Ch
                 },
             ));
         }
+        super::strict_cidr(&f, &rule.cidr)?;
     }
     if let Some(pl) = &rule.prefix_length {
         let top = if v6 { 128 } else { 32 };

@@ -70,7 +70,8 @@ pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
             "iptablesBackend",
             &s.iptables_backend,
             &["Legacy", "NFT", "Auto"],
-            true,
+            // The CRD's enum is case-sensitive.
+            false,
         ),
         (
             "chainInsertMode",
@@ -213,7 +214,51 @@ pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
             false,
         ),
     ];
-    for (name, value, allowed, case_insensitive) in enums {
+    // CRD enums (case-sensitive) the struct tags do not carry.
+    let crd_enums: [(&str, &Option<String>, &[&str], bool); 6] = [
+        (
+            "bpfAttachType",
+            &s.bpf_attach_type,
+            &["TC", "TCX", "Netkit"],
+            false,
+        ),
+        (
+            "bpfConntrackLogLevel",
+            &s.bpf_conntrack_log_level,
+            &["Off", "Debug"],
+            false,
+        ),
+        (
+            "bpfRedirectToPeer",
+            &s.bpf_redirect_to_peer,
+            &["Enabled", "Disabled"],
+            false,
+        ),
+        (
+            "bpfProfiling",
+            &s.bpf_profiling,
+            &["Enabled", "Disabled"],
+            false,
+        ),
+        (
+            "flowLogsPolicyEvaluationMode",
+            &s.flow_logs_policy_evaluation_mode,
+            &["None", "Continuous"],
+            false,
+        ),
+        (
+            "programClusterRoutes",
+            &s.program_cluster_routes,
+            &[
+                "Enabled",
+                "Disabled",
+                "EnabledIPIPOnly",
+                "EnabledNoEncapOnly",
+            ],
+            false,
+        ),
+    ];
+    for (name, value, allowed, case_insensitive) in enums.into_iter().chain(crd_enums) {
         if let Some(v) = value {
             if case_insensitive {
                 one_of_ci(&f(name), v, allowed)?;
@@ -304,6 +349,15 @@ pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
         }
     }
     if let Some(ranges) = &s.route_table_ranges {
+        // Felix designates at most 65535 tables over all the ranges.
+        let total: i64 = ranges.iter().map(|r| (r.max - r.min + 1).max(0)).sum();
+        if total > 65535 {
+            return Err(fail(
+                &f("routeTableRanges"),
+                &total,
+                "the ranges designate more than 65535 route tables in all",
+            ));
+        }
         for (i, r) in ranges.iter().enumerate() {
             let rf = index(&f("routeTableRanges"), i);
             if r.min < 1 {
@@ -379,12 +433,72 @@ pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
             hostname_or_ip(&f(name), h)?;
         }
     }
+    if let Some(h) = &s.prometheus_metrics_host
+        && h.len() > 64
+    {
+        return Err(fail(
+            &f("prometheusMetricsHost"),
+            h,
+            "must be at most 64 characters",
+        ));
+    }
+    for (name, v, lo, hi) in [
+        ("goGCThreshold", s.go_gc_threshold, -1, i64::MAX),
+        ("goMemoryLimitMB", s.go_memory_limit_mb, -1, i64::MAX),
+        ("goMaxProcs", s.go_max_procs, -1, i64::MAX),
+        ("bpfMaglevMaxServices", s.bpf_maglev_max_services, 1, 3000),
+        (
+            "bpfMaglevMaxEndpointsPerService",
+            s.bpf_maglev_max_endpoints_per_service,
+            1,
+            3000,
+        ),
+        (
+            "logActionRateLimitBurst",
+            s.log_action_rate_limit_burst,
+            0,
+            9999,
+        ),
+    ] {
+        if let Some(v) = v {
+            range(&f(name), v, lo, hi)?;
+        }
+    }
+    for (name, value, pattern, what) in [
+        (
+            "logActionRateLimit",
+            &s.log_action_rate_limit,
+            r"^[1-9]\d{0,3}/(?:second|minute|hour|day)$",
+            "a rate such as 10/second (1-9999 per second, minute, hour or day)",
+        ),
+        (
+            "iptablesNATOutgoingInterfaceFilter",
+            &s.iptables_nat_outgoing_interface_filter,
+            r"^[a-zA-Z0-9:._+-]{1,15}$",
+            "an interface name or pattern of at most 15 characters",
+        ),
+        (
+            "logPrefix",
+            &s.log_prefix,
+            r"^([a-zA-Z0-9%: /_-])*$",
+            "letters, digits, '%', ':', ' ', '/', '_' and '-' only",
+        ),
+    ] {
+        if let Some(v) = value
+            && !regex::Regex::new(pattern).is_ok_and(|re| re.is_match(v))
+        {
+            return Err(fail(&f(name), v, format!("must be {what}")));
+        }
+    }
+    if let Some(p) = s.debug_port {
+        // 0 turns the debug server off.
+        range(&f("debugPort"), p, 0, 65535)?;
+    }
     for (name, p) in [
         ("wireguardListeningPort", s.wireguard_listening_port),
         ("wireguardListeningPortV6", s.wireguard_listening_port_v6),
         ("healthPort", s.health_port),
         ("prometheusMetricsPort", s.prometheus_metrics_port),
-        ("debugPort", s.debug_port),
         ("vxlanPort", s.vxlan_port),
         ("metadataPort", s.metadata_port),
         ("bpfKubeProxyHealthzPort", s.bpf_kube_proxy_healthz_port),
@@ -409,7 +523,8 @@ pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
     }
     if let Some(list) = &s.bpf_force_track_packets_from_ifaces {
         for (i, iface) in list.iter().enumerate() {
-            if !is_interface_name(iface) {
+            // A trailing `+` matches every interface with that prefix.
+            if !is_interface_name(iface.strip_suffix('+').unwrap_or(iface)) {
                 return Err(fail(
                     &index(&f("bpfForceTrackPacketsFromIfaces"), i),
                     iface,
@@ -460,7 +575,26 @@ pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
     ];
     for (name, d) in durations {
         if let Some(d) = d {
-            duration(&f(name), d, false)?;
+            // The CRD's duration pattern has no sign.
+            duration(&f(name), d, true)?;
+        }
+    }
+    for (name, d) in [
+        (
+            "debugSimulateCalcGraphHangAfter",
+            &s.debug_simulate_calc_graph_hang_after,
+        ),
+        (
+            "debugSimulateDataplaneHangAfter",
+            &s.debug_simulate_dataplane_hang_after,
+        ),
+        (
+            "debugSimulateDataplaneApplyDelay",
+            &s.debug_simulate_dataplane_apply_delay,
+        ),
+    ] {
+        if let Some(d) = d {
+            duration(&f(name), d, true)?;
         }
     }
     Ok(())

@@ -81,8 +81,7 @@ static LABEL_VALUE: LazyLock<Regex> =
 static INTERFACE_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-zA-Z0-9_.-]{1,15}$"));
 static CONTAINER_ID: LazyLock<Regex> =
     LazyLock::new(|| re(r"^[a-zA-Z0-9]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$"));
-static PORT_NAME: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^[a-zA-Z0-9]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$"));
+static DOTTED_MAC: LazyLock<Regex> = LazyLock::new(|| re(r"^([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}$"));
 static MAC: LazyLock<Regex> = LazyLock::new(|| re(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$"));
 
 /// Maximum length of a DNS-1123 subdomain (most resource names).
@@ -107,11 +106,6 @@ pub(crate) fn is_interface_name(s: &str) -> bool {
     INTERFACE_NAME.is_match(s)
 }
 
-/// Whether `s` is a valid port name of an endpoint.
-pub(crate) fn is_port_name(s: &str) -> bool {
-    s.len() <= MAX_LABEL && PORT_NAME.is_match(s)
-}
-
 /// Whether `s` is a valid container id.
 pub(crate) fn is_container_id(s: &str) -> bool {
     CONTAINER_ID.is_match(s)
@@ -119,7 +113,8 @@ pub(crate) fn is_container_id(s: &str) -> bool {
 
 /// Whether `s` is a MAC address.
 pub(crate) fn is_mac(s: &str) -> bool {
-    MAC.is_match(s)
+    // Go's net.ParseMAC also reads the dotted form `0000.5e00.5301`.
+    MAC.is_match(s) || DOTTED_MAC.is_match(s)
 }
 
 /// Whether `s` is a valid profile name.
@@ -247,6 +242,46 @@ pub(crate) fn ip(field: &str, s: &str, version: Option<u8>) -> Result<IpAddr, Va
 }
 
 /// Checks an IP or CIDR, optionally of one family (4 or 6).
+/// Parses a CIDR whose host bits are all zero (upstream's `net` tag and CIDR parse): a bare
+/// address or `10.0.0.1/8` is refused.
+pub(crate) fn strict_cidr(field: &str, s: &str) -> Result<IpNet, ValidationError> {
+    let Ok(net) = s.parse::<IpNet>() else {
+        return Err(fail(field, &s, "invalid CIDR"));
+    };
+    if net.trunc() != net {
+        return Err(fail(
+            field,
+            &s,
+            format!(
+                "CIDR is not strictly masked: host bits are set (did you mean {}?)",
+                net.trunc()
+            ),
+        ));
+    }
+    Ok(net)
+}
+
+/// An address, or a CIDR without host bits (upstream's `net` tag).
+pub(crate) fn ip_or_strict_cidr(field: &str, s: &str) -> Check {
+    if parse_ip(s).is_some() {
+        return Ok(());
+    }
+    strict_cidr(field, s).map(drop)
+}
+
+/// Kubernetes' port name rule (IANA service names), upstream's `portName` tag: at most 15
+/// characters of `a-z`, `0-9` and `-`, at least one letter, no `--`, no `-` at either end.
+pub(crate) fn is_iana_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.contains("--")
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 pub(crate) fn ip_or_cidr(
     field: &str,
     s: &str,
@@ -262,6 +297,9 @@ pub(crate) fn ip_or_cidr(
     }
 }
 
+/// Longest selector (the CRD's maxLength).
+const MAX_SELECTOR: usize = 1024;
+
 /// Where a selector appears, which decides whether `global()` is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SelectorUse {
@@ -273,6 +311,13 @@ pub(crate) enum SelectorUse {
 
 /// Checks a selector's syntax (and `global()` placement).
 pub(crate) fn selector(field: &str, s: &str, usage: SelectorUse) -> Check {
+    if s.len() > MAX_SELECTOR {
+        return Err(fail(
+            field,
+            &s,
+            format!("a selector is at most {MAX_SELECTOR} characters"),
+        ));
+    }
     let parsed = calico_selector::parse_shared(s)
         .map_err(|e| fail(field, &s, format!("invalid selector: {e}")))?;
     let canonical = parsed.to_string();
@@ -414,21 +459,41 @@ pub(crate) fn calico_node_status_spec(
     field: &str,
     spec: &crate::v3::CalicoNodeStatusSpec,
 ) -> Check {
-    if !spec.node.is_empty() && !is_dns1123_subdomain(&spec.node) {
+    if spec.node.is_empty() {
+        return Err(fail_bare(&join(field, "node"), "the node is required"));
+    }
+    if !is_dns1123_subdomain(&spec.node) {
         return Err(fail(
             &join(field, "node"),
             &spec.node,
             "must be a node name (a lower-case DNS-1123 subdomain)",
         ));
     }
-    for (i, class) in spec.classes.iter().enumerate() {
-        one_of(
-            &format!("{}[{i}]", join(field, "classes")),
-            class,
-            &["Agent", "BGP", "Routes"],
-        )?;
+    if spec.classes.is_empty() {
+        return Err(fail_bare(
+            &join(field, "classes"),
+            "at least one of Agent, BGP, Routes is required",
+        ));
     }
-    Ok(())
+    for (i, class) in spec.classes.iter().enumerate() {
+        let f = format!("{}[{i}]", join(field, "classes"));
+        one_of(&f, class, &["Agent", "BGP", "Routes"])?;
+        if spec.classes[..i].contains(class) {
+            return Err(fail(&f, class, "each class at most once"));
+        }
+    }
+    match spec.update_period_seconds {
+        None => Err(fail_bare(
+            &join(field, "updatePeriodSeconds"),
+            "updatePeriodSeconds is required (0 reports once)",
+        )),
+        Some(p) if p > 86_400 => Err(fail(
+            &join(field, "updatePeriodSeconds"),
+            &p,
+            "must be at most 86400 (a day)",
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Checks an IPAMConfiguration: the singleton `default`, with a block limit an int32 holds.
@@ -440,11 +505,11 @@ pub(crate) fn ipam_configuration(name: &str, spec: &crate::v3::IPAMConfiguration
             "the IPAM configuration is a singleton named default",
         ));
     }
-    if !(0..=i64::from(i32::MAX)).contains(&spec.max_blocks_per_host) {
+    if !(0..=1_000_000).contains(&spec.max_blocks_per_host) {
         return Err(fail(
             "spec.maxBlocksPerHost",
             &spec.max_blocks_per_host,
-            format!("must be between 0 and {}", i32::MAX),
+            "must be between 0 and 1000000",
         ));
     }
     Ok(())

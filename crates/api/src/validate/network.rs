@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::{
     Check, SelectorUse, duration, fail, fail_bare, index, ip, ip_or_cidr, is_container_id,
-    is_interface_name, is_mac, is_port_name, is_profile_name, join, one_of, one_of_ci, selector,
+    is_interface_name, is_mac, is_profile_name, join, one_of, one_of_ci, selector,
 };
 use crate::ValidationError;
 use crate::numorstring::Protocol;
@@ -48,6 +48,16 @@ pub(crate) fn ippool_spec(field: &str, spec: &IPPoolSpec) -> Check {
             "IPPool CIDR must be a valid CIDR",
         ));
     };
+    if cidr.trunc() != cidr {
+        return Err(fail(
+            &cidr_field,
+            &spec.cidr,
+            format!(
+                "IPPool CIDR is not strictly masked (did you mean {}?)",
+                cidr.trunc()
+            ),
+        ));
+    }
     let v = version(&cidr);
     let link_local: IpNet = if v == 4 {
         "169.254.0.0/16".parse().expect("valid CIDR")
@@ -213,8 +223,12 @@ pub(crate) fn workload_endpoint_port(field: &str, p: &WorkloadEndpointPort) -> C
                 "port name is required unless a hostPort is set",
             ));
         }
-    } else if !is_port_name(&p.name) {
-        return Err(fail(&join(field, "name"), &p.name, "invalid port name"));
+    } else if !super::is_iana_port_name(&p.name) {
+        return Err(fail(
+            &join(field, "name"),
+            &p.name,
+            "invalid port name: at most 15 lower-case letters, digits and '-', with a letter",
+        ));
     }
     endpoint_protocol(&join(field, "protocol"), &p.protocol)?;
     if p.port == 0 {
@@ -311,7 +325,7 @@ pub(crate) fn workload_endpoint_spec(field: &str, spec: &WorkloadEndpointSpec) -
 }
 
 fn endpoint_port(field: &str, p: &EndpointPort) -> Check {
-    if !is_port_name(&p.name) {
+    if !super::is_iana_port_name(&p.name) {
         return Err(fail(
             &join(field, "name"),
             &p.name,
@@ -334,6 +348,7 @@ pub(crate) fn host_endpoint_spec(field: &str, spec: &HostEndpointSpec) -> Check 
     if spec.node.is_empty() {
         return Err(fail_bare(&join(field, "node"), "node is required"));
     }
+    node_name(&join(field, "node"), &spec.node)?;
     if spec.interface_name.is_empty() && spec.expected_ips.is_empty() {
         return Err(fail_bare(
             field,
@@ -364,10 +379,8 @@ pub(crate) fn host_endpoint_spec(field: &str, spec: &HostEndpointSpec) -> Check 
 pub(crate) fn node_spec(field: &str, spec: &NodeSpec) -> Check {
     if let Some(bgp) = &spec.bgp {
         let f = join(field, "bgp");
-        if bgp.ipv4_address.is_empty()
-            && bgp.ipv6_address.is_empty()
-            && bgp.ipv4_ipip_tunnel_addr.is_empty()
-        {
+        // Upstream refuses only an empty BGP section.
+        if *bgp == crate::v3::NodeBGPSpec::default() {
             return Err(fail_bare(&f, "no BGP IP address and subnet specified"));
         }
         if !bgp.ipv4_address.is_empty() {
@@ -431,11 +444,15 @@ pub(crate) fn node_spec(field: &str, spec: &NodeSpec) -> Check {
         }
     }
     for (i, a) in spec.addresses.iter().enumerate() {
-        ip_or_cidr(
-            &join(&index(&join(field, "addresses"), i), "address"),
-            &a.address,
-            None,
-        )?;
+        let f = index(&join(field, "addresses"), i);
+        ip_or_cidr(&join(&f, "address"), &a.address, None)?;
+        if !a.r#type.is_empty() {
+            one_of(
+                &join(&f, "type"),
+                &a.r#type,
+                &["CalicoNodeIP", "InternalIP", "ExternalIP"],
+            )?;
+        }
     }
     Ok(())
 }
@@ -490,8 +507,25 @@ fn peer_ip(field: &str, s: &str) -> Result<IpAddr, ValidationError> {
 }
 
 /// Checks a BGPPeer spec.
+/// A Node's name as another resource refers to it: a lower-case DNS-1123 subdomain
+/// (upstream's `name` tag).
+fn node_name(field: &str, node: &str) -> Check {
+    if super::is_dns1123_subdomain(node) {
+        Ok(())
+    } else {
+        Err(fail(
+            field,
+            &node,
+            "must be a node name (a lower-case DNS-1123 subdomain)",
+        ))
+    }
+}
+
 pub(crate) fn bgp_peer_spec(field: &str, spec: &BGPPeerSpec) -> Check {
     let f = |n: &str| join(field, n);
+    if !spec.node.is_empty() {
+        node_name(&f("node"), &spec.node)?;
+    }
     if !spec.node.is_empty() && !spec.node_selector.is_empty() {
         return Err(fail_bare(
             &f("node"),
@@ -504,8 +538,10 @@ pub(crate) fn bgp_peer_spec(field: &str, spec: &BGPPeerSpec) -> Check {
             "peerIP and peerSelector cannot both be set",
         ));
     }
+    // An asNumber of 0 is no asNumber (upstream's omitempty drops it).
+    let as_number = spec.as_number.filter(|a| a.0 != 0);
     if !spec.local_workload_selector.is_empty() {
-        if spec.as_number.is_none() {
+        if as_number.is_none() {
             return Err(fail_bare(
                 &f("asNumber"),
                 "asNumber is required when localWorkloadSelector is set",
@@ -524,7 +560,7 @@ pub(crate) fn bgp_peer_spec(field: &str, spec: &BGPPeerSpec) -> Check {
             ));
         }
     }
-    if !spec.peer_selector.is_empty() && spec.as_number.is_some() {
+    if !spec.peer_selector.is_empty() && as_number.is_some() {
         return Err(fail_bare(
             &f("asNumber"),
             "asNumber must be empty when peerSelector is set",
@@ -647,7 +683,7 @@ pub(crate) fn bgp_configuration_spec(field: &str, spec: &BGPConfigurationSpec) -
         ("serviceClusterIPs", &spec.service_cluster_ips),
     ] {
         for (i, b) in blocks.iter().enumerate() {
-            ip_or_cidr(&join(&index(&f(name), i), "cidr"), &b.cidr, None)?;
+            super::ip_or_strict_cidr(&join(&index(&f(name), i), "cidr"), &b.cidr)?;
         }
     }
     let mesh_off = spec.node_to_node_mesh_enabled == Some(false);
@@ -690,6 +726,13 @@ pub(crate) fn bgp_configuration_spec(field: &str, spec: &BGPConfigurationSpec) -
         if c.name.is_empty() || c.value.is_empty() {
             return Err(fail(&cf, c, "community must have both name and value"));
         }
+        if !super::is_dns1123_subdomain(&c.name) {
+            return Err(fail(
+                &join(&cf, "name"),
+                &c.name,
+                "must be a lower-case DNS-1123 subdomain",
+            ));
+        }
         if !is_community_value(&c.value) {
             return Err(fail(
                 &join(&cf, "value"),
@@ -704,7 +747,13 @@ pub(crate) fn bgp_configuration_spec(field: &str, spec: &BGPConfigurationSpec) -
         if pa.cidr.is_empty() {
             return Err(fail_bare(&join(&pf, "cidr"), "cidr is required"));
         }
-        ip_or_cidr(&join(&pf, "cidr"), &pa.cidr, None)?;
+        super::ip_or_strict_cidr(&join(&pf, "cidr"), &pa.cidr)?;
+        if pa.communities.is_empty() {
+            return Err(fail_bare(
+                &join(&pf, "communities"),
+                "communities is required: what the prefix is advertised with",
+            ));
+        }
         for (j, c) in pa.communities.iter().enumerate() {
             if !is_community_value(c) && !names.contains(c.as_str()) {
                 return Err(fail(

@@ -3,8 +3,8 @@
 use ipnet::IpNet;
 
 use super::{
-    Check, SelectorUse, annotations, fail, fail_bare, index, ip_or_cidr, is_dns1123_label, join,
-    labels, one_of, selector, unique,
+    Check, SelectorUse, annotations, fail, fail_bare, index, is_dns1123_label, join, labels,
+    one_of, selector, unique,
 };
 use crate::numorstring::{Port, Protocol};
 use crate::v3::{
@@ -31,6 +31,11 @@ fn valid_http_path(p: &str) -> bool {
 /// Checks an HTTP match clause.
 pub(crate) fn http_match(field: &str, http: &HTTPMatch) -> Check {
     unique(&join(field, "methods"), &http.methods)?;
+    for (name, len) in [("methods", http.methods.len()), ("paths", http.paths.len())] {
+        if len > 20 {
+            return Err(fail(&join(field, name), &len, "at most 20 entries"));
+        }
+    }
     for (i, path) in http.paths.iter().enumerate() {
         let f = index(&join(field, "paths"), i);
         match (path.exact.is_empty(), path.prefix.is_empty()) {
@@ -45,6 +50,9 @@ pub(crate) fn http_match(field: &str, http: &HTTPMatch) -> Check {
         } else {
             &path.exact
         };
+        if p.len() > 1024 {
+            return Err(fail(&f, p, "an HTTP path is at most 1024 characters"));
+        }
         if !valid_http_path(p) {
             return Err(fail(&f, p, "invalid HTTP path"));
         }
@@ -84,10 +92,27 @@ pub(crate) fn icmp_fields(field: &str, icmp: &ICMPFields) -> Check {
 
 /// Checks one side of a rule, on its own.
 pub(crate) fn entity_rule(field: &str, er: &EntityRule) -> Check {
+    // The CRD's list limits.
+    for (name, len, max) in [
+        ("nets", er.nets.len(), 256),
+        ("notNets", er.not_nets.len(), 256),
+        ("ports", er.ports.len(), 50),
+        ("notPorts", er.not_ports.len(), 50),
+    ] {
+        if len > max {
+            return Err(fail(
+                &join(field, name),
+                &len,
+                format!("at most {max} entries"),
+            ));
+        }
+    }
     for (name, nets) in [("nets", &er.nets), ("notNets", &er.not_nets)] {
         for (i, n) in nets.iter().enumerate() {
             let f = index(&join(field, name), i);
-            let net = ip_or_cidr(&f, n, None)?;
+            // Upstream parses each as a CIDR and refuses host bits: `10.0.0.1/8` would
+            // otherwise match the whole /8.
+            let net = super::strict_cidr(&f, n)?;
             if name == "notNets" && net.prefix_len() == 0 {
                 return Err(fail(
                     &f,
@@ -126,8 +151,23 @@ pub(crate) fn entity_rule(field: &str, er: &EntityRule) -> Check {
             }
         }
     }
-    if er.services.is_some() {
+    if let Some(services) = &er.services {
         let f = join(field, "services");
+        if services.name.is_empty() {
+            return Err(fail_bare(
+                &join(&f, "name"),
+                "services must specify a service name",
+            ));
+        }
+        for (sub, v) in [("name", &services.name), ("namespace", &services.namespace)] {
+            if !v.is_empty() && !super::is_dns1123_subdomain(v) {
+                return Err(fail(
+                    &join(&f, sub),
+                    v,
+                    "must be a lower-case DNS-1123 subdomain",
+                ));
+            }
+        }
         let conflicts = [
             (er.service_accounts.is_some(), "ServiceAccounts"),
             (!er.namespace_selector.is_empty(), "NamespaceSelector"),
@@ -193,15 +233,17 @@ pub(crate) fn rule(field: &str, r: &Rule, direction: Direction) -> Check {
             }
         }
     }
-    if let (Some(p), Some(v)) = (&r.protocol, r.ip_version)
-        && let Some(needed) = is_icmp(p)
-        && i64::from(needed) != v
-    {
-        return Err(fail(
-            &join(field, "ipVersion"),
-            &v,
-            format!("protocol {p} requires ipVersion {needed}"),
-        ));
+    for proto in [&r.protocol, &r.not_protocol] {
+        if let (Some(p), Some(v)) = (proto, r.ip_version)
+            && let Some(needed) = is_icmp(p)
+            && i64::from(needed) != v
+        {
+            return Err(fail(
+                &join(field, "ipVersion"),
+                &v,
+                format!("protocol {p} requires ipVersion {needed}"),
+            ));
+        }
     }
     if let Some(http) = &r.http {
         let f = join(field, "http");
@@ -243,12 +285,20 @@ pub(crate) fn rule(field: &str, r: &Rule, direction: Direction) -> Check {
 fn rule_ports(field: &str, protocol: Option<&Protocol>, name: &str, ports: &[Port]) -> Check {
     for (i, p) in ports.iter().enumerate() {
         let f = index(&join(field, name), i);
+        if p.is_named() && !super::is_iana_port_name(&p.port_name) {
+            return Err(fail(
+                &f,
+                p,
+                "a named port is at most 15 lower-case letters, digits and '-', with a letter, \
+                 no '--' and no '-' at either end",
+            ));
+        }
         match protocol {
             None if !p.is_named() => {
                 return Err(fail(
                     &f,
                     p,
-                    "rules that specify ports must set protocol to TCP, UDP, SCTP or UDPLite",
+                    "rules that specify ports must set protocol to TCP, UDP or SCTP",
                 ));
             }
             None => {}
@@ -342,7 +392,52 @@ pub(crate) fn network_policy_spec(spec: &NetworkPolicySpec) -> Check {
         &spec.performance_hints,
     )?;
     rules("spec.ingress", &spec.ingress, Direction::Ingress)?;
-    rules("spec.egress", &spec.egress, Direction::Egress)
+    rules("spec.egress", &spec.egress, Direction::Egress)?;
+    service_directions(&spec.ingress, &spec.egress, false)
+}
+
+/// Services match where a Service's endpoints are the peer: an ingress rule's source or an
+/// egress rule's destination. A GlobalNetworkPolicy must also name the namespace.
+fn service_directions(ingress: &[Rule], egress: &[Rule], global: bool) -> Check {
+    for (i, r) in ingress.iter().enumerate() {
+        if r.destination.services.is_some() {
+            return Err(fail_bare(
+                &format!("spec.ingress[{i}].destination.services"),
+                "not allowed in ingress rule destination",
+            ));
+        }
+    }
+    for (i, r) in egress.iter().enumerate() {
+        if r.source.services.is_some() {
+            return Err(fail_bare(
+                &format!("spec.egress[{i}].source.services"),
+                "not allowed in egress rule source",
+            ));
+        }
+    }
+    if global {
+        let peers = ingress
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("spec.ingress[{i}].source.services"),
+                    &r.source.services,
+                )
+            })
+            .chain(egress.iter().enumerate().map(|(i, r)| {
+                (
+                    format!("spec.egress[{i}].destination.services"),
+                    &r.destination.services,
+                )
+            }));
+        for (f, services) in peers {
+            if services.as_ref().is_some_and(|s| s.namespace.is_empty()) {
+                return Err(fail_bare(&f, "must specify a namespace"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a GlobalNetworkPolicy spec.
@@ -361,6 +456,7 @@ pub(crate) fn global_network_policy_spec(spec: &GlobalNetworkPolicySpec) -> Chec
     )?;
     rules("spec.ingress", &spec.ingress, Direction::Ingress)?;
     rules("spec.egress", &spec.egress, Direction::Egress)?;
+    service_directions(&spec.ingress, &spec.egress, true)?;
     if spec.do_not_track && spec.pre_dnat {
         return Err(fail_bare(
             "spec.preDNAT",
