@@ -58,16 +58,6 @@ const NOT_PORTED: &[(&str, &str)] = &[
     ("gap.hep-profile-uppercase", "as profile names (see above)"),
     ("gap.wep-profile-uppercase", "as profile names (see above)"),
     (
-        "gap.wep-node-invalid",
-        "workload endpoints are written by the CNI and Docker plugins from Mesos task and \
-         host names; refusing them here would make felix drop the endpoint's traffic; the \
-         writers are to be checked first",
-    ),
-    ("gap.wep-orchestrator-invalid", "as gap.wep-node-invalid"),
-    ("gap.wep-pod-invalid", "as gap.wep-node-invalid"),
-    ("gap.wep-serviceaccount-invalid", "as gap.wep-node-invalid"),
-    ("gap.wep-containerid-underscore", "as gap.wep-node-invalid"),
-    (
         "gap.node-address-unmasked",
         "upstream's own calico-node writes the address with its subnet (10.0.0.5/24) here; \
          refusing it would refuse the Nodes upstream writes",
@@ -104,15 +94,6 @@ const NOT_PORTED: &[(&str, &str)] = &[
     (
         "gap.felix-conntrack-timeout-invalid",
         "BPF dataplane setting; calico-rs has no BPF dataplane (named as not implemented by felix)",
-    ),
-    (
-        "gap.felix-featuregates-invalid",
-        "feature gates are not implemented; the key=value list syntax is still to port",
-    ),
-    (
-        "gap.felix-featuredetectoverride-invalid",
-        "feature detection overrides are not implemented; the key=value list syntax is still \
-         to port",
     ),
     (
         "gap.felix-hto-name-with-space-ok",

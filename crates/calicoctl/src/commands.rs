@@ -624,7 +624,10 @@ fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         namespace: cli_namespace(kind, &args.namespace)?,
         name: args.name.clone(),
     };
+    // Upstream's wording names the kind as typed: `nodes node1`.
+    let shown = format!("{} {}", args.kind, args.name);
     let ds = (ctx.open)(OpenMode::Existing)?;
+    let mut updated = false;
     modify(ds.as_ref(), &key, |value| {
         let meta = value
             .get_mut("metadata")
@@ -640,18 +643,20 @@ fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             None => {
                 if labels.remove(&label_key).is_none() {
                     return Err(CommandError::new(format!(
-                        "can not remove label {label_key:?} from {key}: it has no such label"
+                        "cannot remove label of {shown}, key {label_key} does not exist"
                     )));
                 }
             }
             Some(v) => {
-                if let Some(old) = labels.get(&label_key)
-                    && !args.overwrite
-                    && old.as_str() != Some(v)
-                {
-                    return Err(CommandError::new(format!(
-                        "label {label_key:?} is already set on {key} (to {old}); use --overwrite to change it"
-                    )));
+                updated = false;
+                if let Some(old) = labels.get(&label_key) {
+                    if !args.overwrite && old.as_str() != Some(v) {
+                        return Err(CommandError::new(format!(
+                            "failed to update label of {shown}, key {label_key} is already \
+                             present. please use '--overwrite' to set a new value"
+                        )));
+                    }
+                    updated = true;
                 }
                 labels.insert(label_key.clone(), Value::String(v.clone()));
             }
@@ -661,14 +666,16 @@ fn label(args: LabelArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
         }
         Ok(())
     })?;
-    let shown = format!("{} {}", kind.as_str().to_ascii_lowercase(), args.name);
-    match label_value {
-        None => writeln!(
-            ctx.out,
-            "Successfully removed label {label_key} from {shown}"
-        ),
-        Some(v) => writeln!(ctx.out, "Successfully set label {label_key}={v} on {shown}"),
-    }
+    let verb = match (&label_value, updated) {
+        (None, _) => "removed",
+        (Some(_), true) => "updated",
+        (Some(_), false) => "set",
+    };
+    let place = if label_value.is_some() { "on" } else { "from" };
+    writeln!(
+        ctx.out,
+        "Successfully {verb} label {label_key} {place} {shown}"
+    )
     .map_err(io_error)
 }
 

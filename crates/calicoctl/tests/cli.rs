@@ -396,27 +396,46 @@ fn patch_and_label() {
     );
     c.ctl(&["patch", "ippool", "missing", "-p", "{}"]).fails();
 
-    let out = c.ctl(&["label", "ippool", "net2", "zone=a"]).ok();
+    // Upstream's messages, naming the kind as typed.
+    let out = c.ctl(&["label", "ippools", "net2", "zone=a"]).ok();
     assert_eq!(
         out.stdout.trim(),
-        "Successfully set label zone=a on ippool net2"
+        "Successfully set label zone on ippools net2"
     );
     let out = c.ctl(&["label", "ippool", "net2", "zone=b"]).fails();
-    assert!(out.stderr.contains("--overwrite"), "{}", out.stderr);
-    c.ctl(&["label", "ippool", "net2", "zone=b", "--overwrite"])
+    assert_eq!(
+        out.stderr.trim(),
+        "failed to update label of ippool net2, key zone is already present. please use \
+         '--overwrite' to set a new value"
+    );
+    let out = c
+        .ctl(&["label", "ippool", "net2", "zone=b", "--overwrite"])
         .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully updated label zone on ippool net2"
+    );
     assert_eq!(
         c.get_json(&["ippool", "net2"])["metadata"]["labels"],
         json!({"zone": "b"})
     );
-    c.ctl(&["label", "ippool", "net2", "zone", "--remove"]).ok();
+    let out = c.ctl(&["label", "ippool", "net2", "zone", "--remove"]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "Successfully removed label zone from ippool net2"
+    );
     assert!(
         c.get_json(&["ippool", "net2"])["metadata"]
             .get("labels")
             .is_none()
     );
-    c.ctl(&["label", "ippool", "net2", "zone", "--remove"])
+    let out = c
+        .ctl(&["label", "ippool", "net2", "zone", "--remove"])
         .fails();
+    assert_eq!(
+        out.stderr.trim(),
+        "cannot remove label of ippool net2, key zone does not exist"
+    );
 }
 
 #[test]

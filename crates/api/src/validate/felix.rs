@@ -490,6 +490,26 @@ pub(crate) fn felix_spec(field: &str, s: &FelixConfigurationSpec) -> Check {
             return Err(fail(&f(name), v, format!("must be {what}")));
         }
     }
+    // Comma-separated key=value lists (upstream's `keyValueList`); empty items are allowed.
+    for (name, value) in [
+        ("featureGates", &s.feature_gates),
+        ("featureDetectOverride", &s.feature_detect_override),
+    ] {
+        if let Some(list) = value {
+            for item in list.split(',').filter(|i| !i.is_empty()) {
+                let ok = item.trim_start().split_once('=').is_some_and(|(k, _)| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+                if !ok {
+                    return Err(fail(
+                        &f(name),
+                        list,
+                        format!("{item:?} is not key=value (a comma-separated list of them)"),
+                    ));
+                }
+            }
+        }
+    }
     if let Some(p) = s.debug_port {
         // 0 turns the debug server off.
         range(&f("debugPort"), p, 0, 65535)?;

@@ -80,7 +80,7 @@ static LABEL_VALUE: LazyLock<Regex> =
 /// Linux interface names: at most 15 characters, no separators the kernel or iptables reject.
 static INTERFACE_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-zA-Z0-9_.-]{1,15}$"));
 static CONTAINER_ID: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^[a-zA-Z0-9]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$"));
+    LazyLock::new(|| re(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"));
 static DOTTED_MAC: LazyLock<Regex> = LazyLock::new(|| re(r"^([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}$"));
 static MAC: LazyLock<Regex> = LazyLock::new(|| re(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$"));
 

@@ -267,6 +267,23 @@ pub(crate) fn workload_endpoint_spec(field: &str, spec: &WorkloadEndpointSpec) -
     if !is_interface_name(&spec.interface_name) {
         return Err(fail(&if_f, &spec.interface_name, "invalid interface name"));
     }
+    // Upstream's `name` tag on the fields naming what the endpoint belongs to.
+    for (name, value) in [
+        ("orchestrator", &spec.orchestrator),
+        ("workload", &spec.workload),
+        ("node", &spec.node),
+        ("pod", &spec.pod),
+        ("endpoint", &spec.endpoint),
+        ("serviceAccountName", &spec.service_account_name),
+    ] {
+        if !value.is_empty() && !super::is_dns1123_subdomain(value) {
+            return Err(fail(
+                &join(field, name),
+                value,
+                "must be a lower-case DNS-1123 subdomain",
+            ));
+        }
+    }
     if !spec.container_id.is_empty() && !is_container_id(&spec.container_id) {
         return Err(fail(
             &join(field, "containerID"),
