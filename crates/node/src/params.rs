@@ -20,7 +20,7 @@ pub enum Error {
     /// A parameter has a bad value.
     #[error("{source_name}: {param} = {value:?}: {reason}")]
     Invalid {
-        /// Where it came from (file path or `environment`).
+        /// Where it came from: the file's path, or `environment variable NAME`.
         source_name: String,
         /// The parameter (`calico_vxlan_port`).
         param: &'static str,
@@ -33,8 +33,8 @@ pub enum Error {
 
 /// Networks DC/OS itself uses: the Calico CIDR must not overlap them.
 pub const RESERVED: [(&str, &str); 2] = [
-    ("44.128.0.0/20", "the DC/OS overlay network (dcos)"),
-    ("9.0.0.0/8", "the DC/OS layer-4 load balancer VIPs"),
+    ("44.128.0.0/20", "the DC/OS overlay's VXLAN (VTEP) subnet"),
+    ("9.0.0.0/8", "the default dcos virtual network"),
 ];
 
 /// The parameters, with DC/OS's defaults.
@@ -154,8 +154,9 @@ impl Params {
             }
         }
         for name in NAMES {
-            if let Some(v) = env(&name.to_uppercase()) {
-                given.insert(name, (v, "environment".to_owned()));
+            let var = name.to_uppercase();
+            if let Some(v) = env(&var) {
+                given.insert(name, (v, format!("environment variable {var}")));
             }
         }
         let mut p = Params::default();
@@ -312,12 +313,12 @@ mod tests {
             (
                 "calico_network_cidr: 44.128.0.0/16\n",
                 "calico_network_cidr",
-                "overlaps 44.128.0.0/20",
+                "overlaps 44.128.0.0/20, the DC/OS overlay's VXLAN (VTEP) subnet",
             ),
             (
                 "calico_network_cidr: 9.1.0.0/16\n",
                 "calico_network_cidr",
-                "9.0.0.0/8",
+                "overlaps 9.0.0.0/8, the default dcos virtual network",
             ),
             (
                 "calico_network_cidr: 172.30.0.0/16\n",
@@ -371,5 +372,15 @@ mod tests {
         }
         let e = load("calico_vxlan_mtu: [1\n", &[]).unwrap_err().to_string();
         assert!(e.contains("dcos.yaml"), "{e}");
+        // A refusal from the environment names the variable, as one from the file names it.
+        let e = load("", &[("CALICO_VXLAN_PORT", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("environment variable CALICO_VXLAN_PORT: calico_vxlan_port = \"0\""),
+            "{e}"
+        );
+        let e = load("calico_vxlan_port: 0\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("dcos.yaml: calico_vxlan_port = \"0\""), "{e}");
     }
 }

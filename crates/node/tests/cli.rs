@@ -68,7 +68,8 @@ fn bad_parameters_are_refused_with_their_name() {
     let (code, err) = node(&[("CALICO_VXLAN_PORT", "70000")], &[]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("environment: calico_vxlan_port = \"70000\"") && err.contains("65535"),
+        err.contains("environment variable CALICO_VXLAN_PORT: calico_vxlan_port = \"70000\"")
+            && err.contains("65535"),
         "{err}"
     );
     let (code, err) = node(&[("CALICO_NETWORK_CIDR", "10.9.0.0/16")], &[]);
