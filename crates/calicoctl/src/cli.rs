@@ -64,6 +64,30 @@ pub enum Command {
     Node(NodeArgs),
     /// Datastore operations: `datastore migrate` moves a cluster to another datastore.
     Datastore(DatastoreArgs),
+    /// Move apps and services from the DC/OS overlay (`dcos`) to Calico: rewrite Marathon app,
+    /// group and pod definitions and dcos-commons service files. Without --write, prints the
+    /// diff; exit 0 when nothing would change, 1 when something would, 2 when a file could
+    /// not be read.
+    #[command(name = "migrate-overlay")]
+    MigrateOverlay(MigrateOverlayArgs),
+}
+
+/// Arguments of migrate-overlay.
+#[derive(Debug, Args)]
+pub struct MigrateOverlayArgs {
+    /// Marathon app/group/pod JSON files, dcos-commons svc.yml, config.json or
+    /// marathon.json.mustache files.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the changes (each file atomically, the original kept as FILE.bak).
+    #[arg(long = "write")]
+    pub write: bool,
+    /// The overlay network's name.
+    #[arg(long = "from", default_value = "dcos", value_name = "NETWORK")]
+    pub from: String,
+    /// Calico's network name.
+    #[arg(long = "to", default_value = "calico", value_name = "NETWORK")]
+    pub to: String,
 }
 
 /// Arguments of datastore.

@@ -20,12 +20,19 @@ use crate::output::{self, OutputFormat, Printable};
 pub struct CommandError {
     /// What went wrong, ready to print.
     pub message: String,
+    /// The exit code (1 unless the command documents others).
+    pub code: i32,
 }
 
 impl CommandError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self::with_code(message, 1)
+    }
+
+    pub(crate) fn with_code(message: impl Into<String>, code: i32) -> Self {
         Self {
             message: message.into(),
+            code,
         }
     }
 }
@@ -63,6 +70,7 @@ pub fn run(command: Command, ctx: &mut Context<'_>) -> Result<(), CommandError> 
         Command::Policy(a) => policy(a, ctx),
         Command::Version(a) => version(&a, ctx),
         Command::Datastore(a) => crate::datastore_cmd::run(a, ctx),
+        Command::MigrateOverlay(a) => crate::overlay_cmd::run(&a, ctx),
         Command::Ipam(a) => crate::ipam_cmd::run(a, ctx),
         Command::Node(a) => crate::node_cmd::run(a, ctx),
     }

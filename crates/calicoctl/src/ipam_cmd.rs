@@ -14,9 +14,7 @@ use crate::commands::{CommandError, Context};
 use calico_datastore::OpenMode;
 
 fn err(message: impl Into<String>) -> CommandError {
-    CommandError {
-        message: message.into(),
-    }
+    CommandError::new(message)
 }
 
 fn ipam_err(e: calico_ipam::IpamError) -> CommandError {

@@ -9,6 +9,8 @@ pub mod input;
 pub mod ipam_cmd;
 pub mod node_cmd;
 pub mod output;
+pub mod overlay;
+pub mod overlay_cmd;
 pub mod policy_cmd;
 pub mod template;
 
@@ -92,11 +94,11 @@ fn execute(
     }
     let open = move |mode: calico_datastore::OpenMode| -> Result<Box<dyn calico_datastore::Datastore>, commands::CommandError> {
         let cfg = calico_datastore::DatastoreConfig::load_with_env(config_path.as_deref(), env)
-            .map_err(|e| commands::CommandError {
-                message: format!("Failed to create Calico API client: {e}"),
+            .map_err(|e| {
+                commands::CommandError::new(format!("Failed to create Calico API client: {e}"))
             })?;
-        calico_datastore::open_with(&cfg, mode).map_err(|e| commands::CommandError {
-            message: format!("Failed to create Calico API client: {e}"),
+        calico_datastore::open_with(&cfg, mode).map_err(|e| {
+            commands::CommandError::new(format!("Failed to create Calico API client: {e}"))
         })
     };
     let mut ctx = commands::Context { open: &open, out };
@@ -106,7 +108,7 @@ fn execute(
         Ok(()) => 0,
         Err(e) => {
             let _ = writeln!(err, "{e}");
-            1
+            e.code
         }
     }
 }
