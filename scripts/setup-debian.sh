@@ -6,9 +6,10 @@ set -euo pipefail
 # containernetworking-plugins + iptables: the CNI kernel test chains calico with the reference
 # portmap plugin; podman + runc: the CNI test under podman (crun fails in this sandbox);
 # conntrack: felix flushes the flows of removed endpoints; python3: the attack tests craft raw packets;
-# docker.io: the Docker plugin's tests run under a real dockerd; bird: BGP (calicoctl node status).
+# docker.io: the Docker plugin's tests run under a real dockerd; bird: BGP (calicoctl node status);
+# systemd: systemd-analyze verifies the units; dpkg-dev: the Debian package is built and read.
 packages=(build-essential pkg-config ca-certificates time iproute2 nftables busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client iperf3
-  containernetworking-plugins iptables podman runc conntrack python3 docker.io bird)
+  containernetworking-plugins iptables podman runc conntrack python3 docker.io bird systemd dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
