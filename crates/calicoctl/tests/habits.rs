@@ -326,3 +326,82 @@ fn go_template_fields_are_checked_against_the_type() {
     let run = template("{{.Spce.CIDR}}").fails();
     assert!(run.stderr.contains("field Spce"), "{}", run.stderr);
 }
+
+#[test]
+fn the_dcos_cli_plugin_package_installs_and_reads_the_clusters_config() {
+    // The package as `dcos plugin add` takes it.
+    let c = Cluster::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bins = std::path::Path::new(env!("CARGO_BIN_EXE_dcos-calico"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let out_dir = c.dir.path().join("plugin");
+    let built = std::process::Command::new(root.join("packaging/build-dcos-plugin.sh"))
+        .arg(&bins)
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let zip = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    // Unpack it as the DC/OS CLI does, keeping modes.
+    let installed = c.dir.path().join("installed");
+    let unzip = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys,zipfile\nz=zipfile.ZipFile(sys.argv[1])\nfor i in z.infolist():\n    p=z.extract(i,sys.argv[2])\n    os.chmod(p,(i.external_attr>>16)&0o777)",
+            &zip,
+        ])
+        .arg(&installed)
+        .status()
+        .unwrap();
+    assert!(unzip.success());
+    let manifest = std::fs::read_to_string(installed.join("plugin.toml")).unwrap();
+    for line in [
+        "schema_version = 1",
+        "name = \"dcos-calico\"",
+        "name = \"calico\"",
+        "path = \"bin/dcos-calico\"",
+        &format!("version = \"{}\"", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(manifest.contains(line), "{line}: {manifest}");
+    }
+    let plugin = installed.join("bin/dcos-calico");
+
+    // From outside the cluster: the datastore configuration beside the DC/OS CLI's files.
+    let dcos_dir = c.dir.path().join("dot-dcos");
+    std::fs::create_dir_all(dcos_dir.join("calico")).unwrap();
+    std::fs::write(
+        dcos_dir.join("calico/calicoctl.cfg"),
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {{}}\nspec:\n  datastoreType: embedded\n  embeddedPath: {}\n",
+            c.db().display()
+        ),
+    )
+    .unwrap();
+    c.ctl(&["apply", "-f", &c.file("pool.yaml", POOL)]).ok();
+    let run = std::process::Command::new(&plugin)
+        .args(["calico", "get", "ippools", "-o", "json"])
+        .env("DCOS_DIR", &dcos_dir)
+        .env_remove("CALICO_DATASTORE_PATH")
+        .env_remove("DATASTORE_TYPE")
+        .env_remove("ETCD_ENDPOINTS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("10.9.0.0/16"), "{stdout}");
+    let info = std::process::Command::new(&plugin)
+        .arg("--info")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("Calico"));
+}
