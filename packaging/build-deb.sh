@@ -28,6 +28,9 @@ install -m 644 packaging/systemd/*.service "$root/lib/systemd/system/"
 install -m 644 packaging/etc/calico.env packaging/etc/dcos-calico.yaml packaging/etc/calicoctl.cfg \
   "$root/etc/calico/"
 install -m 644 README.md "$root/usr/share/doc/calico-rs/README.md"
+# What `dcos node diagnostic create` should run: merge into dcos-diagnostics-config.json.
+install -d "$root/usr/share/calico-rs/dcos-diagnostics"
+install -m 644 packaging/dcos-diagnostics/calico.json "$root/usr/share/calico-rs/dcos-diagnostics/calico.json"
 install -m 755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 cat > "$root/DEBIAN/conffiles" <<CONF
 /etc/calico/calico.env

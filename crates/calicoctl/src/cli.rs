@@ -64,6 +64,8 @@ pub enum Command {
     Node(NodeArgs),
     /// Datastore operations: `datastore migrate` moves a cluster to another datastore.
     Datastore(DatastoreArgs),
+    /// Cluster-wide tools: `cluster diags` writes the datastore's diagnostics bundle.
+    Cluster(ClusterArgs),
     /// Move apps and services from the DC/OS overlay (`dcos`) to Calico: rewrite Marathon app,
     /// group and pod definitions and dcos-commons service files. Without --write, prints the
     /// diff; exit 0 when nothing would change, 1 when something would, 2 when a file could
@@ -180,6 +182,67 @@ pub enum NodeCommand {
     /// Whether this host has the kernel features and tools calico-node needs.
     #[command(name = "checksystem")]
     Checksystem,
+    /// Write this host's diagnostics bundle (.tar.gz): kernel state, BIRD, logs,
+    /// configuration; secrets redacted.
+    Diags(NodeDiagsArgs),
+}
+
+/// Arguments of node diags.
+#[derive(Debug, Args)]
+pub struct NodeDiagsArgs {
+    /// The bundle to write (`-` for standard output); default
+    /// calico-node-diags-<host>-<time>.tar.gz here.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<String>,
+    /// calico-rs configuration directory.
+    #[arg(long = "config-dir", default_value = "/etc/calico", value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// Directory of component log files (besides the journal).
+    #[arg(
+        long = "log-dir",
+        default_value = "/var/log/calico",
+        value_name = "DIR"
+    )]
+    pub log_dir: PathBuf,
+    /// Directory of BIRD's control sockets.
+    #[arg(
+        long = "bird-dir",
+        default_value = "/var/run/calico",
+        value_name = "DIR"
+    )]
+    pub bird_dir: PathBuf,
+    /// Directory of the CNI network configurations.
+    #[arg(
+        long = "cni-dir",
+        default_value = "/opt/mesosphere/etc/dcos/network/cni",
+        value_name = "DIR"
+    )]
+    pub cni_dir: PathBuf,
+}
+
+/// Arguments of cluster.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The cluster command.
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The cluster commands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Write the datastore's diagnostics bundle (.tar.gz): every resource, IPAM's state and
+    /// an IPAM check; secrets redacted.
+    Diags(ClusterDiagsArgs),
+}
+
+/// Arguments of cluster diags.
+#[derive(Debug, Args)]
+pub struct ClusterDiagsArgs {
+    /// The bundle to write (`-` for standard output); default
+    /// calico-cluster-diags-<time>.tar.gz here.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<String>,
 }
 
 /// Arguments of node status.

@@ -71,6 +71,7 @@ pub fn run(command: Command, ctx: &mut Context<'_>) -> Result<(), CommandError> 
         Command::Version(a) => version(&a, ctx),
         Command::Datastore(a) => crate::datastore_cmd::run(a, ctx),
         Command::MigrateOverlay(a) => crate::overlay_cmd::run(&a, ctx),
+        Command::Cluster(a) => crate::diags_cmd::cluster(&a, ctx),
         Command::Ipam(a) => crate::ipam_cmd::run(a, ctx),
         Command::Node(a) => crate::node_cmd::run(a, ctx),
     }

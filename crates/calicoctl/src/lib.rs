@@ -5,6 +5,8 @@ pub mod checksystem;
 pub mod cli;
 pub mod commands;
 pub mod datastore_cmd;
+pub mod diags;
+pub mod diags_cmd;
 pub mod input;
 pub mod ipam_cmd;
 pub mod node_cmd;

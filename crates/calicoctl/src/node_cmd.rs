@@ -19,6 +19,16 @@ pub fn run(args: NodeArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             let procs = processes();
             status(&procs, a.bird_dir.as_deref(), ctx.out)
         }
+        NodeCommand::Diags(a) => {
+            let paths = crate::diags::NodePaths {
+                config_dir: a.config_dir.clone(),
+                log_dir: a.log_dir.clone(),
+                bird_dir: a.bird_dir.clone(),
+                cni_dir: a.cni_dir.clone(),
+            };
+            let bundle = crate::diags::node(&paths, crate::commands::VERSION);
+            crate::diags_cmd::write(&bundle, a.output.as_deref(), "calico-node-diags", ctx)
+        }
         NodeCommand::Checksystem => {
             let items = crate::checksystem::check(&crate::checksystem::HostProbe);
             let ok = crate::checksystem::print(&items, ctx.out)

@@ -230,3 +230,40 @@ fn the_debian_package_carries_binaries_units_cni_files_and_configuration() {
         .unwrap();
     assert!(run.success());
 }
+
+#[test]
+fn the_dcos_diagnostics_configuration_runs_our_diagnostics() {
+    let text = std::fs::read_to_string(packaging().join("dcos-diagnostics/calico.json")).unwrap();
+    let conf: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let commands = conf["LocalCommands"].as_array().unwrap();
+    let argv = |c: &serde_json::Value| -> Vec<String> {
+        c["Command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all: Vec<Vec<String>> = commands.iter().map(argv).collect();
+    assert!(
+        all.iter().any(|a| a[1..] == ["node", "diags", "-o", "-"]),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|a| a[1..] == ["cluster", "diags", "-o", "-"]),
+        "{all:?}"
+    );
+    for c in commands {
+        assert_eq!(
+            argv(c)[0],
+            "/usr/bin/calicoctl",
+            "a binary the package installs"
+        );
+        let roles = c["Role"].as_array().unwrap();
+        assert!(!roles.is_empty());
+        for r in roles {
+            assert!(["master", "agent", "agent_public"].contains(&r.as_str().unwrap()));
+        }
+    }
+}
