@@ -85,20 +85,21 @@ impl Secrets for SecretSources {
                 match std::fs::read_to_string(dir.join(name).join(key)) {
                     Ok(text) => return Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => eprintln!(
-                        "confd: reading secret {name:?} key {key:?} in {}: {e}",
-                        dir.display()
-                    ),
+                    Err(e) => {
+                        tracing::warn!(target: "confd", "reading secret {name:?} key {key:?} in {}: {e}",
+                            dir.display()
+                        )
+                    }
                 }
             } else {
-                eprintln!("confd: secret {name:?} key {key:?}: not a plain file name");
+                tracing::warn!(target: "confd", "secret {name:?} key {key:?}: not a plain file name");
             }
         }
         let var = Self::env_name(name, key);
         match std::env::var(&var) {
             Ok(v) => Some(v),
             Err(_) => {
-                eprintln!("confd: no secret {name:?} key {key:?} (file or {var}); no password");
+                tracing::warn!(target: "confd", "no secret {name:?} key {key:?} (file or {var}); no password");
                 None
             }
         }
@@ -208,10 +209,10 @@ impl<D: Deref<Target: Datastore>> Confd<D> {
                 key, error, kept, ..
             } => {
                 if kept {
-                    eprintln!("confd: {error}; keeping its last good version");
+                    tracing::warn!(target: "confd", "{error}; keeping its last good version");
                     false
                 } else {
-                    eprintln!("confd: {error}; ignored");
+                    tracing::warn!(target: "confd", "{error}; ignored");
                     self.forget(key.kind, &key.name);
                     true
                 }
@@ -222,8 +223,7 @@ impl<D: Deref<Target: Datastore>> Confd<D> {
                 first
             }
             SyncEvent::Lost { error } => {
-                eprintln!(
-                    "confd: {error}; keeping the last configuration until the datastore is back"
+                tracing::warn!(target: "confd", "{error}; keeping the last configuration until the datastore is back"
                 );
                 self.in_sync = false;
                 false
@@ -281,8 +281,7 @@ impl<D: Deref<Target: Datastore>> Confd<D> {
             }
             match self.render_and_write() {
                 Ok(r) if r.written.is_empty() => {}
-                Ok(r) => eprintln!(
-                    "confd: wrote {}{}",
+                Ok(r) => tracing::warn!(target: "confd", "wrote {}{}",
                     r.written.join(", "),
                     if r.reloaded.is_empty() {
                         String::new()
@@ -290,7 +289,9 @@ impl<D: Deref<Target: Datastore>> Confd<D> {
                         format!("; {}", r.reloaded.join("; "))
                     }
                 ),
-                Err(e) => eprintln!("confd: {e}; keeping the last good configuration"),
+                Err(e) => {
+                    tracing::warn!(target: "confd", "{e}; keeping the last good configuration")
+                }
             }
         }
     }

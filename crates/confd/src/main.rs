@@ -42,11 +42,37 @@ struct Args {
     /// Quiet time after a change before rendering, in milliseconds.
     #[arg(long, default_value_t = 100)]
     debounce_ms: u64,
+    /// Log level: Trace, Debug, Info, Warning, Error, Fatal, Panic or None.
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        env = "CALICO_LOG_LEVEL",
+        default_value = "Info"
+    )]
+    log_level: String,
+    /// Log lines as `text` or `json`.
+    #[arg(long = "log-format", env = "CALICO_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+/// Installs the logger the arguments ask for; a bad level or format ends the process.
+fn init_logging(level: &str, format: &str) {
+    let set = calico_logging::parse_level(level)
+        .and_then(|l| calico_logging::parse_json(format).map(|j| (l, j)))
+        .and_then(|(l, j)| calico_logging::init(l, j));
+    if let Err(e) = set {
+        // No logger to say it through.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{e}");
+        std::process::exit(1);
+    }
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("calico-confd: {e:#}");
+    let args = Args::parse();
+    init_logging(&args.log_level, &args.log_format);
+    if let Err(e) = run(args) {
+        tracing::error!(target: "confd", "{e:#}");
         std::process::exit(1);
     }
 }
@@ -77,8 +103,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     if args.onetime {
         let report = confd.once(Duration::from_secs(30))?;
-        eprintln!(
-            "calico-confd: wrote {} of {} files{}",
+        tracing::warn!(target: "confd", "wrote {} of {} files{}",
             report.written.len(),
             calico_confd::FILE_NAMES.len(),
             if report.reloaded.is_empty() {

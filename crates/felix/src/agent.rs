@@ -165,7 +165,7 @@ pub fn settings_from_datastore(ds: &dyn Datastore, node: &str) -> Result<FelixSe
     for kv in values {
         match Resource::decode(&kv.key, kv.value) {
             Ok(resource) => note(cluster.apply(node, &kv.key, Some(&resource))),
-            Err(e) => eprintln!("felix: datastore content {}: {e}; ignored", kv.key),
+            Err(e) => tracing::warn!(target: "felix", "datastore content {}: {e}; ignored", kv.key),
         }
     }
     Ok(cluster.felix_settings(node))
@@ -294,7 +294,7 @@ impl Said {
         let now: BTreeSet<String> = lines.into_iter().collect();
         let before = self.0.entry(topic).or_default();
         for line in now.difference(before) {
-            eprintln!("felix: {topic}: {line}");
+            tracing::warn!(target: "felix", "{topic}: {line}");
         }
         *before = now;
     }
@@ -445,8 +445,9 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                     .warned_unimplemented
                     .insert((name.to_owned(), field.clone()))
                 {
-                    eprintln!(
-                        "felix: FelixConfiguration {name} sets {field}, which calico-rs does not \
+                    tracing::warn!(
+                        target: "felix",
+                        "FelixConfiguration {name} sets {field}, which calico-rs does not \
                          implement: it has no effect"
                     );
                 }
@@ -460,7 +461,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                     "FelixConfiguration changed a parameter that applies at start \
                      (now {wanted:?}, running with {in_force:?})"
                 );
-                eprintln!("felix: {reason}: stopping to restart");
+                tracing::warn!(target: "felix", "{reason}: stopping to restart");
                 self.restart_reason = Some(reason);
             }
         }
@@ -501,7 +502,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         if self.nft.list_owned().is_ok() {
             return;
         }
-        eprintln!("felix: no nftables table yet: dropping workload traffic until the first sync");
+        tracing::warn!(target: "felix", "no nftables table yet: dropping workload traffic until the first sync");
         // There is no table: nothing to delete.
         self.kernel = KernelView::FailClosed;
         let empty = TableModel::default();
@@ -509,7 +510,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             m.expect(&batch(&fail_closed_table()), Some(&empty));
         }
         if let Err(e) = self.nft.apply(&batch(&fail_closed_table())) {
-            eprintln!("felix: installing the fail-closed table: {e}");
+            tracing::warn!(target: "felix", "installing the fail-closed table: {e}");
             self.metrics.errors.inc();
             self.kernel = KernelView::Unknown;
             if let Some(m) = &self.monitor {
@@ -545,8 +546,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         let route_events = match RouteEvents::spawn() {
             Ok(events) => Some(events),
             Err(e) => {
-                eprintln!(
-                    "felix: {e}; checking routes every {:?} instead",
+                tracing::warn!(target: "felix", "{e}; checking routes every {:?} instead",
                     self.cfg.resync_interval
                 );
                 None
@@ -650,10 +650,11 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
     fn start_monitor(&mut self) {
         match NftMonitor::spawn() {
             Ok(m) => self.monitor = Some(m),
-            Err(e) => eprintln!(
-                "felix: starting nft monitor: {e}; checking the table every {:?} instead",
-                self.cfg.resync_interval
-            ),
+            Err(e) => {
+                tracing::info!(target: "felix", "starting nft monitor: {e}; checking the table every {:?} instead",
+                    self.cfg.resync_interval
+                )
+            }
         }
         self.verify_table();
     }
@@ -696,7 +697,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                 if let Some(update) = Update::from_typed(resource)
                     && let Err(e) = state.calc.stage(update)
                 {
-                    eprintln!("felix: datastore content {key}: {e}; ignored");
+                    tracing::warn!(target: "felix", "datastore content {key}: {e}; ignored");
                 }
                 true
             }
@@ -706,7 +707,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                 if let Some(update) = Update::delete_key(&key)
                     && let Err(e) = state.calc.stage(update)
                 {
-                    eprintln!("felix: datastore content {key}: {e}; ignored");
+                    tracing::warn!(target: "felix", "datastore content {key}: {e}; ignored");
                 }
                 true
             }
@@ -717,10 +718,11 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                 // because its record broke would fail open. With nothing
                 // known, everything else is programmed and felix is not ready.
                 if kept {
-                    eprintln!("felix: {error}; keeping the last good version of it");
+                    tracing::warn!(target: "felix", "{error}; keeping the last good version of it");
                 } else {
-                    eprintln!(
-                        "felix: {error}; no good version of it is known: programming everything \
+                    tracing::warn!(
+                        target: "felix",
+                        "{error}; no good version of it is known: programming everything \
                          else, not ready until it is repaired or deleted"
                     );
                 }
@@ -737,7 +739,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             SyncEvent::Lost { error } => {
                 // The last programmed state stays in force until the
                 // syncer has caught up again.
-                eprintln!("felix: {error}; keeping the last programmed state, resyncing");
+                tracing::warn!(target: "felix", "{error}; keeping the last programmed state, resyncing");
                 self.metrics.errors.inc();
                 self.in_sync = false;
                 self.status.in_sync.store(false, Ordering::Relaxed);
@@ -890,7 +892,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         // the old members with the new generation.
         let started = Instant::now();
         if let Err(e) = self.nft.apply(&elements) {
-            eprintln!("felix: IP set update refused ({e}); programming the whole table");
+            tracing::warn!(target: "felix", "IP set update refused ({e}); programming the whole table");
             return false;
         }
         if let Some(a) = self.applied.as_mut() {
@@ -903,7 +905,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             if let Some(m) = &self.monitor {
                 m.forget();
             }
-            eprintln!("felix: new policy generation refused ({e}); programming the whole table");
+            tracing::warn!(target: "felix", "new policy generation refused ({e}); programming the whole table");
             return false;
         }
         self.metrics
@@ -1077,8 +1079,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
                     match applied {
                         Ok(()) => true,
                         Err(e) => {
-                            eprintln!(
-                                "felix: incremental nftables update refused ({e}); replacing the table"
+                            tracing::warn!(target: "felix", "incremental nftables update refused ({e}); replacing the table"
                             );
                             false
                         }
@@ -1193,7 +1194,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
             Err(e) => {
                 self.cleared_generation = None;
                 self.metrics.errors.inc();
-                eprintln!("felix: clearing flows of policy generation {generation}: {e}");
+                tracing::warn!(target: "felix", "clearing flows of policy generation {generation}: {e}");
             }
         }
     }
@@ -1406,7 +1407,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         for ip in gone {
             if let Err(e) = self.conntrack.flush_address(ip) {
                 self.metrics.errors.inc();
-                eprintln!("felix: deleting the flows of removed endpoint address {ip}: {e}");
+                tracing::info!(target: "felix", "deleting the flows of removed endpoint address {ip}: {e}");
             }
         }
         self.local_addresses = now;
@@ -1487,14 +1488,14 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         }) else {
             return;
         };
-        eprintln!("felix: nftables table {why}; reprogramming");
+        tracing::warn!(target: "felix", "nftables table {why}; reprogramming");
         match self.apply_whole(&full) {
             Ok(()) => {
                 self.kernel = KernelView::Applied;
                 self.metrics.drift_repairs.inc();
             }
             Err(e) => {
-                eprintln!("felix: repairing nftables: {e}");
+                tracing::warn!(target: "felix", "repairing nftables: {e}");
                 self.metrics.errors.inc();
                 // Whatever is there now must not stay open.
                 self.all_failed_closed();
@@ -1509,7 +1510,7 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         };
         let report = reconcile(&mut self.nl, &routes);
         if !report.changes.is_empty() {
-            eprintln!("felix: repaired routes: {}", report.changes.join("; "));
+            tracing::info!(target: "felix", "repaired routes: {}", report.changes.join("; "));
             self.metrics.drift_repairs.inc();
         }
         self.report_route_errors(&report);
@@ -1546,6 +1547,6 @@ fn status_files(dir: &std::path::Path) -> BTreeSet<String> {
 
 fn note(r: Result<(), cluster::Error>) {
     if let Err(e) = r {
-        eprintln!("felix: {e}; ignored");
+        tracing::warn!(target: "felix", "{e}; ignored");
     }
 }

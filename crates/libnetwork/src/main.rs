@@ -41,11 +41,37 @@ struct Args {
     /// How often to look for endpoints of containers Docker forgot to tear down.
     #[arg(long, default_value_t = 5)]
     collect_interval_secs: u64,
+    /// Log level: Trace, Debug, Info, Warning, Error, Fatal, Panic or None.
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        env = "CALICO_LOG_LEVEL",
+        default_value = "Info"
+    )]
+    log_level: String,
+    /// Log lines as `text` or `json`.
+    #[arg(long = "log-format", env = "CALICO_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+/// Installs the logger the arguments ask for; a bad level or format ends the process.
+fn init_logging(level: &str, format: &str) {
+    let set = calico_logging::parse_level(level)
+        .and_then(|l| calico_logging::parse_json(format).map(|j| (l, j)))
+        .and_then(|(l, j)| calico_logging::init(l, j));
+    if let Err(e) = set {
+        // No logger to say it through.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{e}");
+        std::process::exit(1);
+    }
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("calico-libnetwork-plugin: {e:#}");
+    let args = Args::parse();
+    init_logging(&args.log_level, &args.log_format);
+    if let Err(e) = run(args) {
+        tracing::error!(target: "calico-libnetwork-plugin", "{e:#}");
         std::process::exit(1);
     }
 }
@@ -78,7 +104,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let resumed = plugin.resume_pending().context("resuming label reads")?;
     if resumed > 0 {
-        eprintln!("calico-libnetwork-plugin: reading the labels of {resumed} pending endpoints");
+        tracing::info!(target: "calico-libnetwork-plugin", "reading the labels of {resumed} pending endpoints");
     }
     let collector = plugin.clone();
     let every = Duration::from_secs(args.collect_interval_secs.max(1));
@@ -88,12 +114,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             match collector.collect_gone() {
                 Ok(gone) => {
                     for name in gone {
-                        eprintln!(
-                            "calico-libnetwork-plugin: removed endpoint {name}: its container is gone and Docker never said so"
+                        tracing::info!(target: "calico-libnetwork-plugin", "removed endpoint {name}: its container is gone and Docker never said so"
                         );
                     }
                 }
-                Err(e) => eprintln!("calico-libnetwork-plugin: looking for gone containers: {e}"),
+                Err(e) => {
+                    tracing::warn!(target: "calico-libnetwork-plugin", "looking for gone containers: {e}")
+                }
             }
         }
     });
@@ -103,8 +130,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         serve(plugin.clone(), Driver::Network, &network)?,
         serve(plugin, Driver::Ipam, &ipam)?,
     ];
-    eprintln!(
-        "calico-libnetwork-plugin: serving {} and {}",
+    tracing::info!(target: "calico-libnetwork-plugin", "serving {} and {}",
         network.display(),
         ipam.display()
     );

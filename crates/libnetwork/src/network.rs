@@ -431,8 +431,7 @@ impl Plugin {
         let plugin = self.clone();
         std::thread::spawn(move || {
             if let Err(e) = plugin.resolve_labels(&network_id, &endpoint_id, &key) {
-                eprintln!(
-                    "calico-libnetwork: endpoint {endpoint_id}: {e}; it carries no traffic until its labels are known"
+                tracing::warn!(target: "calico-libnetwork-plugin", "endpoint {endpoint_id}: {e}; it carries no traffic until its labels are known"
                 );
             }
         });

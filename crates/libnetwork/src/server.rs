@@ -38,7 +38,7 @@ pub fn respond(plugin: &Arc<Plugin>, driver: Driver, call: &str, body: &[u8]) ->
             } else {
                 "Err"
             };
-            eprintln!("calico-libnetwork: {call}: {e}");
+            tracing::warn!(target: "calico-libnetwork-plugin", "{call}: {e}");
             serde_json::json!({ field: e.to_string() })
         }
     }
@@ -80,7 +80,7 @@ pub fn serve(
                 let response =
                     tiny_http::Response::from_string(answer.to_string()).with_header(header);
                 if let Err(e) = request.respond(response) {
-                    eprintln!("calico-libnetwork: answering Docker: {e}");
+                    tracing::warn!(target: "calico-libnetwork-plugin", "answering Docker: {e}");
                 }
             });
         }

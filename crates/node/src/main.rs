@@ -104,6 +104,17 @@ struct Args {
     /// Docker's plugin directory, where the Calico plugin's sockets appear.
     #[arg(long, default_value = "/run/docker/plugins")]
     docker_plugin_dir: PathBuf,
+    /// Log level: Trace, Debug, Info, Warning, Error, Fatal, Panic or None.
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        env = "FELIX_LOGSEVERITYSCREEN",
+        default_value = "Info"
+    )]
+    log_level: String,
+    /// Log lines as `text` or `json`.
+    #[arg(long = "log-format", env = "CALICO_LOG_FORMAT", default_value = "text")]
+    log_format: String,
 }
 
 fn parse_spoofing(s: &str) -> Result<bool, String> {
@@ -126,14 +137,29 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn main() {
-    if let Err(e) = calico_felix::without_huge_pages() {
-        eprintln!("calico-node: turning transparent huge pages off: {e}; starting anyway");
+/// Installs the logger the arguments ask for; a bad level or format ends the process.
+fn init_logging(level: &str, format: &str) {
+    let set = calico_logging::parse_level(level)
+        .and_then(|l| calico_logging::parse_json(format).map(|j| (l, j)))
+        .and_then(|(l, j)| calico_logging::init(l, j));
+    if let Err(e) = set {
+        // No logger to say it through.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{e}");
+        std::process::exit(1);
     }
-    match run(Args::parse()) {
+}
+
+fn main() {
+    let args = Args::parse();
+    init_logging(&args.log_level, &args.log_format);
+    if let Err(e) = calico_felix::without_huge_pages() {
+        tracing::warn!(target: "calico-node", "turning transparent huge pages off: {e}; starting anyway");
+    }
+    match run(args) {
         Ok(()) => {}
         Err(e) => {
-            eprintln!("calico-node: {e:#}");
+            tracing::error!(target: "calico-node", "{e:#}");
             std::process::exit(1);
         }
     }
@@ -146,7 +172,7 @@ fn main() {
         .arg0(arg0)
         .args(args)
         .exec();
-    eprintln!("calico-node: restarting: {e}");
+    tracing::info!(target: "calico-node", "restarting: {e}");
     std::process::exit(1);
 }
 
@@ -225,7 +251,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Arc::from(calico_datastore::open(&ds_cfg).context("opening the datastore")?);
 
     for created in startup::ensure_defaults(ds.as_ref(), &params)? {
-        eprintln!("calico-node: created {created}");
+        tracing::info!(target: "calico-node", "created {created}");
     }
     let overrides = StartupOverrides {
         endpoint_status_prefix: args.endpoint_status_prefix.clone(),
@@ -236,8 +262,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("reading FelixConfiguration")?;
     let in_force = StartupParams::resolve(&overrides, &settings);
     let tunnel = startup::register_node(ds.as_ref(), &node, address, &params)?;
-    eprintln!(
-        "calico-node: registered {node} at {address}{}",
+    tracing::info!(target: "calico-node", "registered {node} at {address}{}",
         tunnel
             .map(|t| format!(", VXLAN tunnel address {t}"))
             .unwrap_or_default()
@@ -269,7 +294,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (nft, no_lib) = KernelNft::open();
     match no_lib {
         Some(why) => {
-            eprintln!("calico-node: {why}; programming nftables through the nft command instead")
+            tracing::warn!(target: "calico-node", "{why}; programming nftables through the nft command instead")
         }
         // Our own changes come from this process: the kernel's change
         // notifications tell others' apart.
@@ -322,7 +347,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     felix.run(&stop);
     match felix.restart_reason() {
         Some(reason) => {
-            eprintln!("calico-node: restarting: {reason}");
+            tracing::info!(target: "calico-node", "restarting: {reason}");
             Ok(())
         }
         None => bail!("felix stopped"),
@@ -340,14 +365,14 @@ fn spawn_docker_network(name: String, socket: PathBuf, plugin_dir: PathBuf, subn
             if socket.exists() && plugin.exists() {
                 match docker.ensure_network(&name, "calico", &subnet, startup::DEFAULT_PROFILE) {
                     Ok(true) => {
-                        eprintln!("calico-node: created Docker network {name} ({subnet})");
+                        tracing::info!(target: "calico-node", "created Docker network {name} ({subnet})");
                         return;
                     }
                     Ok(false) => return,
                     Err(e) => {
                         let e = e.to_string();
                         if e != said {
-                            eprintln!("calico-node: Docker network {name}: {e}; trying again");
+                            tracing::warn!(target: "calico-node", "Docker network {name}: {e}; trying again");
                             said = e;
                         }
                     }
@@ -452,7 +477,7 @@ fn spawn_stale_endpoint_collector(
         let mut nl = match NetlinkSocket::new() {
             Ok(nl) => nl,
             Err(e) => {
-                eprintln!("calico-node: stale endpoint collector: {e}; not running");
+                tracing::warn!(target: "calico-node", "stale endpoint collector: {e}; not running");
                 return;
             }
         };
@@ -461,7 +486,7 @@ fn spawn_stale_endpoint_collector(
             let links = match nl.links() {
                 Ok(l) => l.into_iter().map(|l| l.name).collect(),
                 Err(e) => {
-                    eprintln!("calico-node: stale endpoint collector: listing links: {e}");
+                    tracing::warn!(target: "calico-node", "stale endpoint collector: listing links: {e}");
                     continue;
                 }
             };
@@ -469,13 +494,14 @@ fn spawn_stale_endpoint_collector(
                 Ok(pass) => {
                     gauge.set(i64::try_from(pass.stale.len()).unwrap_or(i64::MAX));
                     for key in &pass.removed {
-                        eprintln!(
-                            "calico-node: removed {key}: its interface was gone for {grace:?} \
+                        tracing::info!(
+                        target: "calico-node",
+                        "removed {key}: its interface was gone for {grace:?} \
                              (a runtime that died mid-ADD); the leak collector releases its addresses"
                         );
                     }
                 }
-                Err(e) => eprintln!("calico-node: stale endpoint collector: {e}"),
+                Err(e) => tracing::warn!(target: "calico-node", "stale endpoint collector: {e}"),
             }
         }
     });
@@ -489,13 +515,13 @@ fn spawn_leak_collector(ds: Arc<dyn Datastore>, grace: Duration, interval: Durat
             match collector.run_once(ds.as_ref(), Instant::now()) {
                 Ok(pass) => {
                     for ip in &pass.released {
-                        eprintln!("calico-node: released leaked address {ip}");
+                        tracing::info!(target: "calico-node", "released leaked address {ip}");
                     }
                     for b in &pass.empty_blocks_released {
-                        eprintln!("calico-node: released empty block {b}");
+                        tracing::info!(target: "calico-node", "released empty block {b}");
                     }
                 }
-                Err(e) => eprintln!("calico-node: leak collector: {e}"),
+                Err(e) => tracing::warn!(target: "calico-node", "leak collector: {e}"),
             }
         }
     });

@@ -106,7 +106,7 @@ pub fn ensure_defaults(ds: &dyn Datastore, params: &Params) -> Result<Vec<String
                 .map_err(ds_err(format!("reading {pool_key}")))?
                 .is_none()
             {
-                eprintln!("calico-node: not creating IPPool {DEFAULT_POOL}: {source}");
+                tracing::warn!(target: "calico-node", "not creating IPPool {DEFAULT_POOL}: {source}");
             }
         }
         Err(e) => return Err(ds_err("checking the default IPPool")(e)),

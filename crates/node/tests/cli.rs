@@ -14,7 +14,10 @@ fn is_root() -> bool {
 }
 
 fn node(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
-    let dir = std::env::temp_dir().join(format!("calico-node-cli-{}", std::process::id()));
+    // A directory per run: the tests run in parallel.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("calico-node-cli-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("never-created.db");
     let script = "ip link add d0 type veth peer name d1 && ip addr add 10.9.9.1/24 dev d0 && ip link set d0 up && exec \"$0\" \"$@\"";
@@ -105,4 +108,53 @@ fn bad_parameters_are_refused_with_their_name() {
         err.contains("no interface of this host has 192.0.2.99"),
         "{err}"
     );
+}
+
+#[test]
+fn logs_are_one_line_per_event_as_text_or_json_at_the_level_asked() {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test needs root (network namespaces)"
+        );
+        println!("SKIP logs_are_one_line_per_event: not root");
+        return;
+    }
+    // Text: time, level, component, cause.
+    let (code, err) = node(&[("CALICO_VXLAN_PORT", "70000")], &[]);
+    assert_eq!(code, 1);
+    let line = err
+        .lines()
+        .find(|l| l.contains("calico_vxlan_port"))
+        .unwrap();
+    assert!(
+        line.contains("ERROR") && line.contains("calico-node:"),
+        "{line}"
+    );
+    // JSON lines, as FELIX_LOGSEVERITYSCREEN and CALICO_LOG_FORMAT set them.
+    let (code, err) = node(
+        &[
+            ("CALICO_VXLAN_PORT", "70000"),
+            ("CALICO_LOG_FORMAT", "json"),
+            ("FELIX_LOGSEVERITYSCREEN", "Warning"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    let event: serde_json::Value = serde_json::from_str(
+        err.lines()
+            .find(|l| l.contains("calico_vxlan_port"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(event["level"], "ERROR");
+    assert_eq!(event["target"], "calico-node");
+    assert!(
+        event["message"].as_str().unwrap().contains("65535"),
+        "{event}"
+    );
+    // A level that is not Calico's is refused, naming it.
+    let (code, err) = node(&[], &["-l", "loud"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("log level \"loud\""), "{err}");
 }
