@@ -20,13 +20,7 @@ impl Cluster {
     }
 
     fn names(&self, args: &[&str]) -> Vec<String> {
-        let list = self.get_json(args);
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
-            .collect()
+        self.list_names(args)
     }
 }
 

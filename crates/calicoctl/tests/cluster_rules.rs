@@ -7,14 +7,7 @@ use common::Cluster;
 
 /// The names `calicoctl get <kind>` lists.
 fn names(c: &Cluster, kind: &str) -> Vec<String> {
-    let out = c.ctl(&["get", kind, "-o", "json"]).ok().stdout;
-    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
-        .collect()
+    c.list_names(&[kind])
 }
 
 fn tier(name: &str) -> String {

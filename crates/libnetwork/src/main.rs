@@ -54,22 +54,9 @@ struct Args {
     log_format: String,
 }
 
-/// Installs the logger the arguments ask for; a bad level or format ends the process.
-fn init_logging(level: &str, format: &str) {
-    let set = calico_logging::parse_level(level)
-        .and_then(|l| calico_logging::parse_json(format).map(|j| (l, j)))
-        .and_then(|(l, j)| calico_logging::init(l, j));
-    if let Err(e) = set {
-        // No logger to say it through.
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "{e}");
-        std::process::exit(1);
-    }
-}
-
 fn main() {
     let args = Args::parse();
-    init_logging(&args.log_level, &args.log_format);
+    calico_logging::init_or_exit(&args.log_level, &args.log_format);
     if let Err(e) = run(args) {
         tracing::error!(target: "calico-libnetwork-plugin", "{e:#}");
         std::process::exit(1);

@@ -59,6 +59,19 @@ pub fn init(level: LevelFilter, json: bool) -> Result<(), LogError> {
     result.map_err(|e| LogError::Install(e.to_string()))
 }
 
+/// [`init`] from a daemon's `--log-level` and `--log-format` arguments; a bad level or
+/// format ends the process with the reason on stderr (there is no logger yet to say it).
+pub fn init_or_exit(level: &str, format: &str) {
+    let set = parse_level(level)
+        .and_then(|l| parse_json(format).map(|j| (l, j)))
+        .and_then(|(l, j)| init(l, j));
+    if let Err(e) = set {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{e}");
+        std::process::exit(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

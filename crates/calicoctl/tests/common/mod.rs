@@ -155,3 +155,19 @@ pub fn assert_contains(written: &Value, read: &Value, path: &str) {
         other => assert_eq!(other, read, "{path}"),
     }
 }
+
+impl Cluster {
+    /// The names `calicoctl get <args> -o json` lists.
+    pub fn list_names(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let list: Value = serde_json::from_str(&self.ctl(&all).ok().stdout).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
