@@ -300,9 +300,17 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
     let phrase = kind_phrase(kinds);
     let ds = (ctx.open)(OpenMode::Existing)?;
     let mut ops = Vec::new();
+    // Everything named must exist before anything goes (a Node's removal below is not part
+    // of the batch), unless missing ones are to be skipped.
     for (key, expected) in targets {
-        if args.skip_not_exists && !exists(ds.as_ref(), &key)? {
-            continue;
+        if !exists(ds.as_ref(), &key)? {
+            if args.skip_not_exists {
+                continue;
+            }
+            return Err(CommandError::new(format!(
+                "Failed to delete any {phrase}resources: resource does not exist: {key}; \
+                 nothing was deleted"
+            )));
         }
         ops.push(WriteOp::Delete {
             key,
@@ -315,18 +323,6 @@ fn delete(args: DeleteArgs, ctx: &mut Context<'_>) -> Result<(), CommandError> {
             describe_delete_error(&e)
         ))
     })?;
-    // Everything named must exist before anything goes (a Node's removal below is not
-    // part of the batch).
-    for op in &ops {
-        if let WriteOp::Delete { key, .. } = op
-            && !exists(ds.as_ref(), key)?
-        {
-            return Err(CommandError::new(format!(
-                "Failed to delete any {phrase}resources: resource does not exist: {key}; \
-                 nothing was deleted"
-            )));
-        }
-    }
     // A Node takes its endpoints, addresses, block affinities and per-node configuration
     // with it; the Node goes only once all of that is gone, so a failure can be retried.
     let total = ops.len();

@@ -41,22 +41,14 @@ struct Args {
     /// How often to look for endpoints of containers Docker forgot to tear down.
     #[arg(long, default_value_t = 5)]
     collect_interval_secs: u64,
-    /// Log level: Trace, Debug, Info, Warning, Error, Fatal, Panic or None.
-    #[arg(
-        short = 'l',
-        long = "log-level",
-        env = "CALICO_LOG_LEVEL",
-        default_value = "Info"
-    )]
-    log_level: String,
-    /// Log lines as `text` or `json`.
-    #[arg(long = "log-format", env = "CALICO_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Logging.
+    #[command(flatten)]
+    log: calico_logging::LogArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    calico_logging::init_or_exit(&args.log_level, &args.log_format);
+    args.log.init_or_exit();
     if let Err(e) = run(args) {
         tracing::error!(target: "calico-libnetwork-plugin", "{e:#}");
         std::process::exit(1);

@@ -72,6 +72,30 @@ pub fn init_or_exit(level: &str, format: &str) {
     }
 }
 
+/// The logging flags of the daemons configured by `CALICO_LOG_LEVEL` (calico-confd, the
+/// Docker plugin); calico-node's level comes from felix's `FELIX_LOGSEVERITYSCREEN`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log level: Trace, Debug, Info, Warning, Error, Fatal, Panic or None.
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        env = "CALICO_LOG_LEVEL",
+        default_value = "Info"
+    )]
+    pub log_level: String,
+    /// Log lines as `text` or `json`.
+    #[arg(long = "log-format", env = "CALICO_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl LogArgs {
+    /// [`init_or_exit`] with these flags.
+    pub fn init_or_exit(&self) {
+        init_or_exit(&self.log_level, &self.log_format);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
