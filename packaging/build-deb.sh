@@ -9,7 +9,9 @@ bins=${1:-target/release}
 out=${2:-target/debian}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 arch=$(dpkg --print-architecture)
-root=$(mktemp -d)
+mkdir -p "$out"
+# Staged beside the output, not in /tmp: a small /tmp cannot hold a workspace's binaries.
+root=$(mktemp -d -p "$out" .staging.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 # The package's root becomes the host's /: it must not be 0700 like mktemp's.
 chmod 755 "$root"
@@ -17,12 +19,13 @@ chmod 755 "$root"
 install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/calico" \
   "$root/opt/mesosphere/active/cni" "$root/opt/mesosphere/etc/dcos/network/cni" \
   "$root/usr/share/doc/calico-rs"
+# Installed binaries are stripped, as Debian ships them (debug builds are 100-200 MB each).
 for b in calico-node calicoctl dcos-calico calico-confd calico-libnetwork-plugin; do
-  install -m 755 "$bins/$b" "$root/usr/bin/$b"
+  install -s -m 755 "$bins/$b" "$root/usr/bin/$b"
 done
 # Where Mesos looks for CNI plugins and network configurations on DC/OS.
-install -m 755 "$bins/calico" "$root/opt/mesosphere/active/cni/calico"
-install -m 755 "$bins/calico-ipam" "$root/opt/mesosphere/active/cni/calico-ipam"
+install -s -m 755 "$bins/calico" "$root/opt/mesosphere/active/cni/calico"
+install -s -m 755 "$bins/calico-ipam" "$root/opt/mesosphere/active/cni/calico-ipam"
 install -m 644 packaging/cni/calico.conf "$root/opt/mesosphere/etc/dcos/network/cni/calico.conf"
 install -m 644 packaging/systemd/*.service "$root/lib/systemd/system/"
 install -m 644 packaging/etc/calico.env packaging/etc/dcos-calico.yaml packaging/etc/calicoctl.cfg \
@@ -57,7 +60,6 @@ Description: Calico container networking and network policy for DC/OS (Rust)
  plugin, and calicoctl (also as the dcos-calico CLI plugin). Compatible with Project Calico's
  projectcalico.org/v3 API.
 CTRL
-mkdir -p "$out"
 deb="$out/calico-rs_${version}_${arch}.deb"
 # DEB_FAST=1 (tests): quick gzip instead of xz.
 compress=()

@@ -130,7 +130,8 @@ fn the_debian_package_carries_binaries_units_cni_files_and_configuration() {
         println!("SKIP the_debian_package: build the workspace binaries first");
         return;
     }
-    let out_dir = tempfile::tempdir().unwrap();
+    // Beside the binaries: that filesystem has room for them, /tmp may not.
+    let out_dir = tempfile::tempdir_in(root.join("target")).unwrap();
     let out = Command::new(root.join("packaging/build-deb.sh"))
         .arg(&bins)
         .arg(out_dir.path())
