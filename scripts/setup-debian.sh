@@ -9,7 +9,8 @@ set -euo pipefail
 # docker.io: the Docker plugin's tests run under a real dockerd; bird: BGP (calicoctl node status);
 # systemd: systemd-analyze verifies the units; dpkg-dev: the Debian package is built and read.
 packages=(build-essential pkg-config ca-certificates time iproute2 nftables busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client iperf3
-  containernetworking-plugins iptables podman runc conntrack python3 docker.io bird systemd dpkg-dev)
+  containernetworking-plugins iptables podman runc conntrack python3 docker.io bird systemd dpkg-dev
+  chromium chromium-driver python3-selenium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

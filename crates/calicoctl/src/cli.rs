@@ -66,12 +66,29 @@ pub enum Command {
     Datastore(DatastoreArgs),
     /// Cluster-wide tools: `cluster diags` writes the datastore's diagnostics bundle.
     Cluster(ClusterArgs),
+    /// The flows the cluster's policy decided recently, from every host, each with the
+    /// policy rule that allowed or denied it.
+    Flows(FlowsArgs),
     /// Move apps and services from the DC/OS overlay (`dcos`) to Calico: rewrite Marathon app,
     /// group and pod definitions and dcos-commons service files. Without --write, prints the
     /// diff; exit 0 when nothing would change, 1 when something would, 2 when a file could
     /// not be read.
     #[command(name = "migrate-overlay")]
     MigrateOverlay(MigrateOverlayArgs),
+}
+
+/// Arguments of flows.
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    /// Only denied flows.
+    #[arg(long = "denied")]
+    pub denied: bool,
+    /// Flows last seen within this long (e.g. 30s, 5m, 1h).
+    #[arg(long = "since", default_value = "5m")]
+    pub since: String,
+    /// `wide` (addresses, reporting direction, first seen) or `json`.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<String>,
 }
 
 /// Arguments of migrate-overlay.

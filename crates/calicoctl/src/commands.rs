@@ -72,6 +72,7 @@ pub fn run(command: Command, ctx: &mut Context<'_>) -> Result<(), CommandError> 
         Command::Datastore(a) => crate::datastore_cmd::run(a, ctx),
         Command::MigrateOverlay(a) => crate::overlay_cmd::run(&a, ctx),
         Command::Cluster(a) => crate::diags_cmd::cluster(&a, ctx),
+        Command::Flows(a) => crate::flows_cmd::run(&a, ctx),
         Command::Ipam(a) => crate::ipam_cmd::run(a, ctx),
         Command::Node(a) => crate::node_cmd::run(a, ctx),
     }
@@ -223,7 +224,7 @@ fn exists(ds: &dyn Datastore, key: &Key) -> Result<bool, CommandError> {
     }
 }
 
-fn io_error(e: std::io::Error) -> CommandError {
+pub(crate) fn io_error(e: std::io::Error) -> CommandError {
     CommandError::new(format!("writing output: {e}"))
 }
 

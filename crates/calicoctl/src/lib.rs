@@ -7,6 +7,7 @@ pub mod commands;
 pub mod datastore_cmd;
 pub mod diags;
 pub mod diags_cmd;
+pub mod flows_cmd;
 pub mod input;
 pub mod ipam_cmd;
 pub mod node_cmd;

@@ -251,8 +251,14 @@ fn statement(out: &mut String, v: &Value) -> Option<()> {
         }
         "log" => {
             let body = body.as_object()?;
-            only(body, &["prefix"])?;
+            only(body, &["prefix", "group", "snaplen"])?;
             write!(out, "log prefix {}", quoted(body.get("prefix")?.as_str()?)?).ok()?;
+            if let Some(group) = body.get("group") {
+                write!(out, " group {}", group.as_u64()?).ok()?;
+            }
+            if let Some(snaplen) = body.get("snaplen") {
+                write!(out, " snaplen {}", snaplen.as_u64()?).ok()?;
+            }
         }
         "vmap" => {
             let body = body.as_object()?;

@@ -100,6 +100,9 @@ pub struct Config {
     /// of them: a FelixConfiguration change to one makes the agent stop
     /// with [`Felix::restart_reason`]. None: not watched.
     pub startup: Option<(StartupOverrides, StartupParams)>,
+    /// The flow log told which rule each log prefix of the table stands for; its group
+    /// goes in `host.flow_log_group`. None: no flow logs.
+    pub flow_log: Option<Arc<crate::flowlog::FlowLog>>,
 }
 
 /// The parameters that take effect only when the agent starts.
@@ -190,6 +193,7 @@ impl Config {
             failsafe_inbound: None,
             failsafe_outbound: None,
             startup: None,
+            flow_log: None,
         }
     }
 }
@@ -804,6 +808,9 @@ impl<N: Netlink, F: Nft, C: Conntrack + Send, S: Sysctl> Felix<N, F, C, S> {
         let mut host = inputs.host.clone();
         host.generation = generation;
         let mut ruleset = render_cached(snapshot, &inputs.ifaces, &host, &mut self.render_cache);
+        if let Some(log) = &self.cfg.flow_log {
+            log.set_attributions(&ruleset.attributions);
+        }
         add_nat_outgoing(&mut ruleset, &inputs.nat.0, &inputs.nat.1);
         ruleset
     }

@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod flowlog;
 pub mod metrics;
 pub mod routes;
 

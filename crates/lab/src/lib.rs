@@ -77,10 +77,13 @@ pub struct State {
     /// the confd in each calico-node.
     #[serde(default)]
     pub bgp: bool,
+    /// Extra environment of every calico-node (e.g. flow-log bounds).
+    #[serde(default)]
+    pub node_env: Vec<(String, String)>,
 }
 
 /// How a lab is set up beyond its host count.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Setup {
     /// The datastore is etcd on the underlay (else the embedded file).
     pub etcd: bool,
@@ -89,6 +92,8 @@ pub struct Setup {
     /// BGP mode: an unencapsulated pool, BIRD on every host (a full mesh
     /// configured by confd), no VXLAN.
     pub bgp: bool,
+    /// Extra environment of every calico-node, e.g. `FELIX_FLOWLOGSMAXRATE`.
+    pub node_env: Vec<(String, String)>,
 }
 
 /// Where the etcd of a lab listens: the underlay router, reachable from every host.
@@ -245,7 +250,12 @@ impl Lab {
     /// dockerd and the Calico Docker plugin (calico-node then creates the host's
     /// `calico` Docker network); with `bgp`, BIRD routes between hosts.
     pub fn up_with(&self, n: u8, setup: Setup) -> anyhow::Result<()> {
-        let Setup { etcd, docker, bgp } = setup;
+        let Setup {
+            etcd,
+            docker,
+            bgp,
+            node_env,
+        } = setup;
         if !self.state()?.hosts.is_empty() {
             bail!("the lab {} is already up: run down first", self.prefix);
         }
@@ -273,6 +283,7 @@ impl Lab {
         let mut state = State {
             docker,
             bgp,
+            node_env,
             ..State::default()
         };
         if etcd {
@@ -464,7 +475,12 @@ impl Lab {
             // This machine's own dockerd is not a lab host's.
             cmd.args(["--docker-network", ""]);
         }
+        if std::env::var_os("FELIX_FLOWLOGSFLUSHINTERVAL").is_none() {
+            // Flows show within a second in the lab (the default is 5 s).
+            cmd.env("FELIX_FLOWLOGSFLUSHINTERVAL", "1s");
+        }
         cmd.envs(self.datastore_env(&state))
+            .envs(state.node_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -473,6 +489,35 @@ impl Lab {
             .spawn()
             .with_context(|| format!("starting calico-node on {}", h.name))?;
         Ok(())
+    }
+
+    /// Makes `host`'s web view (calico-node serves it on the loopback of the host's
+    /// namespace, its default) reachable from this machine at `listen`: each connection
+    /// is relayed to 127.0.0.1:9098 inside the namespace. Returns the address bound.
+    pub fn ui_proxy(&self, host: &str, listen: &str) -> anyhow::Result<std::net::SocketAddr> {
+        use calico_netlink::Netns as _;
+        let ns_path = PathBuf::from("/run/netns").join(self.host_netns(host)?);
+        let listener = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("listening on {listen} for the web view"))?;
+        let bound = listener.local_addr()?;
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let ns_path = ns_path.clone();
+                std::thread::spawn(move || {
+                    let Ok(ns) = calico_netlink::real::NetnsFile::open(&ns_path) else {
+                        return;
+                    };
+                    // The socket is made inside the host's namespace and stays there.
+                    let Ok(Ok(upstream)) =
+                        ns.run(|| std::net::TcpStream::connect((UI_ADDRESS, UI_PORT)))
+                    else {
+                        return;
+                    };
+                    relay(client, upstream);
+                });
+            }
+        });
+        Ok(bound)
     }
 
     /// Where `host`'s BIRD configuration and control socket are.
@@ -693,6 +738,12 @@ impl Lab {
         let netns = format!("{}-t{k}", self.prefix);
         ip(&["netns", "add", &netns])?;
         ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+        // The app's network labels, and (as this lab's Marathon stand-in) the app and
+        // task ids, so flow logs and the web view can name them. A real Marathon passes
+        // only `networks[].labels`: there, an `app` label does the same.
+        let mut labels = labels.clone();
+        labels.insert(calico_flows::view::APP_LABELS[1].into(), format!("/{app}"));
+        labels.insert(calico_flows::view::TASK_LABELS[0].into(), id.to_owned());
         let mesos_labels: Vec<Value> = labels
             .iter()
             .map(|(k, v)| json!({"key": k, "value": v}))
@@ -878,15 +929,11 @@ impl Lab {
     /// Runs the lab's `calicoctl` against its datastore.
     pub fn calicoctl(&self, args: &[&str]) -> anyhow::Result<String> {
         let state = self.state()?;
-        let mut cmd = if state.etcd.is_some() {
-            // etcd listens on the underlay, reachable from its namespace.
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &self.underlay()]);
-            c.arg(self.binary("calicoctl")?);
-            c
-        } else {
-            Command::new(self.binary("calicoctl")?)
-        };
+        // From the underlay's namespace: etcd listens there, and every host (whose
+        // calico-node serves its flows) is reachable from it.
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.underlay()])
+            .arg(self.binary("calicoctl")?);
         run(cmd.args(args).envs(self.datastore_env(&state)))
     }
 
@@ -979,6 +1026,26 @@ impl Lab {
 }
 
 /// A Mesos-style container id (a UUID) for task `id`, stable for the id.
+/// Where calico-node serves its web view by default (inside its host's namespace).
+pub const UI_ADDRESS: &str = "127.0.0.1";
+/// The web view's default port.
+pub const UI_PORT: u16 = 9098;
+
+/// Copies both ways between two connections until either closes.
+fn relay(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let (mut a, mut b) = (a, b);
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut b2, &mut a2);
+        let _ = a2.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut a, &mut b);
+    let _ = b.shutdown(std::net::Shutdown::Write);
+    let _ = back.join();
+}
+
 fn container_id(id: &str) -> String {
     // FNV-1a over the id, twice with different seeds: 128 bits, no dependency.
     let mut parts = [0xcbf2_9ce4_8422_2325_u64, 0x6c62_272e_07bb_0142_u64];

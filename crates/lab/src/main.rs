@@ -67,6 +67,16 @@ enum Cmd {
         /// The host.
         host: String,
     },
+    /// Serve calico-node's web view of the lab (host h1's, which shows every host's
+    /// flows) on this machine and print its address; runs until interrupted.
+    Ui {
+        /// Where to listen on this machine.
+        #[arg(long, default_value = "127.0.0.1:9098")]
+        listen: String,
+        /// Whose calico-node serves it.
+        #[arg(long, default_value = "h1")]
+        host: String,
+    },
     /// Remove everything the lab made.
     Down,
     /// Test helper (run inside a task): accept one TCP connection on PORT and
@@ -167,7 +177,15 @@ fn run(args: Args) -> anyhow::Result<i32> {
             etcd,
             docker,
             bgp,
-        } => lab.up_with(hosts, Setup { etcd, docker, bgp })?,
+        } => lab.up_with(
+            hosts,
+            Setup {
+                etcd,
+                docker,
+                bgp,
+                ..Setup::default()
+            },
+        )?,
         Cmd::App { file, host } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -183,6 +201,16 @@ fn run(args: Args) -> anyhow::Result<i32> {
             std::io::stdout().write_all(&out.stdout)?;
             std::io::stderr().write_all(&out.stderr)?;
             return Ok(out.status.code().unwrap_or(1));
+        }
+        Cmd::Ui { listen, host } => {
+            let at = lab.ui_proxy(&host, &listen)?;
+            println!(
+                "web view of lab {}: http://{at}/ (Ctrl-C to stop)",
+                lab.prefix
+            );
+            loop {
+                std::thread::park();
+            }
         }
         Cmd::Status => {
             let s = lab.state()?;
@@ -215,7 +243,15 @@ fn run(args: Args) -> anyhow::Result<i32> {
             bgp,
         } => {
             lab.down()?;
-            lab.up_with(3, Setup { etcd, docker, bgp })?;
+            lab.up_with(
+                3,
+                Setup {
+                    etcd,
+                    docker,
+                    bgp,
+                    ..Setup::default()
+                },
+            )?;
             let held = calico_lab::demo::run(&lab, &seed, docker);
             if !keep {
                 lab.down()?;

@@ -23,6 +23,10 @@ Subcommands:
       Sends an IPv6 Router Advertisement (default router, lifetime 1800 s; prefix
       2001:db8:bad::/64 on-link and autonomous) to ff02::1 out of IFACE from its link-local
       address, 3 times 300 ms apart.
+  udp-flood DST COUNT
+      Sends COUNT one-byte UDP datagrams to DST as fast as it can, each to another port
+      (1024 upwards, wrapping), all from one source port: every one a new flow. Prints how
+      many were sent.
   icmp-echo SRC DST CODE
       Sends an ICMP echo request (type 8) with code CODE from SRC to DST and waits up to 2 s
       for the echo reply from DST. Exit 0 if it came, 1 if not.
@@ -78,6 +82,21 @@ def udp_send(src, dst, port, payload):
             # Locally refused (no route, an ICMP error queued...): an attack may well be.
             print(f"packets.py: udp-send: {e}", file=sys.stderr)
     s.close()
+    return 0 if sent else 1
+
+
+def udp_flood(dst, count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent = 0
+    for i in range(int(count)):
+        try:
+            s.sendto(b"x", (dst, 1024 + i % 60000))
+            sent += 1
+        except OSError:
+            # An ICMP error from an earlier datagram surfaces here; keep flooding.
+            pass
+    s.close()
+    print(sent)
     return 0 if sent else 1
 
 
@@ -341,6 +360,7 @@ def ra(iface):
 COMMANDS = {
     "udp-send": (udp_send, 4, 4),
     "udp-sink": (udp_sink, 3, 3),
+    "udp-flood": (udp_flood, 2, 2),
     "syn": (syn, 3, 4),
     "synack-watch": (synack_watch, 5, 5),
     "ra": (ra, 1, 1),

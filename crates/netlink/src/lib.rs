@@ -16,6 +16,7 @@ use std::os::fd::BorrowedFd;
 
 pub mod events;
 pub mod fake;
+pub mod netfilter;
 pub mod real;
 pub mod testing;
 pub mod workload;

@@ -13,3 +13,4 @@
 pub mod params;
 pub mod stale;
 pub mod startup;
+pub mod ui;

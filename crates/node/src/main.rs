@@ -104,6 +104,25 @@ struct Args {
     /// Docker's plugin directory, where the Calico plugin's sockets appear.
     #[arg(long, default_value = "/run/docker/plugins")]
     docker_plugin_dir: PathBuf,
+    /// Record the flows policy decides (each deciding rule logs to an nflog group) and
+    /// serve them at /flows on the metrics port, for `calicoctl flows` and the web view.
+    #[arg(long, env = "FELIX_FLOWLOGSENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    flow_logs: bool,
+    /// How long flows are aggregated before they are recorded.
+    #[arg(long, env = "FELIX_FLOWLOGSFLUSHINTERVAL", default_value = "5s", value_parser = parse_duration)]
+    flow_logs_interval: Duration,
+    /// Most logged packets felix reads per second; the kernel drops the rest (counted in
+    /// felix_flow_log_rate_limited and felix_flow_log_overruns).
+    #[arg(long, env = "FELIX_FLOWLOGSMAXRATE", default_value_t = 20_000)]
+    flow_logs_max_rate: u32,
+    /// Most flows recorded per interval (packets of further flows are counted as lost).
+    #[arg(long, env = "FELIX_FLOWLOGSMAXFLOWS", default_value_t = 10_000)]
+    flow_logs_max_flows: usize,
+    /// Where the read-only web view listens (`address:port`); empty: not served. Keep it
+    /// on localhost unless the network it is bound to is trusted: it shows the cluster's
+    /// endpoints, policies and flows.
+    #[arg(long, env = "CALICO_UI_LISTEN", default_value = "127.0.0.1:9098")]
+    ui_listen: String,
     /// Log level: Trace, Debug, Info, Warning, Error, Fatal, Panic or None.
     #[arg(
         short = 'l',
@@ -287,6 +306,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         // notifications tell others' apart.
         None => cfg.nft_monitor = true,
     }
+    let flow_log = if args.flow_logs {
+        start_flow_log(
+            &node,
+            calico_felix::flowlog::FlowLogConfig {
+                interval: args.flow_logs_interval,
+                max_rate: args.flow_logs_max_rate,
+                max_flows: args.flow_logs_max_flows,
+                ..calico_felix::flowlog::FlowLogConfig::default()
+            },
+            &mut sysctl,
+        )
+    } else {
+        None
+    };
+    cfg.host.flow_log_group = flow_log.as_ref().map(|l| l.config().group);
+    cfg.flow_log.clone_from(&flow_log);
+    let flows_at = flow_log
+        .as_ref()
+        .map(|_| format!("{}:{}", address.addr(), in_force.metrics_port));
+    startup::announce_flows(ds.as_ref(), &node, flows_at.as_deref())?;
     let kernel = Kernel {
         netlink: NetlinkSocket::new()?,
         nft,
@@ -297,6 +336,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let status = felix.status();
     let mut registry = Registry::default();
     felix.metrics().register(&mut registry);
+    if let Some(log) = &flow_log {
+        log.metrics().register(&mut registry);
+    }
     let stale = prometheus_client::metrics::gauge::Gauge::<i64>::default();
     registry.register(
         "calico_node_stale_workload_endpoints",
@@ -313,7 +355,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     serve_health(in_force.health_port, status.clone(), bird_ready)?;
-    serve_metrics(in_force.metrics_port, registry)?;
+    serve_metrics(in_force.metrics_port, registry, flow_log)?;
+    if !args.ui_listen.is_empty() {
+        serve_ui(&args.ui_listen, ds.clone())?;
+    }
     spawn_leak_collector(ds.clone(), args.leak_grace, args.leak_interval);
     if !args.docker_network.is_empty() {
         spawn_docker_network(
@@ -425,10 +470,110 @@ fn serve_health(port: u16, status: Arc<Status>, bird_dir: Option<PathBuf>) -> an
     Ok(())
 }
 
-fn serve_metrics(port: u16, registry: Arc<Mutex<Registry>>) -> anyhow::Result<()> {
+/// Starts the flow log (None, with a warning, when the kernel refuses it: policy is
+/// enforced the same without it).
+fn start_flow_log(
+    node: &str,
+    cfg: calico_felix::flowlog::FlowLogConfig,
+    sysctl: &mut ProcSysctl,
+) -> Option<Arc<calico_felix::flowlog::FlowLog>> {
+    use calico_felix::flowlog::FlowLog;
+    // Allowed connections' packets and bytes come from conntrack's counters.
+    if let Err(e) = sysctl.set("net/netfilter/nf_conntrack_acct", "1") {
+        tracing::warn!(target: "calico-node", "flow logs: turning conntrack accounting on: {e}; allowed flows count their first packet only");
+    }
+    let log = FlowLog::new(node, cfg);
+    match calico_felix::flowlog::spawn(log.clone()) {
+        Ok(()) => Some(log),
+        Err(e) => {
+            tracing::error!(target: "calico-node", "flow logs are off: {e}");
+            None
+        }
+    }
+}
+
+/// The web view: the page and its JSON API, read-only.
+fn serve_ui(listen: &str, ds: Arc<dyn Datastore>) -> anyhow::Result<()> {
+    let server = tiny_http::Server::http(listen)
+        .map_err(|e| anyhow::anyhow!("listening on {listen} for the web view: {e}"))?;
+    tracing::info!(target: "calico-node", "web view on http://{listen}/");
+    let server = Arc::new(server);
+    // A few workers: /api/why runs a trace while the page keeps polling.
+    for _ in 0..4 {
+        let server = server.clone();
+        let ds = ds.clone();
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                let url = req.url().to_owned();
+                let path = url.split('?').next().unwrap_or("");
+                let json = |r: Result<serde_json::Value, calico_node::ui::Error>| match r {
+                    Ok(v) => (200, v.to_string(), "application/json"),
+                    Err(e) => (e.status(), format!("{e}\n"), "text/plain; charset=utf-8"),
+                };
+                let (code, body, kind) = match path {
+                    "/" | "/index.html" => (
+                        200,
+                        calico_node::ui::INDEX_HTML.to_owned(),
+                        "text/html; charset=utf-8",
+                    ),
+                    "/api/cluster" => json(calico_node::ui::cluster(ds.as_ref())),
+                    "/api/flows" => {
+                        let since = calico_node::ui::query_param(&url, "since")
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(900);
+                        json(calico_node::ui::flows(
+                            ds.as_ref(),
+                            Duration::from_secs(since),
+                        ))
+                    }
+                    "/api/why" => match calico_node::ui::query_param(&url, "id") {
+                        Some(id) => json(calico_node::ui::why(ds.as_ref(), &id)),
+                        None => (400, "id is required\n".into(), "text/plain; charset=utf-8"),
+                    },
+                    _ => (404, "not found\n".into(), "text/plain; charset=utf-8"),
+                };
+                let resp = tiny_http::Response::from_string(body)
+                    .with_status_code(code)
+                    .with_header(header("Content-Type", kind))
+                    // Read-only, and never framed or scripted from elsewhere.
+                    .with_header(header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"))
+                    .with_header(header("X-Content-Type-Options", "nosniff"));
+                let _ = req.respond(resp);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    // Both are static ASCII here; tiny_http refuses only non-ASCII.
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|()| unreachable!("static ASCII header {name}"))
+}
+
+fn serve_metrics(
+    port: u16,
+    registry: Arc<Mutex<Registry>>,
+    flow_log: Option<Arc<calico_felix::flowlog::FlowLog>>,
+) -> anyhow::Result<()> {
     let server = listen(port)?;
     std::thread::spawn(move || {
         for req in server.incoming_requests() {
+            if let (Some(log), true) = (&flow_log, req.url().starts_with("/flows")) {
+                let since = calico_node::ui::query_param(req.url(), "since")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(900);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                let body = serde_json::to_string(&log.recent(Duration::from_secs(since), now))
+                    .unwrap_or_default();
+                let _ = req.respond(
+                    tiny_http::Response::from_string(body)
+                        .with_header(header("Content-Type", "application/json")),
+                );
+                continue;
+            }
             if req.url() != "/metrics" {
                 let _ = req
                     .respond(tiny_http::Response::from_string("not found\n").with_status_code(404));

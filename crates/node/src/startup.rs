@@ -235,6 +235,32 @@ fn tunnel_address(
     }
 }
 
+/// Says on this host's Node where its flows are served (`host:port`), or that they are
+/// not (None): `calicoctl flows` and the web view read every host's from there.
+pub fn announce_flows(ds: &dyn Datastore, node: &str, address: Option<&str>) -> Result<(), Error> {
+    let key = Key::global(Kind::Node, node);
+    let Some(existing) = ds
+        .get(&key)
+        .map_err(ds_err(format!("reading Node {node}")))?
+    else {
+        return Ok(());
+    };
+    let mut value = existing.value;
+    let annotation = calico_flows::view::FLOWS_ANNOTATION;
+    if value["metadata"]["annotations"][annotation].as_str() == address {
+        return Ok(());
+    }
+    match address {
+        Some(a) => value["metadata"]["annotations"][annotation] = json!(a),
+        None => {
+            if let Some(a) = value["metadata"]["annotations"].as_object_mut() {
+                a.remove(annotation);
+            }
+        }
+    }
+    write_node(ds, &key, value)
+}
+
 fn write_node(ds: &dyn Datastore, key: &Key, value: Value) -> Result<(), Error> {
     ds.write_batch(vec![WriteOp::Upsert {
         key: key.clone(),

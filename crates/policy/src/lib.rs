@@ -12,6 +12,7 @@
 //! - [`eval`] traces a packet through a program, recording why it was
 //!   allowed or denied (rules are numbered from 0, as in Calico).
 
+pub mod attribution;
 pub mod calc;
 pub mod eval;
 pub mod labelindex;

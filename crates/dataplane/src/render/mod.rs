@@ -31,6 +31,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use calico_policy::Snapshot;
+use calico_policy::attribution::Attribution;
 use calico_policy::model::{
     Action, CompiledRule, Direction, EndOfTier, EndpointId, EntityMatch, IpSetId, IpSetMember,
     IpSetRef, PortRange,
@@ -132,6 +133,9 @@ pub const ICMPV6_TO_HOST: [u8; 6] = [130, 131, 132, 133, 135, 136];
 pub const ICMPV6_FROM_WORKLOAD_DROPPED: [u8; 2] = [134, 137];
 /// ICMP (v4) redirect, dropped from workloads.
 pub const ICMP_REDIRECT: u8 = 5;
+/// Bytes of a decided packet copied to the flow log: an IPv6 header and a
+/// transport header's ports, with room for IPv4 options.
+pub const FLOW_LOG_SNAPLEN: u32 = 128;
 /// Log prefix of `Log` rules (nft truncates prefixes at 127 bytes).
 pub const LOG_PREFIX: &str = "calico-packet: ";
 
@@ -280,6 +284,9 @@ pub struct HostOptions {
     /// The policy generation stamped on allowed flows (1..=65535; see
     /// [`CT_GENERATION_MASK`]). The agent bumps it on every change.
     pub generation: u16,
+    /// The nflog group every deciding rule logs the packets it decides to, under its
+    /// [`Attribution`]'s prefix (flow logs). None: no flow logs.
+    pub flow_log_group: Option<u16>,
 }
 
 impl Default for HostOptions {
@@ -292,6 +299,7 @@ impl Default for HostOptions {
             calico_hosts: Vec::new(),
             endpoint_to_host: EndpointToHostAction::Drop,
             generation: 1,
+            flow_log_group: None,
         }
     }
 }
@@ -315,6 +323,8 @@ pub struct Ruleset {
     /// Chains that can be failed closed one by one when the kernel rejects
     /// the batch: policy, profile and endpoint chains, with what they are.
     pub units: Vec<(String, String)>,
+    /// The rule each flow-log prefix in the table stands for (empty without flow logs).
+    pub attributions: BTreeMap<String, Attribution>,
 }
 
 impl Ruleset {
@@ -340,6 +350,7 @@ impl Ruleset {
             skipped_rules: self.skipped_rules.clone(),
             errors: self.errors.clone(),
             units: self.units.clone(),
+            attributions: self.attributions.clone(),
         }
     }
 
@@ -492,6 +503,7 @@ pub fn render_cached(
     let mut r = Renderer {
         generation: u32::from(opts.generation.max(1)) << CT_GENERATION_SHIFT,
         cache: std::mem::take(cache),
+        flow_log_group: opts.flow_log_group,
         ..Renderer::default()
     };
     let named_port_sets = named_port_set_ids(snapshot);
@@ -637,6 +649,8 @@ struct Renderer {
     cache: RenderCache,
     /// Chains taken from or put into the cache by this render.
     cache_used: HashSet<String>,
+    /// See [`HostOptions::flow_log_group`].
+    flow_log_group: Option<u16>,
 }
 
 /// The program a cached chain was rendered from.
@@ -674,6 +688,8 @@ struct CachedChain {
     errors: Vec<String>,
     skipped: Vec<String>,
     broken: bool,
+    /// The flow-log prefixes its rules carry.
+    attributions: Vec<(String, Attribution)>,
 }
 
 /// Policy and profile chains kept between renders ([`render_cached`]): a
@@ -687,6 +703,22 @@ pub struct RenderCache {
 }
 
 impl Renderer {
+    /// The statement logging a decided packet to the flow-log group under `who`'s
+    /// prefix (nothing without flow logs). It goes before the verdict: `log` never
+    /// ends a rule, so the verdict holds whether or not anyone listens.
+    fn flow_log(&mut self, who: Attribution) -> Option<Statement<'static>> {
+        let group = self.flow_log_group?;
+        let prefix = who.log_prefix();
+        self.out.attributions.insert(prefix.clone(), who);
+        Some(Statement::Log(Some(Log {
+            prefix: Some(Cow::Owned(prefix)),
+            group: Some(u32::from(group)),
+            // Enough for the IP header and the ports; the payload is never needed.
+            snaplen: Some(FLOW_LOG_SNAPLEN),
+            ..Log::new(None)
+        })))
+    }
+
     fn rule(&mut self, chain: &str, expr: Vec<Statement<'static>>, comment: String) {
         self.rules.push(rule_object(chain, expr, &comment));
     }

@@ -2,6 +2,8 @@
 //! policy and profile chains holding compiled rules.
 
 use super::*;
+use calico_policy::attribution::Attribution;
+use calico_policy::eval::{Decision, RuleSource};
 
 impl Renderer {
     /// An endpoint's chain for one direction: it jumps to the chain holding its
@@ -41,9 +43,20 @@ impl Renderer {
             vec![mark_test(MARK_ACCEPT, true), Statement::Return(None)],
             format!("{direction} of {endpoint}: allowed"),
         );
+        let decision = if program.profiles.is_empty() {
+            Decision::NoProfile
+        } else {
+            Decision::NoProfileMatched
+        };
+        let mut drop = vec![counter()];
+        drop.extend(self.flow_log(Attribution {
+            direction,
+            decision,
+        }));
+        drop.push(Statement::Drop(None));
         self.rule(
             &chain,
-            vec![counter(), Statement::Drop(None)],
+            drop,
             format!("{direction} of {endpoint}: no policy or profile allowed"),
         );
     }
@@ -112,7 +125,17 @@ impl Renderer {
                     self.chain(&target);
                     let what = format!("tier {} policy {name}", tier.tier);
                     self.out.units.push((target.clone(), what.clone()));
-                    self.program_chain(&target, &what, Program::Policy(policy.clone()));
+                    let source = RuleSource::Policy {
+                        tier: tier.tier.clone(),
+                        namespace: policy.namespace.clone(),
+                        name: policy.name.clone(),
+                    };
+                    self.program_chain(
+                        &target,
+                        &what,
+                        Program::Policy(policy.clone()),
+                        (direction, source),
+                    );
                 }
                 // After a Pass the rest of the tier is skipped.
                 self.rule(
@@ -127,13 +150,17 @@ impl Renderer {
                 );
             }
             if tier.end_of_tier == EndOfTier::Deny {
+                let mut drop = vec![mark_test(MARK_PASS, false), counter()];
+                drop.extend(self.flow_log(Attribution {
+                    direction,
+                    decision: Decision::EndOfTier {
+                        tier: tier.tier.clone(),
+                    },
+                }));
+                drop.push(Statement::Drop(None));
                 self.rule(
                     &seq,
-                    vec![
-                        mark_test(MARK_PASS, false),
-                        counter(),
-                        Statement::Drop(None),
-                    ],
+                    drop,
                     format!("tier {}: end of tier, no policy decided", tier.tier),
                 );
             }
@@ -149,7 +176,15 @@ impl Renderer {
                 self.chain(&target);
                 let what = format!("profile {}", profile.name);
                 self.out.units.push((target.clone(), what.clone()));
-                self.program_chain(&target, &what, Program::Profile(profile.clone()));
+                let source = RuleSource::Profile {
+                    name: profile.name.clone(),
+                };
+                self.program_chain(
+                    &target,
+                    &what,
+                    Program::Profile(profile.clone()),
+                    (direction, source),
+                );
             }
             self.rule(
                 &seq,
@@ -168,7 +203,13 @@ impl Renderer {
     /// Emits a policy's or profile's chain: from the cache when it was
     /// rendered from the same program with the same sets empty, else anew
     /// (and cached).
-    pub(super) fn program_chain(&mut self, chain: &str, what: &str, program: Program) {
+    pub(super) fn program_chain(
+        &mut self,
+        chain: &str,
+        what: &str,
+        program: Program,
+        source: (Direction, RuleSource),
+    ) {
         let sets: Vec<bool> = program
             .rules()
             .iter()
@@ -185,6 +226,7 @@ impl Renderer {
             self.rules.extend(c.rules.iter().cloned());
             self.out.errors.extend(c.errors.iter().cloned());
             self.out.skipped_rules.extend(c.skipped.iter().cloned());
+            self.out.attributions.extend(c.attributions.iter().cloned());
             if c.broken {
                 self.broken.insert(chain.to_owned());
             }
@@ -196,7 +238,7 @@ impl Renderer {
             self.out.skipped_rules.len(),
         );
         let policy = matches!(program, Program::Policy(_));
-        self.rules_chain(chain, what, program.rules(), policy);
+        let attributions = self.rules_chain(chain, what, program.rules(), policy, source);
         let cached = CachedChain {
             sets,
             rules: self.rules[rules..].to_vec(),
@@ -204,19 +246,23 @@ impl Renderer {
             skipped: self.out.skipped_rules[skipped..].to_vec(),
             broken: self.broken.contains(chain),
             program,
+            attributions,
         };
         self.cache.chains.insert(chain.to_owned(), cached);
     }
 
     /// Emits a policy's or profile's rules into `chain`; falling off its end
-    /// returns undecided.
+    /// returns undecided. `source` is the policy or profile for flow logs; returns
+    /// the flow-log prefixes its rules carry.
     pub(super) fn rules_chain(
         &mut self,
         chain: &str,
         what: &str,
         rules: &[CompiledRule],
         policy: bool,
-    ) {
+        (direction, source): (Direction, RuleSource),
+    ) -> Vec<(String, Attribution)> {
+        let mut attributions = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             let comment = format!("{what} rule {i} {}", rule.action);
             if rule.never_matches() {
@@ -238,10 +284,33 @@ impl Renderer {
                     ..Log::new(None)
                 }))],
             };
+            let decision = match (rule.action, policy) {
+                (Action::Allow | Action::Deny, true) => Some(Decision::PolicyRule {
+                    source: source.clone(),
+                    rule: i,
+                    action: rule.action,
+                }),
+                (Action::Allow | Action::Deny, false) => Some(Decision::ProfileRule {
+                    source: source.clone(),
+                    rule: i,
+                    action: rule.action,
+                }),
+                (Action::Pass | Action::Log, _) => None,
+            };
+            let log = decision.and_then(|decision| {
+                let who = Attribution {
+                    direction,
+                    decision,
+                };
+                let log = self.flow_log(who.clone())?;
+                attributions.push((who.log_prefix(), who));
+                Some(log)
+            });
             match match_variants(rule, &self.nonempty) {
                 Ok(variants) => {
                     for mut expr in variants {
                         expr.push(counter());
+                        expr.extend(log.clone());
                         expr.extend(verdict.iter().cloned());
                         self.rule(chain, expr, comment.clone());
                     }
@@ -254,6 +323,7 @@ impl Renderer {
                 }
             }
         }
+        attributions
     }
 
     /// Replaces the rules of every chain with an unrenderable rule by one

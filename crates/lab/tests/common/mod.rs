@@ -45,7 +45,7 @@ pub fn lab_with(prefix: &str, hosts: u8, etcd: bool, docker: bool) -> Option<Tes
         calico_lab::Setup {
             etcd,
             docker,
-            bgp: false,
+            ..calico_lab::Setup::default()
         },
     )
 }

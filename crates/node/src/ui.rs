@@ -1,0 +1,337 @@
+//! The web view calico-node serves (read-only): the page, and the JSON it reads: the
+//! cluster (hosts, endpoints, policies in tier order with what they select), every host's
+//! flows, and why one flow got its verdict (the deciding rule the kernel reported, and
+//! `calicoctl policy trace` of the same packet).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use calico_api::{Kind, v3};
+use calico_datastore::Datastore;
+use calico_flows::view::{Directory, Flow};
+use calico_policy::model::Direction;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The page (self-contained: styles and script inline, no other request but the API).
+pub const INDEX_HTML: &str = include_str!("ui/index.html");
+
+/// Why an API request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The datastore or a host could not be read.
+    #[error(transparent)]
+    Flows(#[from] calico_flows::view::Error),
+    /// The datastore could not be read.
+    #[error("reading {what} from the datastore: {source}")]
+    Datastore {
+        /// What was being read.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: calico_datastore::DatastoreError,
+    },
+    /// The request names nothing there is.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl Error {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::NotFound(_) => 404,
+            Error::BadRequest(_) => 400,
+            Error::Flows(_) | Error::Datastore { .. } => 500,
+        }
+    }
+}
+
+fn list<T: calico_api::ApiResource>(
+    ds: &dyn Datastore,
+    kind: Kind,
+    what: &'static str,
+) -> Result<Vec<T>, Error> {
+    let listed = ds
+        .list(kind, None)
+        .map_err(|source| Error::Datastore { what, source })?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter_map(|kv| calico_api::decode::<T>(kv.value).ok())
+        .collect())
+}
+
+/// A policy as the page lists it.
+#[derive(Debug, Serialize)]
+struct PolicyRow {
+    #[serde(rename = "tier")]
+    tier: String,
+    #[serde(rename = "tierOrder")]
+    tier_order: Option<f64>,
+    #[serde(rename = "order")]
+    order: Option<f64>,
+    #[serde(rename = "kind")]
+    kind: &'static str,
+    #[serde(rename = "name")]
+    name: String,
+    #[serde(rename = "namespace")]
+    namespace: Option<String>,
+    #[serde(rename = "selector")]
+    selector: String,
+    #[serde(rename = "types")]
+    types: Vec<String>,
+    #[serde(rename = "rules")]
+    rules: Vec<String>,
+    #[serde(rename = "selects")]
+    selects: Vec<String>,
+}
+
+fn rule_lines(direction: &str, rules: &[v3::Rule]) -> Vec<String> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut doc = serde_json::to_value(r).unwrap_or(Value::Null);
+            let action = doc
+                .as_object_mut()
+                .and_then(|o| o.remove("action"))
+                .and_then(|a| a.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let rest = match &doc {
+                Value::Object(o) if o.is_empty() => String::new(),
+                other => format!(" {other}"),
+            };
+            format!("{direction} {i}: {action}{rest}")
+        })
+        .collect()
+}
+
+/// `GET /api/cluster`.
+pub fn cluster(ds: &dyn Datastore) -> Result<Value, Error> {
+    let dir = Directory::load(ds)?;
+    let hosts: Vec<Value> = dir
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "address": n.address,
+                "flows": n.flows.is_some(),
+                "error": n.flows.is_none().then_some("its calico-node does not serve flows"),
+            })
+        })
+        .collect();
+    // Endpoint labels as selectors see them.
+    let endpoints: Vec<(String, String, BTreeMap<String, String>)> =
+        list::<v3::WorkloadEndpoint>(ds, Kind::WorkloadEndpoint, "workload endpoints")?
+            .into_iter()
+            .map(|w| {
+                let mut labels = w.metadata.labels.clone();
+                labels.insert(v3::NAMESPACE_LABEL.into(), w.metadata.namespace.clone());
+                labels.insert(v3::ORCHESTRATOR_LABEL.into(), w.spec.orchestrator.clone());
+                (
+                    w.metadata.namespace.clone(),
+                    format!("{}/{}", w.metadata.namespace, w.metadata.name),
+                    labels,
+                )
+            })
+            .collect();
+    let tier_orders: BTreeMap<String, Option<f64>> = list::<v3::Tier>(ds, Kind::Tier, "tiers")?
+        .into_iter()
+        .map(|t| (t.metadata.name.clone(), t.spec.order))
+        .collect();
+    let selects = |selector: &str, namespace: Option<&str>| -> Vec<String> {
+        let Ok(sel) = calico_selector::parse(if selector.is_empty() {
+            "all()"
+        } else {
+            selector
+        }) else {
+            return vec![format!("(selector does not parse: {selector})")];
+        };
+        endpoints
+            .iter()
+            .filter(|(ns, _, labels)| namespace.is_none_or(|n| n == ns) && sel.evaluate(labels))
+            .map(|(_, name, _)| name.clone())
+            .collect()
+    };
+    let mut policies = Vec::new();
+    for p in list::<v3::GlobalNetworkPolicy>(ds, Kind::GlobalNetworkPolicy, "global policies")? {
+        let mut rules = rule_lines("ingress", &p.spec.ingress);
+        rules.extend(rule_lines("egress", &p.spec.egress));
+        policies.push(PolicyRow {
+            tier_order: tier_orders.get(&p.spec.tier).copied().flatten(),
+            tier: p.spec.tier.clone(),
+            order: p.spec.order,
+            kind: "GlobalNetworkPolicy",
+            name: p.metadata.name.clone(),
+            namespace: None,
+            selects: selects(&p.spec.selector, None),
+            selector: p.spec.selector.clone(),
+            types: p.spec.types.clone(),
+            rules,
+        });
+    }
+    for p in list::<v3::NetworkPolicy>(ds, Kind::NetworkPolicy, "policies")? {
+        let mut rules = rule_lines("ingress", &p.spec.ingress);
+        rules.extend(rule_lines("egress", &p.spec.egress));
+        policies.push(PolicyRow {
+            tier_order: tier_orders.get(&p.spec.tier).copied().flatten(),
+            tier: p.spec.tier.clone(),
+            order: p.spec.order,
+            kind: "NetworkPolicy",
+            name: p.metadata.name.clone(),
+            selects: selects(&p.spec.selector, Some(&p.metadata.namespace)),
+            namespace: Some(p.metadata.namespace.clone()),
+            selector: p.spec.selector.clone(),
+            types: p.spec.types.clone(),
+            rules,
+        });
+    }
+    // Evaluation order: tier order, then policy order (none last), then name.
+    let key = |o: Option<f64>| o.unwrap_or(f64::INFINITY);
+    policies.sort_by(|a, b| {
+        key(a.tier_order)
+            .total_cmp(&key(b.tier_order))
+            .then_with(|| a.tier.cmp(&b.tier))
+            .then_with(|| key(a.order).total_cmp(&key(b.order)))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let endpoint_rows: Vec<Value> = dir
+        .endpoints()
+        .map(|p| {
+            json!({
+                "host": p.host,
+                "namespace": p.name.split_once('/').map(|(ns, _)| ns),
+                "name": p.name.split_once('/').map_or(p.name.as_str(), |(_, n)| n),
+                "workload": p.task,
+                "app": p.app,
+                "task": p.task,
+                "ips": [p.ip],
+                "labels": p.labels,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "hosts": hosts,
+        "endpoints": endpoint_rows,
+        "policies": policies,
+    }))
+}
+
+/// `GET /api/flows?since=SECONDS`.
+pub fn flows(ds: &dyn Datastore, since: Duration) -> Result<Value, Error> {
+    let (view, _) = calico_flows::collect(ds, since)?;
+    Ok(serde_json::to_value(view).unwrap_or(Value::Null))
+}
+
+/// The flow `id` of the last 15 minutes.
+fn find(ds: &dyn Datastore, id: &str) -> Result<Flow, Error> {
+    let (view, _) = calico_flows::collect(ds, Duration::from_secs(15 * 60))?;
+    view.flows
+        .into_iter()
+        .find(|f| f.id == id)
+        .ok_or_else(|| Error::NotFound(format!("no flow {id} in the last 15 minutes")))
+}
+
+/// `GET /api/why?id=ID`: the flow, the rule the kernel said decided it, the trace of the
+/// same packet through the current policy, and whether they agree.
+pub fn why(ds: &dyn Datastore, id: &str) -> Result<Value, Error> {
+    let flow = find(ds, id)?;
+    let trace = trace_of(ds, &flow);
+    let (text, agrees) = match &trace {
+        Ok((text, decision)) => (text.clone(), decision.as_ref() == Some(&flow.decision)),
+        Err(e) => (format!("the trace could not be run: {e}"), false),
+    };
+    Ok(json!({
+        "decidedBy": flow.decided_by.text,
+        "trace": text,
+        "agrees": agrees,
+        "flow": flow,
+    }))
+}
+
+/// `calicoctl policy trace` of `flow`'s packet: its text, and the decision in the
+/// direction the flow was reported from.
+pub fn trace_of(
+    ds: &dyn Datastore,
+    flow: &Flow,
+) -> Result<(String, Option<calico_policy::Decision>), String> {
+    let mut req = calicoctl::policy_cmd::TraceRequest {
+        src: flow.source.ip.to_string(),
+        dst: flow.destination.ip.to_string(),
+        protocol: flow.protocol.clone(),
+        port: flow.port,
+        src_port: None,
+        icmp_type: None,
+        icmp_code: None,
+        json: false,
+        staged: false,
+    };
+    let text = calicoctl::policy_cmd::trace(ds, &req).map_err(|e| e.to_string())?;
+    req.json = true;
+    let doc: Value = calicoctl::policy_cmd::trace(ds, &req)
+        .map_err(|e| e.to_string())
+        .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()))?;
+    let side = match flow.reporter {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    };
+    let decision = serde_json::from_value(doc[side]["trace"]["decision"].clone()).ok();
+    Ok((text, decision))
+}
+
+/// The value of `name` in a URL's query, percent-decoded.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// `%XX` and `+` decoding of a query value (a dependency for ten lines is not worth it).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_decode() {
+        assert_eq!(
+            query_param("/api/why?id=h1%7Cingress%7C10.0.0.1+x&z=1", "id").as_deref(),
+            Some("h1|ingress|10.0.0.1 x")
+        );
+        assert_eq!(
+            query_param("/api/flows?since=300", "since").as_deref(),
+            Some("300")
+        );
+        assert_eq!(query_param("/api/flows", "since"), None);
+        assert_eq!(query_param("/a?id=%zz%4", "id").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param("/a?id=%41", "id").as_deref(), Some("A"));
+    }
+}
