@@ -7,7 +7,8 @@ set -euo pipefail
 # portmap plugin; podman + runc: the CNI test under podman (crun fails in this sandbox);
 # conntrack: felix flushes the flows of removed endpoints; python3: the attack tests craft raw packets;
 # docker.io: the Docker plugin's tests run under a real dockerd; bird: BGP (calicoctl node status);
-# systemd: systemd-analyze verifies the units; dpkg-dev: the Debian package is built and read.
+# systemd: systemd-analyze verifies the units; dpkg-dev: the Debian package is built and read;
+# chromium, chromium-driver, python3-selenium: the web view is tested in headless Chromium.
 packages=(build-essential pkg-config ca-certificates time iproute2 nftables busybox-static protobuf-compiler libprotobuf-dev etcd-server etcd-client iperf3
   containernetworking-plugins iptables podman runc conntrack python3 docker.io bird systemd dpkg-dev
   chromium chromium-driver python3-selenium)

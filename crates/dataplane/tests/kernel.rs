@@ -442,8 +442,16 @@ fn the_text_form_loads_exactly_what_the_json_form_does() {
         &["10.65.0.0/16".parse().unwrap()],
         &["10.65.0.0/16".parse().unwrap()],
     );
+    let flow_logs = calico_dataplane::HostOptions {
+        flow_log_group: Some(20),
+        ..calico_dataplane::HostOptions::default()
+    };
     for (what, ruleset) in [
         ("every rule shape", render::render(&shapes, &shape_ifaces)),
+        (
+            "every rule shape with flow logs",
+            render::render_with(&shapes, &shape_ifaces, &flow_logs),
+        ),
         ("bookstore with natOutgoing", with_nat),
         ("fail-closed table", calico_dataplane::fail_closed_table()),
     ] {

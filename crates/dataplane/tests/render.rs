@@ -496,3 +496,109 @@ fn endpoints_with_the_same_policies_share_one_sequence() {
         .expect("another local endpoint");
     assert_ne!(sequence_of(&r, &other), sequence_of(&r, "to-calibsserver"));
 }
+
+/// The flow-log statements of `chain`'s rules: (log prefix, group) per rule, None for a
+/// rule that logs nothing to a group.
+fn flow_logs(r: &Ruleset, chain: &str) -> Vec<Option<(String, u32)>> {
+    r.objects
+        .iter()
+        .filter_map(|o| match o {
+            NfListObject::Rule(rule) if rule.chain == chain => {
+                Some(rule.expr.iter().find_map(|s| match s {
+                    nftables::stmt::Statement::Log(Some(l)) => {
+                        Some((l.prefix.as_deref()?.to_owned(), l.group?))
+                    }
+                    _ => None,
+                }))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn flow_logs_attribute_every_deciding_rule_and_nothing_else() {
+    use calico_policy::eval::{Decision, RuleSource};
+    use calico_policy::model::{Action, Direction};
+    let (snap, ifaces) = common::bookstore();
+    let off = render::render(&snap, &ifaces);
+    assert!(off.attributions.is_empty());
+    assert!(
+        off.objects
+            .iter()
+            .all(|o| !serde_json::to_string(o).unwrap().contains("\"group\"")),
+        "no flow-log statement without flow logs"
+    );
+    let opts = HostOptions {
+        flow_log_group: Some(20),
+        ..HostOptions::default()
+    };
+    let r = render::render_with(&snap, &ifaces, &opts);
+    let who = |entry: &Option<(String, u32)>| {
+        let (prefix, group) = entry.as_ref().expect("a flow-log statement");
+        assert_eq!(*group, 20);
+        assert!(prefix.len() < 64, "{prefix}");
+        r.attributions
+            .get(prefix)
+            .unwrap_or_else(|| panic!("{prefix} is attributed"))
+            .clone()
+    };
+    let policy_chain = "pi-default/default/allow-bookstore-cliient-to-server";
+    let logs = flow_logs(&r, policy_chain);
+    assert_eq!(logs.len(), 2);
+    for (i, (entry, action)) in logs.iter().zip([Action::Allow, Action::Deny]).enumerate() {
+        let a = who(entry);
+        assert_eq!(a.direction, Direction::Ingress);
+        assert_eq!(
+            a.decision,
+            Decision::PolicyRule {
+                source: RuleSource::Policy {
+                    tier: "default".into(),
+                    namespace: Some("default".into()),
+                    name: "allow-bookstore-cliient-to-server".into(),
+                },
+                rule: i,
+                action,
+            }
+        );
+    }
+    let seq = sequence_of(&r, "to-calibsserver");
+    let seq_logs = flow_logs(&r, &seq);
+    let end_of_tier: Vec<_> = seq_logs.iter().flatten().collect();
+    assert_eq!(
+        end_of_tier.len(),
+        1,
+        "only the end-of-tier drop logs: {seq_logs:?}"
+    );
+    assert_eq!(
+        who(&Some(end_of_tier[0].clone())).decision,
+        Decision::EndOfTier {
+            tier: "default".into()
+        }
+    );
+    let endpoint = flow_logs(&r, "to-calibsserver");
+    assert_eq!(
+        endpoint[..2],
+        [None, None],
+        "the jump and the return do not log"
+    );
+    assert_eq!(who(&endpoint[2]).decision, Decision::NoProfileMatched);
+    let profile = flow_logs(&r, "pri-calico");
+    assert!(matches!(
+        who(&profile[0]).decision,
+        Decision::ProfileRule {
+            rule: 0,
+            action: Action::Allow,
+            ..
+        }
+    ));
+    // Egress chains attribute to egress.
+    let egress = flow_logs(&r, "pro-calico");
+    assert_eq!(who(&egress[0]).direction, Direction::Egress);
+    // Every prefix in the table is attributed, and a cached render says the same.
+    let mut cache = render::RenderCache::default();
+    let first = render::render_cached(&snap, &ifaces, &opts, &mut cache);
+    let second = render::render_cached(&snap, &ifaces, &opts, &mut cache);
+    assert_eq!(first.attributions, second.attributions);
+    assert_eq!(first.attributions, r.attributions);
+}

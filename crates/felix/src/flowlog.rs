@@ -517,11 +517,11 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// At most `per_second` per second.
-    pub fn new(per_second: u32) -> RateLimit {
+    /// At most `per_second` per second, the first second starting `now`.
+    pub fn new(per_second: u32, now: Instant) -> RateLimit {
         RateLimit {
             per_second,
-            window: Instant::now(),
+            window: now,
             used: 0,
         }
     }
@@ -607,7 +607,7 @@ pub fn spawn(log: Arc<FlowLog>) -> Result<(), calico_netlink::netfilter::Error> 
 }
 
 fn read_loop(log: &FlowLog, socket: &mut calico_netlink::netfilter::NflogSocket) {
-    let mut limit = RateLimit::new(log.cfg.max_rate);
+    let mut limit = RateLimit::new(log.cfg.max_rate, Instant::now());
     let mut failures = 0u32;
     loop {
         let mut over = 0u64;
@@ -759,8 +759,13 @@ mod tests {
         // A policy change sends the same connection through policy again: not a new one.
         fl.observe(&packet(&allow, "192.168.0.5", 50000), 6_000);
         fl.flush(Some(&ct), 10_000);
-        let again = fl.recent(Duration::from_secs(2), 10_000);
-        assert_eq!(again.flows[0].connections, 0);
+        let again = fl.recent(Duration::from_secs(5), 10_000);
+        let rechecked = again
+            .flows
+            .iter()
+            .find(|r| r.last_seen_ms == 6_000)
+            .unwrap();
+        assert_eq!((rechecked.connections, rechecked.packets), (0, 1));
         // Conntrack forgot the connections: they are no longer followed.
         fl.flush(Some(&HashMap::new()), 15_000);
         assert!(fl.lock().followed.is_empty());
@@ -842,7 +847,7 @@ mod tests {
     #[test]
     fn the_rate_limit_refills_every_second() {
         let start = Instant::now();
-        let mut r = RateLimit::new(2);
+        let mut r = RateLimit::new(2, start);
         assert!(r.take(start) && r.take(start));
         assert!(!r.take(start));
         assert!(r.wait(start) > Duration::ZERO);
