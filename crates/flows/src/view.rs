@@ -283,7 +283,9 @@ pub struct NodeFlows {
     pub flows: Option<String>,
 }
 
-fn list<T: calico_api::ApiResource>(
+/// Every resource of `kind` that decodes (a record that does not names nothing; the rest
+/// still do).
+pub fn list<T: calico_api::ApiResource>(
     ds: &dyn Datastore,
     kind: Kind,
     what: &'static str,
@@ -291,7 +293,6 @@ fn list<T: calico_api::ApiResource>(
     let listed = ds
         .list(kind, None)
         .map_err(|source| Error::Datastore { what, source })?;
-    // A record that does not decode names nothing; the rest still do.
     Ok(listed
         .items
         .into_iter()

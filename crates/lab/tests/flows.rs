@@ -86,6 +86,28 @@ fn artifacts() -> PathBuf {
     dir
 }
 
+/// Runs the Chromium check of the page at `url`, keeping its screenshot as `shot`;
+/// returns what it printed (it must pass).
+fn check_ui(url: &str, shot: &Path) -> String {
+    let out = Command::new(PYTHON)
+        .arg(CHECK_UI)
+        .arg(url)
+        .arg(shot)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(shot).unwrap().len() > 10_000,
+        "a real screenshot"
+    );
+    text
+}
+
 fn find<'a>(
     flows: &'a [Value],
     src: &str,
@@ -312,23 +334,8 @@ fn the_demos_flows_name_the_deciding_rule_agree_with_trace_and_show_in_the_web_v
     );
     if browser_available("the web view in Chromium") {
         let shot = artifacts().join("flows-web-view.png");
-        let out = Command::new(PYTHON)
-            .arg(CHECK_UI)
-            .arg(format!("http://{at}/"))
-            .arg(&shot)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = check_ui(&format!("http://{at}/"), &shot);
         assert!(text.contains("ok: denied flow decided by"), "{text}");
-        assert!(
-            std::fs::metadata(&shot).unwrap().len() > 10_000,
-            "a real screenshot"
-        );
         println!("{text}screenshot: {}", shot.display());
     }
 }
@@ -356,20 +363,11 @@ fn the_web_view_shows_hostile_values_as_text_in_chromium() {
         .unwrap_or_else(|| panic!("mock server said {line:?}"))
         .to_owned();
     let shot = artifacts().join("web-view-mock.png");
-    let out = Command::new(PYTHON)
-        .arg(CHECK_UI)
-        .arg(&url)
-        .arg(&shot)
-        .output()
-        .unwrap();
+    // The server goes when the check is done, passed or not.
+    let checked = std::panic::catch_unwind(|| check_ui(&url, &shot));
     let _ = server.kill();
     let _ = server.wait();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = checked.unwrap_or_else(|p| std::panic::resume_unwind(p));
     assert!(
         text.contains("ok: a label holding markup is shown as text"),
         "the mock has a hostile label: {text}"

@@ -75,6 +75,16 @@ fn ack(socket: &Socket, what: &'static str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A netfilter netlink socket with a port of its own.
+fn socket() -> Result<Socket, Error> {
+    let mut socket =
+        Socket::new(NETLINK_NETFILTER).map_err(io("opening a netfilter netlink socket"))?;
+    socket
+        .bind_auto()
+        .map_err(io("binding the netfilter netlink socket"))?;
+    Ok(socket)
+}
+
 /// A socket bound to one nflog group.
 pub struct NflogSocket {
     socket: Socket,
@@ -85,11 +95,7 @@ impl NflogSocket {
     /// Binds to `group` in this network namespace, copying `snaplen` bytes of each
     /// packet, with a receive buffer of `rcvbuf` bytes.
     pub fn bind(group: u16, snaplen: u32, rcvbuf: usize) -> Result<NflogSocket, Error> {
-        let mut socket =
-            Socket::new(NETLINK_NETFILTER).map_err(io("opening a netfilter netlink socket"))?;
-        socket
-            .bind_auto()
-            .map_err(io("binding the netfilter netlink socket"))?;
+        let socket = socket()?;
         socket
             .set_rx_buf_sz(rcvbuf)
             .map_err(io("sizing the nflog socket's buffer"))?;
@@ -263,11 +269,7 @@ fn entry(attrs: &[ConntrackAttribute]) -> Option<CtEntry> {
 pub fn conntrack_entries() -> Result<Vec<CtEntry>, Error> {
     let mut out = Vec::new();
     for family in [NetfilterProtoFamily::IPv4, NetfilterProtoFamily::IPv6] {
-        let mut socket =
-            Socket::new(NETLINK_NETFILTER).map_err(io("opening a netfilter netlink socket"))?;
-        socket
-            .bind_auto()
-            .map_err(io("binding the netfilter netlink socket"))?;
+        let socket = socket()?;
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(io("connecting the netfilter netlink socket"))?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use calico_api::{Kind, v3};
 use calico_datastore::Datastore;
-use calico_flows::view::{Directory, Flow};
+use calico_flows::view::{Directory, Flow, list};
 use calico_policy::model::Direction;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -22,15 +22,6 @@ pub enum Error {
     /// The datastore or a host could not be read.
     #[error(transparent)]
     Flows(#[from] calico_flows::view::Error),
-    /// The datastore could not be read.
-    #[error("reading {what} from the datastore: {source}")]
-    Datastore {
-        /// What was being read.
-        what: &'static str,
-        /// Why it failed.
-        #[source]
-        source: calico_datastore::DatastoreError,
-    },
     /// The request names nothing there is.
     #[error("{0}")]
     NotFound(String),
@@ -45,24 +36,9 @@ impl Error {
         match self {
             Error::NotFound(_) => 404,
             Error::BadRequest(_) => 400,
-            Error::Flows(_) | Error::Datastore { .. } => 500,
+            Error::Flows(_) => 500,
         }
     }
-}
-
-fn list<T: calico_api::ApiResource>(
-    ds: &dyn Datastore,
-    kind: Kind,
-    what: &'static str,
-) -> Result<Vec<T>, Error> {
-    let listed = ds
-        .list(kind, None)
-        .map_err(|source| Error::Datastore { what, source })?;
-    Ok(listed
-        .items
-        .into_iter()
-        .filter_map(|kv| calico_api::decode::<T>(kv.value).ok())
-        .collect())
 }
 
 /// A policy as the page lists it.
@@ -158,38 +134,46 @@ pub fn cluster(ds: &dyn Datastore) -> Result<Value, Error> {
             .map(|(_, name, _)| name.clone())
             .collect()
     };
+    let row = |kind: &'static str,
+               meta: &v3::ObjectMeta,
+               namespace: Option<String>,
+               (tier, order, selector, types): (&str, Option<f64>, &str, &[String]),
+               (ingress, egress): (&[v3::Rule], &[v3::Rule])| {
+        let mut rules = rule_lines("ingress", ingress);
+        rules.extend(rule_lines("egress", egress));
+        PolicyRow {
+            tier_order: tier_orders.get(tier).copied().flatten(),
+            tier: tier.to_owned(),
+            order,
+            kind,
+            name: meta.name.clone(),
+            selects: selects(selector, namespace.as_deref()),
+            namespace,
+            selector: selector.to_owned(),
+            types: types.to_vec(),
+            rules,
+        }
+    };
     let mut policies = Vec::new();
     for p in list::<v3::GlobalNetworkPolicy>(ds, Kind::GlobalNetworkPolicy, "global policies")? {
-        let mut rules = rule_lines("ingress", &p.spec.ingress);
-        rules.extend(rule_lines("egress", &p.spec.egress));
-        policies.push(PolicyRow {
-            tier_order: tier_orders.get(&p.spec.tier).copied().flatten(),
-            tier: p.spec.tier.clone(),
-            order: p.spec.order,
-            kind: "GlobalNetworkPolicy",
-            name: p.metadata.name.clone(),
-            namespace: None,
-            selects: selects(&p.spec.selector, None),
-            selector: p.spec.selector.clone(),
-            types: p.spec.types.clone(),
-            rules,
-        });
+        let s = &p.spec;
+        policies.push(row(
+            "GlobalNetworkPolicy",
+            &p.metadata,
+            None,
+            (&s.tier, s.order, &s.selector, &s.types),
+            (&s.ingress, &s.egress),
+        ));
     }
     for p in list::<v3::NetworkPolicy>(ds, Kind::NetworkPolicy, "policies")? {
-        let mut rules = rule_lines("ingress", &p.spec.ingress);
-        rules.extend(rule_lines("egress", &p.spec.egress));
-        policies.push(PolicyRow {
-            tier_order: tier_orders.get(&p.spec.tier).copied().flatten(),
-            tier: p.spec.tier.clone(),
-            order: p.spec.order,
-            kind: "NetworkPolicy",
-            name: p.metadata.name.clone(),
-            selects: selects(&p.spec.selector, Some(&p.metadata.namespace)),
-            namespace: Some(p.metadata.namespace.clone()),
-            selector: p.spec.selector.clone(),
-            types: p.spec.types.clone(),
-            rules,
-        });
+        let s = &p.spec;
+        policies.push(row(
+            "NetworkPolicy",
+            &p.metadata,
+            Some(p.metadata.namespace.clone()),
+            (&s.tier, s.order, &s.selector, &s.types),
+            (&s.ingress, &s.egress),
+        ));
     }
     // Evaluation order: tier order, then policy order (none last), then name.
     let key = |o: Option<f64>| o.unwrap_or(f64::INFINITY);
