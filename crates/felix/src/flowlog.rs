@@ -217,7 +217,8 @@ struct Inner {
     current: HashMap<Arc<str>, Arc<Attribution>>,
     previous: HashMap<Arc<str>, Arc<Attribution>>,
     flows: HashMap<FlowKey, Counts>,
-    /// Denied tuples seen this interval: attempts are counted once each.
+    /// Denied tuples seen (across intervals, forgotten all at once when full): an
+    /// attempt is counted once however often its first packet is retransmitted.
     denied_tuples: HashSet<Tuple>,
     followed: HashMap<Tuple, Followed>,
     records: VecDeque<FlowRecord>,
@@ -326,8 +327,10 @@ impl FlowLog {
             }
             !known
         } else {
-            inner.denied_tuples.len() < self.cfg.max_flows * 4
-                && inner.denied_tuples.insert(pkt.tuple)
+            if inner.denied_tuples.len() >= self.cfg.max_flows * 4 {
+                inner.denied_tuples.clear();
+            }
+            inner.denied_tuples.insert(pkt.tuple)
         };
         if !inner.flows.contains_key(&key) && inner.flows.len() >= self.cfg.max_flows {
             inner.lost.table_full += 1;
@@ -402,7 +405,6 @@ impl FlowLog {
                 inner.followed.remove(&t);
             }
         }
-        inner.denied_tuples.clear();
         let mut fresh: Vec<FlowRecord> = inner
             .flows
             .drain()
@@ -756,6 +758,8 @@ mod tests {
             (2, 15, 1400)
         );
         assert_eq!(allowed.port, Some(80));
+        // A denied attempt retransmitted in a later interval is not a new attempt.
+        fl.observe(&packet(&deny, "192.168.0.9", 40000), 6_500);
         // A policy change sends the same connection through policy again: not a new one.
         fl.observe(&packet(&allow, "192.168.0.5", 50000), 6_000);
         fl.flush(Some(&ct), 10_000);
@@ -766,6 +770,15 @@ mod tests {
             .find(|r| r.last_seen_ms == 6_000)
             .unwrap();
         assert_eq!((rechecked.connections, rechecked.packets), (0, 1));
+        let retried = again
+            .flows
+            .iter()
+            .find(|r| r.last_seen_ms == 6_500)
+            .unwrap();
+        assert_eq!(
+            (retried.action, retried.connections, retried.packets),
+            (Verdict::Deny, 0, 1)
+        );
         // Conntrack forgot the connections: they are no longer followed.
         fl.flush(Some(&HashMap::new()), 15_000);
         assert!(fl.lock().followed.is_empty());

@@ -307,6 +307,18 @@ fn the_demos_flows_name_the_deciding_rule_agree_with_trace_and_show_in_the_web_v
     )
     .unwrap();
     assert_eq!(why["agrees"], true, "{why:#}");
+    // Read-only: a POST is refused.
+    let post = Command::new("timeout")
+        .args(["10", "busybox", "wget", "-q", "-O", "-", "--post-data", "x"])
+        .arg(format!("http://{at}/api/cluster"))
+        .output()
+        .unwrap();
+    assert!(!post.status.success(), "a POST was answered");
+    assert!(
+        String::from_utf8_lossy(&post.stderr).contains("405"),
+        "{}",
+        String::from_utf8_lossy(&post.stderr)
+    );
     assert!(
         why["trace"]
             .as_str()
@@ -405,6 +417,7 @@ fn a_flood_of_new_flows_is_bounded_counted_and_policy_still_holds() {
     assert!(eventually(Duration::from_secs(10), || lab
         .fetch(&client.id, &url(&server))
         .is_ok()));
+    let rss_before = node_rss_kib(&lab.host_netns("h1").unwrap());
     let out = lab
         .exec(
             &client.id,
@@ -454,6 +467,13 @@ fn a_flood_of_new_flows_is_bounded_counted_and_policy_still_holds() {
     );
     // At most 50 flows per 1 s interval while the flood lasted (a few seconds).
     assert!(records.len() <= 50 * 30, "{} records", records.len());
+    // The agent's memory stays where it was: the flood filled capped tables only.
+    let rss_after = node_rss_kib(&lab.host_netns("h1").unwrap());
+    println!("calico-node on h1: {rss_before} KiB before the flood, {rss_after} KiB after");
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "calico-node grew from {rss_before} to {rss_after} KiB"
+    );
     let metrics = http_get(Some(&lab.underlay()), &format!("http://{h1}:9091/metrics")).unwrap();
     for series in [
         "felix_flow_log_table_full_total",
@@ -461,4 +481,26 @@ fn a_flood_of_new_flows_is_bounded_counted_and_policy_still_holds() {
     ] {
         assert!(metrics.contains(series), "{series}:\n{metrics}");
     }
+}
+
+/// Resident memory of the calico-node running in `netns`, in KiB.
+fn node_rss_kib(netns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "pids", netns])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "calico-node"))
+        })
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no calico-node in {netns}"))
 }

@@ -510,7 +510,17 @@ fn serve_ui(listen: &str, ds: Arc<dyn Datastore>) -> anyhow::Result<()> {
                     Ok(v) => (200, v.to_string(), "application/json"),
                     Err(e) => (e.status(), format!("{e}\n"), "text/plain; charset=utf-8"),
                 };
+                let read = matches!(
+                    req.method(),
+                    tiny_http::Method::Get | tiny_http::Method::Head
+                );
                 let (code, body, kind) = match path {
+                    // Read-only: nothing but GET (and HEAD) is answered.
+                    _ if !read => (
+                        405,
+                        "read-only: GET only\n".into(),
+                        "text/plain; charset=utf-8",
+                    ),
                     "/" | "/index.html" => (
                         200,
                         calico_node::ui::INDEX_HTML.to_owned(),
