@@ -169,6 +169,7 @@ pub fn run(lab: &Lab, seed: &Path, docker: bool) -> anyhow::Result<bool> {
     );
     print!("{trace}");
     println!();
+    show_denied_flows(lab, &fruit.ip);
 
     let held = before.iter().all(|p| p.outcome.is_ok())
         && after[0].outcome.is_ok()
@@ -183,6 +184,35 @@ pub fn run(lab: &Lab, seed: &Path, docker: bool) -> anyhow::Result<bool> {
         }
     );
     Ok(held)
+}
+
+/// What the flow logs recorded of the denied requests (every host's, with the rule the
+/// kernel applied): shown, not judged (the lab tests check it).
+fn show_denied_flows(lab: &Lab, client_ip: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match lab.calicoctl(&["flows", "--denied", "--since", "5m"]) {
+            Ok(table) if table.contains(client_ip) || table.contains("fruitstore-frontend") => {
+                println!("$ calicoctl flows --denied --since 5m");
+                print!("{table}");
+                println!();
+                return;
+            }
+            Ok(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Ok(table) => {
+                lab.say(format!(
+                    "flow logs: no denied flow from {client_ip} recorded yet:\n{table}"
+                ));
+                return;
+            }
+            Err(e) => {
+                lab.say(format!("flow logs: {e:#}"));
+                return;
+            }
+        }
+    }
 }
 
 /// BGP mode: the other hosts reach the server's block by BIRD's routes, and
