@@ -9,23 +9,16 @@ use calico_flows::view::Flow;
 use crate::cli::FlowsArgs;
 use crate::commands::{CommandError, Context, io_error};
 
-/// `--since`: a number and `s`, `m` or `h`.
+/// `--since`: a positive Go duration (`30s`, `5m`, `1h30m`), as calicoctl's durations are.
 fn since(text: &str) -> Result<Duration, CommandError> {
-    let bad = || {
-        CommandError::new(format!(
-            "--since {text:?}: expected a number and s, m or h (e.g. 5m)"
-        ))
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = text.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_secs(secs))
+    calico_api::parse_go_duration(text)
+        .filter(|nanos| *nanos > 0.0)
+        .map(|nanos| Duration::from_secs_f64(nanos / 1e9))
+        .ok_or_else(|| {
+            CommandError::new(format!(
+                "--since {text:?}: expected a positive duration such as 30s, 5m or 1h"
+            ))
+        })
 }
 
 fn endpoint(p: &calico_flows::Peer, wide: bool) -> String {
@@ -125,6 +118,7 @@ mod tests {
         assert_eq!(since("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(since("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(since("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(since("1h30m").unwrap(), Duration::from_secs(5400));
         for bad in ["5", "m", "5d", "-5m", ""] {
             let e = since(bad).unwrap_err().to_string();
             assert!(e.contains("--since"), "{e}");

@@ -375,8 +375,24 @@ fn report(id: &EndpointId, node: &str, trace: Trace) -> DirectionReport {
     }
 }
 
-/// Run `calicoctl policy trace`; returns the text to print.
+/// Run `calicoctl policy trace`; returns the text to print (JSON with `req.json`).
 pub fn trace(ds: &dyn Datastore, req: &TraceRequest) -> Result<String, CommandError> {
+    let (text, doc) = trace_both(ds, req)?;
+    if req.json {
+        serde_json::to_string_pretty(&doc)
+            .map(|s| s + "\n")
+            .map_err(|e| CommandError::new(format!("formatting JSON: {e}")))
+    } else {
+        Ok(text)
+    }
+}
+
+/// The trace of `req`'s packet, as text and as the `-o json` document, from one
+/// evaluation (`req.json` is not consulted).
+pub fn trace_both(
+    ds: &dyn Datastore,
+    req: &TraceRequest,
+) -> Result<(String, serde_json::Value), CommandError> {
     let inputs = PolicyInputs::load(ds)?;
     let src = inputs.resolve(&req.src, "--src")?;
     let dst = inputs.resolve(&req.dst, "--dst")?;
@@ -433,24 +449,19 @@ pub fn trace(ds: &dyn Datastore, req: &TraceRequest) -> Result<String, CommandEr
     };
     let verdict = if allowed { "allow" } else { "deny" };
 
-    if req.json {
-        let mut doc = serde_json::json!({
-            "verdict": verdict,
-            "packet": packet,
-            "egress": egress,
-            "ingress": ingress,
+    let mut doc = serde_json::json!({
+        "verdict": verdict,
+        "packet": packet,
+        "egress": egress,
+        "ingress": ingress,
+    });
+    if let Some(((s_egress, s_ingress, s_allowed), notes)) = &staged {
+        doc["staged"] = serde_json::json!({
+            "verdict": if *s_allowed { "allow" } else { "deny" },
+            "egress": s_egress,
+            "ingress": s_ingress,
+            "notes": notes,
         });
-        if let Some(((s_egress, s_ingress, s_allowed), notes)) = &staged {
-            doc["staged"] = serde_json::json!({
-                "verdict": if *s_allowed { "allow" } else { "deny" },
-                "egress": s_egress,
-                "ingress": s_ingress,
-                "notes": notes,
-            });
-        }
-        return serde_json::to_string_pretty(&doc)
-            .map(|s| s + "\n")
-            .map_err(|e| CommandError::new(format!("formatting JSON: {e}")));
     }
     let mut out = String::new();
     let ports = |p: Option<u16>| p.map_or_else(String::new, |p| format!(":{p}"));
@@ -520,7 +531,7 @@ pub fn trace(ds: &dyn Datastore, req: &TraceRequest) -> Result<String, CommandEr
             }
         }
     }
-    Ok(out)
+    Ok((out, doc))
 }
 
 /// The reports of both directions for `packet` from `src` to `dst`, and whether it passes.

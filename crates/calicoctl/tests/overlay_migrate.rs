@@ -29,6 +29,14 @@ fn fixtures(c: &Cluster) -> PathBuf {
     dir
 }
 
+/// The text of each of `names` in `dir`.
+fn contents(dir: &Path, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| std::fs::read_to_string(dir.join(n)).unwrap())
+        .collect()
+}
+
 fn paths(dir: &Path, names: &[&str]) -> Vec<String> {
     names
         .iter()
@@ -47,10 +55,7 @@ fn migrate(c: &Cluster, extra: &[&str], files: &[String]) -> common::Run {
 fn a_dry_run_shows_the_diff_and_changes_nothing() {
     let c = Cluster::without_store();
     let dir = fixtures(&c);
-    let before: Vec<String> = GOOD
-        .iter()
-        .map(|n| std::fs::read_to_string(dir.join(n)).unwrap())
-        .collect();
+    let before = contents(&dir, &GOOD);
     let run = migrate(&c, &[], &paths(&dir, &GOOD));
     assert_eq!(run.code, 1, "something would change: {}", run.stderr);
     let out = &run.stdout;
@@ -86,10 +91,7 @@ fn a_dry_run_shows_the_diff_and_changes_nothing() {
 fn write_changes_only_the_network_names_and_keeps_a_backup() {
     let c = Cluster::without_store();
     let dir = fixtures(&c);
-    let before: Vec<String> = GOOD
-        .iter()
-        .map(|n| std::fs::read_to_string(dir.join(n)).unwrap())
-        .collect();
+    let before = contents(&dir, &GOOD);
     let run = migrate(&c, &["--write"], &paths(&dir, &GOOD));
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     for (n, old) in GOOD.iter().zip(&before) {

@@ -54,9 +54,9 @@ impl Default for FlowLogConfig {
 
 /// One packet a rule logged, as read from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggedPacket {
+pub struct LoggedPacket<'a> {
     /// The log prefix (the rule's attribution).
-    pub prefix: String,
+    pub prefix: &'a str,
     /// The connection's addresses, protocol and ports.
     pub tuple: Tuple,
     /// IP length in bytes.
@@ -97,9 +97,24 @@ struct FlowKey {
     prefix: Arc<str>,
 }
 
+/// A rule of the table in force, with its Prometheus counters (looked up once).
+#[derive(Debug)]
+struct Rule {
+    who: Attribution,
+    packets: Counter,
+    bytes: Counter,
+}
+
+impl Rule {
+    fn count(&self, packets: u64, bytes: u64) {
+        self.packets.inc_by(packets);
+        self.bytes.inc_by(bytes);
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Counts {
-    who: Arc<Attribution>,
+    who: Arc<Rule>,
     connections: u64,
     packets: u64,
     bytes: u64,
@@ -111,7 +126,7 @@ struct Counts {
 #[derive(Debug, Clone)]
 struct Followed {
     key: FlowKey,
-    who: Arc<Attribution>,
+    who: Arc<Rule>,
     /// Counters already accounted.
     seen: CtCounters,
 }
@@ -203,10 +218,23 @@ impl FlowMetrics {
         );
     }
 
-    fn count(&self, who: &Attribution, packets: u64, bytes: u64) {
-        let labels = RuleLabels::of(who);
-        self.rule_packets.get_or_create(&labels).inc_by(packets);
-        self.rule_bytes.get_or_create(&labels).inc_by(bytes);
+    fn rule(&self, who: Attribution) -> Rule {
+        let labels = RuleLabels::of(&who);
+        Rule {
+            packets: self.rule_packets.get_or_create(&labels).clone(),
+            bytes: self.rule_bytes.get_or_create(&labels).clone(),
+            who,
+        }
+    }
+
+    /// What the flow log dropped, as its counters say.
+    fn lost(&self) -> Lost {
+        Lost {
+            overruns: self.overruns.get(),
+            rate_limited: self.rate_limited.get(),
+            table_full: self.table_full.get(),
+            unattributed: self.unattributed.get(),
+        }
     }
 }
 
@@ -214,15 +242,14 @@ impl FlowMetrics {
 struct Inner {
     /// The prefixes of the table in force, and of the one before (packets logged
     /// just before a change are still being read).
-    current: HashMap<Arc<str>, Arc<Attribution>>,
-    previous: HashMap<Arc<str>, Arc<Attribution>>,
+    current: HashMap<Arc<str>, Arc<Rule>>,
+    previous: HashMap<Arc<str>, Arc<Rule>>,
     flows: HashMap<FlowKey, Counts>,
     /// Denied tuples seen (across intervals, forgotten all at once when full): an
     /// attempt is counted once however often its first packet is retransmitted.
     denied_tuples: HashSet<Tuple>,
     followed: HashMap<Tuple, Followed>,
     records: VecDeque<FlowRecord>,
-    lost: Lost,
 }
 
 /// The flow log of one host; shared by the reader, the agent (which tells it the rules
@@ -275,39 +302,43 @@ impl FlowLog {
         if inner.current.len() == attributions.len()
             && attributions
                 .iter()
-                .all(|(p, a)| inner.current.get(p.as_str()).is_some_and(|c| **c == *a))
+                .all(|(p, a)| inner.current.get(p.as_str()).is_some_and(|c| c.who == *a))
         {
             return;
         }
         let next = attributions
             .iter()
-            .map(|(p, a)| (Arc::from(p.as_str()), Arc::new(a.clone())))
+            .map(|(p, a)| {
+                (
+                    Arc::from(p.as_str()),
+                    Arc::new(self.metrics.rule(a.clone())),
+                )
+            })
             .collect();
         inner.previous = std::mem::replace(&mut inner.current, next);
     }
 
     /// Records one logged packet seen at `ms`.
-    pub fn observe(&self, pkt: &LoggedPacket, ms: u64) {
+    pub fn observe(&self, pkt: &LoggedPacket<'_>, ms: u64) {
         let mut inner = self.lock();
         let found = inner
             .current
-            .get_key_value(pkt.prefix.as_str())
-            .or_else(|| inner.previous.get_key_value(pkt.prefix.as_str()))
+            .get_key_value(pkt.prefix)
+            .or_else(|| inner.previous.get_key_value(pkt.prefix))
             .map(|(p, w)| (p.clone(), w.clone()));
         let Some((prefix, who)) = found else {
-            inner.lost.unattributed += 1;
             self.metrics.unattributed.inc();
             return;
         };
         let key = FlowKey {
-            reporter: who.direction,
+            reporter: who.who.direction,
             src: pkt.tuple.src,
             dst: pkt.tuple.dst,
             proto: pkt.tuple.proto,
             dport: pkt.tuple.dport,
             prefix,
         };
-        let allowed = who.verdict() == Verdict::Allow;
+        let allowed = who.who.verdict() == Verdict::Allow;
         let new_connection = if allowed {
             // An allowed connection passes policy once (again after a policy change):
             // conntrack counts the rest of its packets.
@@ -333,11 +364,10 @@ impl FlowLog {
             inner.denied_tuples.insert(pkt.tuple)
         };
         if !inner.flows.contains_key(&key) && inner.flows.len() >= self.cfg.max_flows {
-            inner.lost.table_full += 1;
             self.metrics.table_full.inc();
             return;
         }
-        self.metrics.count(&who, 1, pkt.len);
+        who.count(1, pkt.len);
         let c = inner.flows.entry(key).or_insert_with(|| Counts {
             who,
             connections: 0,
@@ -354,9 +384,6 @@ impl FlowLog {
 
     /// Counts packets the kernel or the rate limit kept from us.
     pub fn count_lost(&self, overruns: u64, rate_limited: u64) {
-        let mut inner = self.lock();
-        inner.lost.overruns += overruns;
-        inner.lost.rate_limited += rate_limited;
         self.metrics.overruns.inc_by(overruns);
         self.metrics.rate_limited.inc_by(rate_limited);
     }
@@ -383,9 +410,8 @@ impl FlowLog {
                     continue;
                 }
                 f.seen = *now;
-                self.metrics.count(&f.who, packets, bytes);
+                f.who.count(packets, bytes);
                 if !inner.flows.contains_key(&f.key) && inner.flows.len() >= self.cfg.max_flows {
-                    inner.lost.table_full += packets;
                     self.metrics.table_full.inc_by(packets);
                     continue;
                 }
@@ -415,8 +441,8 @@ impl FlowLog {
                 destination_ip: k.dst,
                 protocol: k.proto,
                 port: matches!(k.proto, 6 | 17 | 132 | 136).then_some(k.dport),
-                action: c.who.verdict(),
-                decision: c.who.decision.clone(),
+                action: c.who.who.verdict(),
+                decision: c.who.who.decision.clone(),
                 connections: c.connections,
                 packets: c.packets,
                 bytes: c.bytes,
@@ -448,7 +474,7 @@ impl FlowLog {
                 .filter(|r| r.last_seen_ms >= from)
                 .cloned()
                 .collect(),
-            lost: inner.lost.clone(),
+            lost: self.metrics.lost(),
         }
     }
 
@@ -619,14 +645,7 @@ fn read_loop(log: &FlowLog, socket: &mut calico_netlink::netfilter::NflogSocket)
                 return;
             }
             if let Some((tuple, len)) = parse_packet(payload) {
-                log.observe(
-                    &LoggedPacket {
-                        prefix: prefix.to_owned(),
-                        tuple,
-                        len,
-                    },
-                    now_ms(),
-                );
+                log.observe(&LoggedPacket { prefix, tuple, len }, now_ms());
             }
         });
         match got {
@@ -687,9 +706,9 @@ mod tests {
         )
     }
 
-    fn packet(prefix: &str, src: &str, sport: u16) -> LoggedPacket {
+    fn packet<'a>(prefix: &'a str, src: &str, sport: u16) -> LoggedPacket<'a> {
         LoggedPacket {
-            prefix: prefix.into(),
+            prefix,
             tuple: Tuple {
                 src: src.parse().unwrap(),
                 dst: "192.168.1.2".parse().unwrap(),

@@ -265,6 +265,8 @@ pub struct FlowsView {
 /// Addresses and what they belong to, from the datastore.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
+    /// The workload endpoints, as listed.
+    pub workloads: Vec<v3::WorkloadEndpoint>,
     endpoints: BTreeMap<IpAddr, Peer>,
     sets: Vec<(IpNet, Peer)>,
     hosts: BTreeMap<IpAddr, Peer>,
@@ -303,17 +305,13 @@ pub fn list<T: calico_api::ApiResource>(
 impl Directory {
     /// Reads endpoints, network sets and Nodes.
     pub fn load(ds: &dyn Datastore) -> Result<Directory, Error> {
-        let mut dir = Directory::default();
-        for w in list::<v3::WorkloadEndpoint>(ds, Kind::WorkloadEndpoint, "workload endpoints")? {
+        let mut dir = Directory {
+            workloads: list(ds, Kind::WorkloadEndpoint, "workload endpoints")?,
+            ..Directory::default()
+        };
+        for w in &dir.workloads {
             let labels = w.metadata.labels.clone();
-            let app = APP_LABELS
-                .iter()
-                .find_map(|k| labels.get(*k))
-                .map(|a| a.trim_start_matches(['/', '.']).to_owned());
-            let task = TASK_LABELS
-                .iter()
-                .find_map(|k| labels.get(*k).cloned())
-                .or_else(|| (!w.spec.workload.is_empty()).then(|| w.spec.workload.clone()));
+            let (app, task) = app_and_task(w);
             for net in &w.spec.ip_networks {
                 let Ok(net) = net.parse::<IpNet>() else {
                     continue;
@@ -413,11 +411,21 @@ impl Directory {
             labels: BTreeMap::new(),
         }
     }
+}
 
-    /// Every endpoint with an address, by address.
-    pub fn endpoints(&self) -> impl Iterator<Item = &Peer> {
-        self.endpoints.values()
-    }
+/// An endpoint's Marathon app (from [`APP_LABELS`]) and task (from [`TASK_LABELS`], else
+/// its workload).
+pub fn app_and_task(w: &v3::WorkloadEndpoint) -> (Option<String>, Option<String>) {
+    let labels = &w.metadata.labels;
+    let app = APP_LABELS
+        .iter()
+        .find_map(|k| labels.get(*k))
+        .map(|a| a.trim_start_matches(['/', '.']).to_owned());
+    let task = TASK_LABELS
+        .iter()
+        .find_map(|k| labels.get(*k).cloned())
+        .or_else(|| (!w.spec.workload.is_empty()).then(|| w.spec.workload.clone()));
+    (app, task)
 }
 
 /// The merge key (and id) of a record: the same flow in different intervals.

@@ -59,17 +59,23 @@ impl Pool {
     }
 }
 
+/// A stored pool with its defaults filled in, and its CIDR.
+fn decode_pool(kv: &calico_datastore::KeyValue) -> Result<(IPPool, IpNet)> {
+    let mut pool: IPPool = decode(kv)?;
+    calico_api::defaults::ippool(&mut pool.spec);
+    let net = cidr::parse_net(&pool.spec.cidr).ok_or_else(|| IpamError::Corrupt {
+        what: kv.key.to_string(),
+        reason: format!("spec.cidr {:?} is not a CIDR", pool.spec.cidr),
+    })?;
+    Ok((pool, net))
+}
+
 /// Every pool in the store, sorted by name.
 pub fn list_pools(ds: &dyn Datastore) -> Result<Vec<Pool>> {
     let list = crate::list_all(ds, Kind::IpPool, "listing IP pools")?;
     let mut out = Vec::with_capacity(list.items.len());
     for kv in &list.items {
-        let mut pool: IPPool = decode(kv)?;
-        calico_api::defaults::ippool(&mut pool.spec);
-        let net = cidr::parse_net(&pool.spec.cidr).ok_or_else(|| IpamError::Corrupt {
-            what: kv.key.to_string(),
-            reason: format!("spec.cidr {:?} is not a CIDR", pool.spec.cidr),
-        })?;
+        let (pool, net) = decode_pool(kv)?;
         let bs = u8::try_from(pool.spec.block_size).unwrap_or(net.max_prefix_len());
         out.push(Pool {
             name: kv.key.name.clone(),
@@ -230,12 +236,7 @@ pub fn split_pool(ds: &dyn Datastore, which: &PoolRef, parts: u32) -> Result<Vec
             PoolRef::Cidr(c) => format!("no IP pool with CIDR {c}"),
         }));
     };
-    let mut pool: IPPool = decode(kv)?;
-    calico_api::defaults::ippool(&mut pool.spec);
-    let net = cidr::parse_net(&pool.spec.cidr).ok_or_else(|| IpamError::Corrupt {
-        what: kv.key.to_string(),
-        reason: format!("spec.cidr {:?} is not a CIDR", pool.spec.cidr),
-    })?;
+    let (pool, net) = decode_pool(kv)?;
     let extra_bits = u8::try_from(parts.trailing_zeros()).unwrap_or(u8::MAX);
     let prefix = net.prefix_len().saturating_add(extra_bits);
     if i64::from(prefix) > pool.spec.block_size || prefix > net.max_prefix_len() {

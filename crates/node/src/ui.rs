@@ -102,20 +102,20 @@ pub fn cluster(ds: &dyn Datastore) -> Result<Value, Error> {
         })
         .collect();
     // Endpoint labels as selectors see them.
-    let endpoints: Vec<(String, String, BTreeMap<String, String>)> =
-        list::<v3::WorkloadEndpoint>(ds, Kind::WorkloadEndpoint, "workload endpoints")?
-            .into_iter()
-            .map(|w| {
-                let mut labels = w.metadata.labels.clone();
-                labels.insert(v3::NAMESPACE_LABEL.into(), w.metadata.namespace.clone());
-                labels.insert(v3::ORCHESTRATOR_LABEL.into(), w.spec.orchestrator.clone());
-                (
-                    w.metadata.namespace.clone(),
-                    format!("{}/{}", w.metadata.namespace, w.metadata.name),
-                    labels,
-                )
-            })
-            .collect();
+    let endpoints: Vec<(String, String, BTreeMap<String, String>)> = dir
+        .workloads
+        .iter()
+        .map(|w| {
+            let mut labels = w.metadata.labels.clone();
+            labels.insert(v3::NAMESPACE_LABEL.into(), w.metadata.namespace.clone());
+            labels.insert(v3::ORCHESTRATOR_LABEL.into(), w.spec.orchestrator.clone());
+            (
+                w.metadata.namespace.clone(),
+                format!("{}/{}", w.metadata.namespace, w.metadata.name),
+                labels,
+            )
+        })
+        .collect();
     let tier_orders: BTreeMap<String, Option<f64>> = list::<v3::Tier>(ds, Kind::Tier, "tiers")?
         .into_iter()
         .map(|t| (t.metadata.name.clone(), t.spec.order))
@@ -185,17 +185,25 @@ pub fn cluster(ds: &dyn Datastore) -> Result<Value, Error> {
             .then_with(|| a.name.cmp(&b.name))
     });
     let endpoint_rows: Vec<Value> = dir
-        .endpoints()
-        .map(|p| {
+        .workloads
+        .iter()
+        .map(|w| {
+            let (app, task) = calico_flows::view::app_and_task(w);
+            let ips: Vec<&str> = w
+                .spec
+                .ip_networks
+                .iter()
+                .map(|n| n.split('/').next().unwrap_or(n))
+                .collect();
             json!({
-                "host": p.host,
-                "namespace": p.name.split_once('/').map(|(ns, _)| ns),
-                "name": p.name.split_once('/').map_or(p.name.as_str(), |(_, n)| n),
-                "workload": p.task,
-                "app": p.app,
-                "task": p.task,
-                "ips": [p.ip],
-                "labels": p.labels,
+                "host": w.spec.node,
+                "namespace": w.metadata.namespace,
+                "name": w.metadata.name,
+                "workload": w.spec.workload,
+                "app": app,
+                "task": task,
+                "ips": ips,
+                "labels": w.metadata.labels,
             })
         })
         .collect();
@@ -244,7 +252,7 @@ pub fn trace_of(
     ds: &dyn Datastore,
     flow: &Flow,
 ) -> Result<(String, Option<calico_policy::Decision>), String> {
-    let mut req = calicoctl::policy_cmd::TraceRequest {
+    let req = calicoctl::policy_cmd::TraceRequest {
         src: flow.source.ip.to_string(),
         dst: flow.destination.ip.to_string(),
         protocol: flow.protocol.clone(),
@@ -255,11 +263,7 @@ pub fn trace_of(
         json: false,
         staged: false,
     };
-    let text = calicoctl::policy_cmd::trace(ds, &req).map_err(|e| e.to_string())?;
-    req.json = true;
-    let doc: Value = calicoctl::policy_cmd::trace(ds, &req)
-        .map_err(|e| e.to_string())
-        .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()))?;
+    let (text, doc) = calicoctl::policy_cmd::trace_both(ds, &req).map_err(|e| e.to_string())?;
     let side = match flow.reporter {
         Direction::Ingress => "ingress",
         Direction::Egress => "egress",
@@ -268,36 +272,12 @@ pub fn trace_of(
     Ok((text, decision))
 }
 
-/// The value of `name` in a URL's query, percent-decoded.
+/// The value of `name` in a URL's query, decoded.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-/// `%XX` and `+` decoding of a query value (a dependency for ten lines is not worth it).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 2;
-            }
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
