@@ -10,7 +10,6 @@
 //! way) a watcher in the owner's namespace reports whether the SYN-ACK came.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -20,9 +19,6 @@ use serde_json::Value;
 
 mod common;
 use common::*;
-
-/// The packet tool.
-const PACKETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/packets.py");
 
 /// How long a change may take to reach the kernel.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -167,46 +163,7 @@ impl Drop for Netns {
     }
 }
 
-/// A `packets.py udp-sink` in a task: what arrives on a UDP port.
-struct UdpSink {
-    child: Child,
-    file: PathBuf,
-}
-
 impl UdpSink {
-    fn start(lab: &Lab, on: &Task, port: u16) -> UdpSink {
-        let file = lab.dir.join(format!("udp-{}-{port}.received", on.id));
-        let _ = std::fs::remove_file(&file);
-        let child = Command::new("ip")
-            .args(["netns", "exec", &on.netns, "python3", PACKETS, "udp-sink"])
-            .arg(port.to_string())
-            .arg(&file)
-            .arg("600")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let sink = UdpSink { child, file };
-        // The file appears once the socket is bound.
-        assert!(
-            eventually(Duration::from_secs(5), || sink.file.exists()),
-            "udp-sink in {} did not start",
-            on.id
-        );
-        sink
-    }
-
-    /// Everything received so far, one "PAYLOAD SRC:PORT" line per datagram.
-    fn contents(&self) -> String {
-        std::fs::read_to_string(&self.file).unwrap_or_default()
-    }
-
-    fn got(&self, payload: &str) -> bool {
-        self.contents()
-            .lines()
-            .any(|l| l.split_whitespace().next() == Some(payload))
-    }
-
     /// Sends `marker` from `allowed` (a client the policy allows) until it
     /// arrives: what an attacker sent before it through the same host would
     /// have arrived by then too.
@@ -220,13 +177,6 @@ impl UdpSink {
             allowed.id,
             self.contents()
         );
-    }
-}
-
-impl Drop for UdpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{app, eventually, lab, lab_setup, url};
+use common::{PACKETS, UdpSink, app, eventually, lab, lab_setup, url};
 use serde_json::Value;
 
-const PACKETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/packets.py");
 const CHECK_UI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui/check_ui.py");
 const MOCK_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui/mock/mock_server.py");
 /// Debian's python (selenium is a Debian package, not in another python's path).
@@ -410,6 +409,26 @@ fn a_flood_of_new_flows_is_bounded_counted_and_policy_still_holds() {
         .add_app(&app("client", 1, &[("role", "client")]), Some("h2"))
         .unwrap()
         .remove(0);
+    // Control: before the policy, UDP reaches the server.
+    let sink = UdpSink::start(&lab, &server, 1100);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let _ = lab.exec(
+                &client.id,
+                &[
+                    "python3".into(),
+                    PACKETS.into(),
+                    "udp-send".into(),
+                    client.ip.clone(),
+                    server.ip.clone(),
+                    "1100".into(),
+                    "before".into(),
+                ],
+            );
+            sink.got("before")
+        }),
+        "UDP reaches the server before the policy"
+    );
     lab.apply_yaml(
         "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: server-tcp-only}\nspec:\n  selector: role == 'server'\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    protocol: TCP\n  - action: Deny\n    protocol: UDP\n",
     )
@@ -437,7 +456,13 @@ fn a_flood_of_new_flows_is_bounded_counted_and_policy_still_holds() {
     );
     let sent: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(sent > 20_000, "{sent}");
-    // Policy still holds and the agent still answers.
+    // Policy still holds and the agent still answers: none of the flood arrived (one
+    // datagram went to the sink's port), the allowed TCP still works.
+    assert!(
+        !sink.got("x"),
+        "a denied datagram arrived: {}",
+        sink.contents()
+    );
     assert!(lab.fetch(&client.id, &url(&server)).is_ok());
     assert!(lab.is_ready("h1").unwrap());
     let h1 = "172.30.0.1";

@@ -7,6 +7,7 @@
 )]
 
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use calico_lab::{App, AppNetwork, Lab, Task};
@@ -134,4 +135,57 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub fn reaches(lab: &Lab, from: &Task, to: &Task) -> bool {
     lab.fetch(&from.id, &url(to)).as_deref() == Ok(to.id.as_str())
+}
+
+/// Hand-made packets (`tests/packets.py`, run in a namespace).
+pub const PACKETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/packets.py");
+
+/// A `packets.py udp-sink` in a task: what arrives on a UDP port.
+pub struct UdpSink {
+    child: Child,
+    file: PathBuf,
+}
+
+impl UdpSink {
+    /// Listens on `port` in `on`'s namespace (until dropped).
+    pub fn start(lab: &Lab, on: &Task, port: u16) -> UdpSink {
+        let file = lab.dir.join(format!("udp-{}-{port}.received", on.id));
+        let _ = std::fs::remove_file(&file);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &on.netns, "python3", PACKETS, "udp-sink"])
+            .arg(port.to_string())
+            .arg(&file)
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let sink = UdpSink { child, file };
+        // The file appears once the socket is bound.
+        assert!(
+            eventually(Duration::from_secs(5), || sink.file.exists()),
+            "udp-sink in {} did not start",
+            on.id
+        );
+        sink
+    }
+
+    /// Everything received so far, one "PAYLOAD SRC:PORT" line per datagram.
+    pub fn contents(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+
+    /// Whether a datagram carrying `payload` arrived.
+    pub fn got(&self, payload: &str) -> bool {
+        self.contents()
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(payload))
+    }
+}
+
+impl Drop for UdpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
